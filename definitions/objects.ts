@@ -1,0 +1,82 @@
+/** The stored shapes of Conveyor's API objects, as the gateway returns them. */
+
+export interface ObjectMetadata {
+  readonly uid: string
+  /** Per-object counter: 1 on create, +1 on every update (Conveyor's `version`). */
+  readonly version: number
+  /** etcd mod revision of the object: the optimistic-concurrency token (`If-Match`). */
+  readonly revision: number
+  readonly createdAt: string
+  readonly updatedAt: string
+  readonly labels: Readonly<Record<string, string>>
+}
+
+export interface ResourceDefinition {
+  readonly name: string
+  readonly version: string
+  readonly description?: string
+  readonly schema: Record<string, unknown>
+  readonly lifecycle?: Record<string, unknown>
+  readonly metadata: ObjectMetadata
+}
+
+/** What one driver reported for one run of a resource. */
+export interface DriverOutcome {
+  readonly success: boolean
+  readonly message: string
+  readonly data: Record<string, unknown>
+  readonly runid: string
+  /** The resource revision this outcome answers. */
+  readonly forRevision: number
+  readonly attempt: number
+  readonly finishedAt: string
+}
+
+export interface ResourceStatus {
+  readonly state: string
+  readonly runid: string
+  readonly context: Record<string, unknown>
+  readonly drivers: Readonly<Record<string, DriverOutcome>>
+}
+
+export interface Resource {
+  readonly name: string
+  /** The resource definition (type) this resource is an instance of. */
+  readonly resource: string
+  readonly pipeline?: string
+  readonly spec: Record<string, unknown>
+  readonly metadata: ObjectMetadata
+  readonly status: ResourceStatus
+  /** Conveyor compatibility: the current run id (same as `status.runid`). */
+  readonly runid: string
+  /** Conveyor compatibility: same as `metadata.version`. */
+  readonly version: number
+}
+
+export const EventKind = {
+  created: 'created',
+  updated: 'updated',
+  deleted: 'deleted',
+  driverResult: 'driver.result',
+  definitionCreated: 'definition.created',
+  definitionUpdated: 'definition.updated',
+  definitionDeleted: 'definition.deleted',
+} as const
+export type EventKind = (typeof EventKind)[keyof typeof EventKind]
+
+/** The payload of every message on the events stream. */
+export interface ConveyorEvent {
+  readonly kind: EventKind
+  /** uid of the object the event is about; with `revision` it forms the message id. */
+  readonly uid: string
+  /** etcd revision at which the change committed. */
+  readonly revision: number
+  readonly time: string
+  readonly type?: string
+  readonly name: string
+  readonly runid?: string
+  readonly version?: number
+  readonly object?: Resource | ResourceDefinition
+  readonly driver?: string
+  readonly outcome?: DriverOutcome
+}

@@ -1,0 +1,48 @@
+import { resolve } from 'node:path'
+
+/** Everything a Conveyor process needs to find its servers. Resolved once by `resolveConfig`. */
+export interface ConveyorConfig {
+  /** @default 'nats://127.0.0.1:4222' (env `CONVEYOR_NATS_URL`) */
+  readonly natsUrl: string
+  /** @default ['http://127.0.0.1:2379'] (env `CONVEYOR_ETCD_ENDPOINTS`, comma separated) */
+  readonly etcdEndpoints: readonly string[]
+  /** @default 8080 (env `CONVEYOR_HTTP_PORT`) */
+  readonly httpPort: number
+  /** @default './.conveyor' (env `CONVEYOR_DATA_DIR`) */
+  readonly dataDir: string
+  /** @default 'http://127.0.0.1:8080' (env `CONVEYOR_API_URL`) */
+  readonly apiUrl: string
+}
+
+export interface ConfigOverrides {
+  readonly natsUrl?: string | undefined
+  readonly etcdEndpoints?: string | readonly string[] | undefined
+  readonly httpPort?: number | string | undefined
+  readonly dataDir?: string | undefined
+  readonly apiUrl?: string | undefined
+}
+
+const splitList = (value: string): string[] =>
+  value
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0)
+
+function parsePort(value: number | string, source: string): number {
+  const port = typeof value === 'number' ? value : Number(value)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`${source} must be a TCP port (0-65535), got ${JSON.stringify(value)}`)
+  return port
+}
+
+/** Flags override the environment, the environment overrides defaults. */
+export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): ConveyorConfig {
+  const etcd = overrides.etcdEndpoints ?? env.CONVEYOR_ETCD_ENDPOINTS ?? 'http://127.0.0.1:2379'
+  const httpPort = parsePort(overrides.httpPort ?? env.CONVEYOR_HTTP_PORT ?? 8080, 'CONVEYOR_HTTP_PORT')
+  return {
+    natsUrl: overrides.natsUrl ?? env.CONVEYOR_NATS_URL ?? 'nats://127.0.0.1:4222',
+    etcdEndpoints: typeof etcd === 'string' ? splitList(etcd) : etcd,
+    httpPort,
+    dataDir: resolve(overrides.dataDir ?? env.CONVEYOR_DATA_DIR ?? '.conveyor'),
+    apiUrl: overrides.apiUrl ?? env.CONVEYOR_API_URL ?? `http://127.0.0.1:${httpPort || 8080}`,
+  }
+}

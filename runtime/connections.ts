@@ -1,0 +1,114 @@
+import { Etcd3, isRecoverableError } from 'etcd3'
+import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
+import { ConveyorError } from './errors.ts'
+import { ensureStreams, type RetentionOptions } from './streams.ts'
+import type { ConveyorConfig } from './config.ts'
+
+/** The live connections to etcd and NATS shared by every component of one process. */
+export interface Connections {
+  readonly etcd: Etcd3
+  readonly nats: NatsConnection
+  readonly js: JetStreamClient
+  readonly jsm: JetStreamManager
+  /** True while the NATS connection is up (false while it reconnects). */
+  natsConnected(): boolean
+  close(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+export interface ConnectOptions {
+  /** Milliseconds to wait for each server at start-up. @default 5000 */
+  readonly connectTimeoutMs?: number
+  /** Deadline of one etcd call. @default 5000 */
+  readonly etcdCallTimeoutMs?: number
+  readonly retention?: RetentionOptions
+  /** Connection name shown by `nats-server` monitoring. */
+  readonly name?: string
+}
+
+/**
+ * Connects to etcd and NATS and makes sure the JetStream streams exist.
+ * Fails with one clear line when a server cannot be reached.
+ */
+export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'etcdEndpoints'>, options: ConnectOptions = {}): Promise<Connections> {
+  const timeout = options.connectTimeoutMs ?? 5000
+  const callTimeout = options.etcdCallTimeoutMs ?? 5000
+  const etcd = new Etcd3({
+    hosts: [...config.etcdEndpoints],
+    dialTimeout: timeout,
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeout }),
+  })
+  try {
+    await etcd.get('/conveyor/ping').options({ deadline: Date.now() + timeout }).string()
+  } catch (error) {
+    etcd.close()
+    throw new ConveyorError('etcd-unreachable', `cannot reach etcd at ${config.etcdEndpoints.join(',')}: ${describe(error)}`, { kind: 'unavailable', cause: error })
+  }
+  let nats: NatsConnection
+  try {
+    nats = await connect({
+      servers: config.natsUrl,
+      timeout,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      name: options.name ?? 'conveyor',
+    })
+  } catch (error) {
+    etcd.close()
+    throw new ConveyorError('nats-unreachable', `cannot reach NATS at ${config.natsUrl}: ${describe(error)}`, { kind: 'unavailable', cause: error })
+  }
+  let connected = true
+  void (async () => {
+    for await (const status of nats.status()) {
+      if (status.type === 'disconnect') connected = false
+      else if (status.type === 'reconnect') connected = true
+    }
+  })()
+  const jsm = await jetstreamManager(nats)
+  await ensureStreams(jsm, options.retention)
+  const js = jetstream(nats)
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await nats.drain().catch(() => nats.close())
+      etcd.close()
+    })()
+    return closing
+  }
+  return {
+    etcd,
+    nats,
+    js,
+    jsm,
+    natsConnected: () => connected && !nats.isClosed(),
+    close,
+    [Symbol.asyncDispose]: close,
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message.split('\n')[0] ?? error.name
+  return String(error)
+}
+
+/** True when an error means a server is unreachable rather than the request being wrong. */
+export function isServerUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  if (isRecoverableError(error)) return true
+  const name = error.name
+  const message = error.message
+  return (
+    name === 'GRPCUnavailableError' ||
+    name === 'GRPCDeadlineExceededError' ||
+    name === 'GRPCConnectFailedError' ||
+    name === 'BrokenCircuitError' ||
+    name === 'EtcdNoLeaderError' ||
+    name === 'TimeoutError' ||
+    name === 'ConnectionError' ||
+    name === 'ClosedConnectionError' ||
+    name === 'RequestError' ||
+    name === 'NoRespondersError' ||
+    /deadline|unavailable|no leader|timeout|connection (closed|draining)|no responders/i.test(message)
+  )
+}

@@ -1,0 +1,60 @@
+/**
+ * Every etcd key and NATS subject Conveyor uses, in one place.
+ *
+ * A partition is derived from `type/name` once; it appears in subjects so that sharding the hot
+ * path across several streams later is a deployment change, not a rewrite.
+ */
+
+export const PARTITIONS = 64
+
+export function partitionOf(type: string, name: string): number {
+  let hash = 0x811c9dc5
+  const text = `${type}/${name}`
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  return hash % PARTITIONS
+}
+
+const partitionToken = (type: string, name: string): string => `p${String(partitionOf(type, name)).padStart(2, '0')}`
+
+const ROOT = '/conveyor'
+
+export const keys = {
+  definition: (name: string): string => `${ROOT}/definitions/${name}`,
+  definitions: (): string => `${ROOT}/definitions/`,
+  resource: (type: string, name: string): string => `${ROOT}/resources/${type}/${name}`,
+  resources: (type: string): string => `${ROOT}/resources/${type}/`,
+  status: (type: string, name: string): string => `${ROOT}/status/${type}/${name}`,
+  statuses: (type: string): string => `${ROOT}/status/${type}/`,
+  version: (type: string, name: string, version: number): string => `${ROOT}/versions/${type}/${name}/${String(version).padStart(10, '0')}`,
+  versions: (type: string, name: string): string => `${ROOT}/versions/${type}/${name}/`,
+  outbox: (id: string): string => `${ROOT}/outbox/${id}`,
+  outboxes: (): string => `${ROOT}/outbox/`,
+} as const
+
+export const streams = {
+  events: 'CONVEYOR_EVENTS',
+  logs: 'CONVEYOR_LOGS',
+} as const
+
+export const subjects = {
+  /** created / updated / deleted of a resource: what drivers consume. */
+  resource: (type: string, name: string): string => `conveyor.resource.${partitionToken(type, name)}.${type}.${name}`,
+  /** driver results (and, later, transitions) of a resource. */
+  outcome: (type: string, name: string): string => `conveyor.outcome.${partitionToken(type, name)}.${type}.${name}`,
+  definition: (name: string): string => `conveyor.definition.${name}`,
+  /** Every event of one resource, in order (one filter subject, as nats-server 2.9 allows). */
+  history: (type: string, name: string): string => `conveyor.*.${partitionToken(type, name)}.${type}.${name}`,
+  /** Resource changes of one type, for a driver's consumer. */
+  resourceChangesOfType: (type: string): string => `conveyor.resource.*.${type}.*`,
+  log: (driver: string, runid: string): string => `conveyor.logs.${driver}.${runid}`,
+  allLogs: (): string => 'conveyor.logs.>',
+} as const
+
+export const headers = {
+  kind: 'Conveyor-Kind',
+  logEnd: 'Conveyor-Log-End',
+  logStream: 'Conveyor-Log-Stream',
+} as const

@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto'
+import { headers as natsHeaders } from '@nats-io/transport-node'
+import type { IRequestOp } from 'etcd3'
+import type { Connections } from './connections.ts'
+import type { ConveyorEvent } from '../definitions/objects.ts'
+import { keys, headers } from './keys.ts'
+import { op, readPrefix } from './etcd-ops.ts'
+import { faultPoint } from './faults.ts'
+import type { Logger } from './logger.ts'
+
+/** An event waiting in etcd until JetStream has acknowledged it. */
+export interface OutboxEntry {
+  readonly key: string
+  readonly subject: string
+  readonly event: ConveyorEvent
+}
+
+interface StoredEntry {
+  readonly subject: string
+  readonly event: ConveyorEvent
+}
+
+export interface OutboxOptions {
+  /** How often leftover entries (a crashed writer's) are republished. @default 5000 */
+  readonly sweepIntervalMs?: number
+}
+
+/** Sets the commit revision into an event (and into the object it carries). */
+function stamp(event: ConveyorEvent, revision: number): ConveyorEvent {
+  const object = event.object
+  if (object === undefined || event.kind === 'deleted' || event.kind === 'definition.deleted') return { ...event, revision }
+  return { ...event, revision, object: { ...object, metadata: { ...object.metadata, revision } } as typeof object }
+}
+
+/**
+ * The transactional outbox. A writer puts `entry()` into the same etcd transaction as its change;
+ * after the commit, `publish()` sends the event to JetStream with message id `uid:revision` and
+ * deletes the entry in a batch. Whatever a crash leaves behind, `sweep()` republishes; JetStream's
+ * duplicate window drops a second copy.
+ */
+export class Outbox {
+  readonly #connections: Connections
+  readonly #logger: Logger
+  readonly #sweepIntervalMs: number
+  #toDelete: string[] = []
+  #deleteTimer: NodeJS.Timeout | undefined
+  #sweepTimer: NodeJS.Timeout | undefined
+  #lastSweepRevision = 0
+  #sweeping: Promise<number> | undefined
+  #closed = false
+
+  constructor(connections: Connections, logger: Logger, options: OutboxOptions = {}) {
+    this.#connections = connections
+    this.#logger = logger
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? 5000
+  }
+
+  entry(subject: string, event: ConveyorEvent): { entry: OutboxEntry; op: IRequestOp } {
+    const key = keys.outbox(`${Date.now().toString(36)}-${randomUUID()}`)
+    const stored: StoredEntry = { subject, event }
+    return { entry: { key, subject, event }, op: op.put(key, JSON.stringify(stored)) }
+  }
+
+  /** Publishes committed entries. Never throws: what fails stays in etcd for the sweeper. */
+  async publish(entries: readonly OutboxEntry[], revision: number): Promise<ConveyorEvent[]> {
+    faultPoint('crash-after-commit')
+    const stamped = entries.map((entry) => stamp(entry.event, revision))
+    await Promise.all(
+      entries.map(async (entry, i) => {
+        try {
+          await this.#send(entry.subject, stamped[i]!)
+          this.#scheduleDelete(entry.key)
+        } catch (error) {
+          this.#logger.warn('publish failed; the outbox sweeper will retry', { subject: entry.subject, error: String(error) })
+        }
+      }),
+    )
+    return stamped
+  }
+
+  async #send(subject: string, event: ConveyorEvent): Promise<void> {
+    const h = natsHeaders()
+    h.set(headers.kind, event.kind)
+    await this.#connections.js.publish(subject, JSON.stringify(event), { msgID: `${event.uid}:${event.revision}`, headers: h })
+  }
+
+  #scheduleDelete(key: string): void {
+    this.#toDelete.push(key)
+    if (this.#toDelete.length >= 100) void this.#flushDeletes()
+    else this.#deleteTimer ??= setTimeout(() => void this.#flushDeletes(), 50)
+  }
+
+  async #flushDeletes(): Promise<void> {
+    clearTimeout(this.#deleteTimer)
+    this.#deleteTimer = undefined
+    while (this.#toDelete.length > 0) {
+      const chunk = this.#toDelete.splice(0, 120)
+      try {
+        await this.#connections.etcd.kv.txn({ success: chunk.map((key) => op.delete(key)) })
+      } catch (error) {
+        // Harmless: the sweeper republishes (deduplicated) and deletes them later.
+        this.#logger.warn('outbox cleanup failed', { error: String(error) })
+        return
+      }
+    }
+  }
+
+  /**
+   * Republishes entries that have waited at least one sweep interval (all of them on the first
+   * sweep of a process, which is how a restart recovers a crashed writer's events).
+   */
+  sweep(): Promise<number> {
+    this.#sweeping ??= this.#sweepOnce().finally(() => {
+      this.#sweeping = undefined
+    })
+    return this.#sweeping
+  }
+
+  async #sweepOnce(): Promise<number> {
+    const threshold = this.#lastSweepRevision === 0 ? Number.POSITIVE_INFINITY : this.#lastSweepRevision
+    let published = 0
+    let startAfter: string | undefined
+    let revision = 0
+    for (;;) {
+      const page = await readPrefix(this.#connections.etcd, keys.outboxes(), { limit: 500, ...(startAfter ? { startAfter } : {}) })
+      revision ||= page.revision
+      for (const stored of page.values) {
+        if (stored.modRevision > threshold) continue
+        const entry = JSON.parse(stored.value) as StoredEntry
+        await this.#send(entry.subject, stamp(entry.event, stored.modRevision))
+        this.#scheduleDelete(stored.key)
+        published++
+      }
+      if (!page.more || page.values.length === 0) break
+      startAfter = page.values.at(-1)!.key
+    }
+    this.#lastSweepRevision = revision
+    if (published > 0) this.#logger.info('outbox sweep republished events', { published })
+    await this.#flushDeletes()
+    return published
+  }
+
+  /** Sweeps now, then every interval, until closed. */
+  async start(): Promise<void> {
+    await this.sweep().catch((error) => this.#logger.warn('outbox sweep failed', { error: String(error) }))
+    const tick = (): void => {
+      if (this.#closed) return
+      this.#sweepTimer = setTimeout(() => {
+        void this.sweep()
+          .catch((error) => this.#logger.warn('outbox sweep failed', { error: String(error) }))
+          .finally(tick)
+      }, this.#sweepIntervalMs)
+    }
+    tick()
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#sweepTimer)
+    await this.#sweeping?.catch(() => {})
+    await this.#flushDeletes()
+  }
+}

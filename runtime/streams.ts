@@ -1,0 +1,53 @@
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
+import { nanos } from '@nats-io/transport-node'
+import { streams } from './keys.ts'
+
+/** How long the event and log streams keep history. */
+export interface RetentionOptions {
+  /** @default 7 days */
+  readonly eventsMaxAgeMs?: number
+  /** @default 7 days */
+  readonly logsMaxAgeMs?: number
+  /** Window inside which JetStream drops a duplicate message id. @default 2 minutes */
+  readonly duplicateWindowMs?: number
+}
+
+const WEEK_MS = 7 * 24 * 3600 * 1000
+
+function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig> & { name: string })[] {
+  const duplicateWindow = nanos(retention.duplicateWindowMs ?? 120_000)
+  return [
+    {
+      name: streams.events,
+      subjects: ['conveyor.resource.>', 'conveyor.outcome.>', 'conveyor.definition.>'],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(retention.eventsMaxAgeMs ?? WEEK_MS),
+      duplicate_window: duplicateWindow,
+    },
+    {
+      name: streams.logs,
+      subjects: ['conveyor.logs.>'],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(retention.logsMaxAgeMs ?? WEEK_MS),
+      duplicate_window: duplicateWindow,
+    },
+  ]
+}
+
+/** Creates the streams, or updates their limits when they already exist. */
+export async function ensureStreams(jsm: JetStreamManager, retention?: RetentionOptions): Promise<void> {
+  for (const config of streamConfigs(retention)) {
+    const name = config.name
+    try {
+      await jsm.streams.info(name)
+      await jsm.streams.update(name, config)
+    } catch (error) {
+      if (!(error instanceof Error) || !/stream not found/i.test(error.message)) throw error
+      await jsm.streams.add(config)
+    }
+  }
+}

@@ -1,0 +1,127 @@
+import type { Etcd3, ICompare, IRequestOp } from 'etcd3'
+
+/** One independent conditional write: all compares must hold for all ops to apply. */
+export interface TxnWrite {
+  readonly compares: readonly ICompare[]
+  readonly ops: readonly IRequestOp[]
+}
+
+export interface TxnOutcome {
+  readonly succeeded: boolean
+  /** The revision the write committed at (or the store's revision when it failed). */
+  readonly revision: number
+}
+
+export interface TxnBatcherOptions {
+  /** etcd's `--max-txn-ops` bounds compares and ops of one transaction. @default 128 */
+  readonly maxOpsPerTxn?: number
+  /** Bytes of values per transaction, under etcd's 1.5 MiB request limit. @default 1_000_000 */
+  readonly maxBytesPerTxn?: number
+  /** Transactions in flight at once; more writes wait and are grouped. @default 3 */
+  readonly maxInFlight?: number
+}
+
+interface Pending {
+  readonly write: TxnWrite
+  readonly keys: readonly string[]
+  readonly size: number
+  readonly resolve: (outcome: TxnOutcome) => void
+  readonly reject: (error: unknown) => void
+}
+
+const keyOf = (o: IRequestOp): string => (o.request_put?.key ?? o.request_delete_range?.key ?? o.request_range?.key ?? Buffer.alloc(0)).toString()
+const sizeOf = (o: IRequestOp): number => (o.request_put?.value?.length ?? 0) + keyOf(o).length
+
+/**
+ * Group commit for independent writes. While transactions are in flight, new writes queue up and
+ * go out together as one transaction. When a grouped transaction fails, some compare did not hold,
+ * and each of its writes is retried alone so that one conflict never fails its neighbours.
+ */
+export class TxnBatcher {
+  readonly #etcd: Etcd3
+  readonly #maxOps: number
+  readonly #maxBytes: number
+  readonly #maxInFlight: number
+  #queue: Pending[] = []
+  #inFlight = 0
+
+  constructor(etcd: Etcd3, options: TxnBatcherOptions = {}) {
+    this.#etcd = etcd
+    this.#maxOps = options.maxOpsPerTxn ?? 128
+    this.#maxBytes = options.maxBytesPerTxn ?? 1_000_000
+    this.#maxInFlight = options.maxInFlight ?? 3
+  }
+
+  commit(write: TxnWrite): Promise<TxnOutcome> {
+    return new Promise((resolve, reject) => {
+      const size = write.ops.reduce((total, o) => total + sizeOf(o), 0)
+      this.#queue.push({ write, keys: write.ops.map(keyOf), size, resolve, reject })
+      this.#pump()
+    })
+  }
+
+  #pump(): void {
+    while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
+      const batch = this.#take()
+      this.#inFlight++
+      void this.#run(batch).finally(() => {
+        this.#inFlight--
+        this.#pump()
+      })
+    }
+  }
+
+  /** Takes queued writes in order until a limit is reached or a key would repeat. */
+  #take(): Pending[] {
+    const batch: Pending[] = []
+    const seen = new Set<string>()
+    let compares = 0
+    let ops = 0
+    let bytes = 0
+    const rest: Pending[] = []
+    for (const pending of this.#queue) {
+      const fits =
+        batch.length === 0 ||
+        (compares + pending.write.compares.length <= this.#maxOps &&
+          ops + pending.write.ops.length <= this.#maxOps &&
+          bytes + pending.size <= this.#maxBytes &&
+          pending.keys.every((key) => !seen.has(key)))
+      if (fits && rest.length === 0) {
+        batch.push(pending)
+        compares += pending.write.compares.length
+        ops += pending.write.ops.length
+        bytes += pending.size
+        for (const key of pending.keys) seen.add(key)
+      } else rest.push(pending)
+    }
+    this.#queue = rest
+    return batch
+  }
+
+  async #run(batch: Pending[]): Promise<void> {
+    try {
+      const response = await this.#etcd.kv.txn({
+        compare: batch.flatMap((p) => p.write.compares),
+        success: batch.flatMap((p) => p.write.ops),
+      })
+      const revision = Number(response.header.revision)
+      if (response.succeeded || batch.length === 1) {
+        for (const pending of batch) pending.resolve({ succeeded: response.succeeded, revision })
+        return
+      }
+    } catch (error) {
+      for (const pending of batch) pending.reject(error)
+      return
+    }
+    await Promise.all(
+      batch.map(async (pending) => {
+        try {
+          const response = await this.#etcd.kv.txn({ compare: [...pending.write.compares], success: [...pending.write.ops] })
+          pending.resolve({ succeeded: response.succeeded, revision: Number(response.header.revision) })
+        } catch (error) {
+          pending.reject(error)
+        }
+      }),
+    )
+  }
+}
