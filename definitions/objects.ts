@@ -80,3 +80,26 @@ export interface ConveyorEvent {
   readonly driver?: string
   readonly outcome?: DriverOutcome
 }
+
+/** One stored log line (Conveyor's log shape plus the stream sequence that orders it). */
+export interface LogLine {
+  readonly runid: string
+  readonly driver: string
+  readonly pipeline?: string
+  readonly message: string
+  /** `stdout`, `stderr` or `log`. */
+  readonly stream: string
+  readonly timestamp: string
+  /** JetStream sequence of the line: strictly increasing within a run. */
+  readonly seq: number
+}
+
+/** Marks the end of one driver's run: no line of that run follows it. */
+export interface LogEnd {
+  readonly runid: string
+  readonly driver: string
+  readonly success: boolean
+  readonly message: string
+  readonly timestamp: string
+  readonly seq: number
+}

@@ -187,6 +187,8 @@ export class ResourceStore {
       const stored = JSON.parse(current.value) as StoredResource
       if (stored.metadata.uid !== uid) return false
       const previous = status ? (JSON.parse(status.value) as StoredStatus) : undefined
+      const recorded = previous?.uid === uid ? previous.drivers[driver] : undefined
+      if (recorded && recorded.forRevision > outcome.forRevision) return true
       const next: StoredStatus = { uid, drivers: { ...(previous?.uid === uid ? previous.drivers : {}), [driver]: outcome } }
       const { entry, op: outboxOp } = this.#outbox.entry(subjects.outcome(type, name), {
         kind: 'driver.result', uid, revision: 0, time: outcome.finishedAt, type, name, runid: outcome.runid, version: stored.metadata.version, driver, outcome,

@@ -47,7 +47,14 @@ export class SupervisedChild {
   }
 
   static async start(spec: ChildSpec): Promise<SupervisedChild> {
-    const child = spawn(spec.command, spec.args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    // Own process group: a terminal's Ctrl-C reaches only us, and we stop servers after the roles
+    // that use them. The exit hook still kills them if this process dies some other way.
+    const child = spawn(spec.command, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    const killOnExit = (): void => {
+      child.kill('SIGKILL')
+    }
+    process.once('exit', killOnExit)
+    child.once('exit', () => process.removeListener('exit', killOnExit))
     const spawned = new Promise<void>((resolve, reject) => {
       child.once('spawn', () => resolve())
       child.once('error', (error: NodeJS.ErrnoException) => {

@@ -1,0 +1,72 @@
+import type { ConveyorEvent, Resource } from '../../definitions/objects.ts'
+
+/** What a reconcile reports; recorded on the resource's `status.drivers[name]` and emitted as `driver.result`. */
+export interface DriverResult {
+  readonly success: boolean
+  /** @default '' */
+  readonly message?: string
+  /** @default {} */
+  readonly data?: Record<string, unknown>
+}
+
+/** Everything one reconcile run can see and do. */
+export interface DriverContext {
+  /** The resource as it was at the event's revision (for `deleted`: its last state). */
+  readonly resource: Resource
+  readonly event: ConveyorEvent
+  readonly runid: string
+  /** 1 on the first delivery, 2 on the first redelivery, and so on. */
+  readonly attempt: number
+  /** True when this event was delivered by a replay rather than live. */
+  readonly replayed: boolean
+  /** Fires when the run must stop (the driver is shutting down). */
+  readonly signal: AbortSignal
+  /** Appends a line to the run's log (`GET /logs/streams/:driver/:runid`); arguments are formatted as `console.log` does. */
+  log(...args: unknown[]): void
+  /** Tells JetStream the run is alive so it is not redelivered. Sent automatically while reconcile runs; call it in tight loops too. */
+  heartbeat(): void
+}
+
+/**
+ * A driver as declared with `defineDriver`.
+ * @example
+ * export default defineDriver({
+ *   name: 'git-cloner',
+ *   resources: ['build'],
+ *   async reconcile(ctx) {
+ *     ctx.log('cloning', ctx.resource.spec.repository)
+ *     return { success: true, message: 'cloned' }
+ *   },
+ * })
+ */
+export interface DriverDefinition {
+  /** Unique driver name; instances with the same name share work. */
+  readonly name: string
+  /** Resource types (definition names) this driver serves. */
+  readonly resources: readonly string[]
+  /** Runs at once per instance. @default 1 */
+  readonly concurrency?: number
+  /** Which event kinds start a run. @default ['created', 'updated', 'deleted'] */
+  readonly events?: readonly ('created' | 'updated' | 'deleted')[]
+  reconcile(ctx: DriverContext): Promise<DriverResult | void> | DriverResult | void
+}
+
+/** Options of `runDriver`; anything omitted comes from the environment (`CONVEYOR_NATS_URL`, `CONVEYOR_ETCD_ENDPOINTS`). */
+export interface RunDriverOptions {
+  readonly natsUrl?: string
+  readonly etcdEndpoints?: readonly string[]
+  /** Time JetStream waits for an ack or heartbeat before redelivering. @default 30000 */
+  readonly ackWaitMs?: number
+  /** Deliveries of one event before the run is recorded as failed. @default 5 */
+  readonly maxDeliver?: number
+  /** Where a newly created consumer starts: only new events, or the whole retained history. @default 'new' */
+  readonly startFrom?: 'new' | 'all'
+}
+
+/** A running driver instance. */
+export interface DriverHandle {
+  readonly name: string
+  /** Stops taking work, waits for runs in progress, then disconnects. Harmless when called twice. */
+  close(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}

@@ -1,0 +1,88 @@
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { resolve } from 'node:path'
+import { resolveConfig, type ConfigOverrides } from '../../runtime/config.ts'
+import { connectServers } from '../../runtime/connections.ts'
+import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
+import { Outbox } from '../../runtime/outbox.ts'
+import { createLogger } from '../../runtime/logger.ts'
+import { startGateway } from '../../gateway/server.ts'
+import { runDriver } from '../../actors/driver/run.ts'
+import { isDriverDefinition } from '../../actors/driver/define.ts'
+import { untilSignal } from '../signals.ts'
+
+export interface ServeFlags extends ConfigOverrides {
+  readonly host?: string | undefined
+}
+
+const DEFAULT_PORTS = { nats: 4222, natsMonitor: 8222, etcd: 2379, etcdPeer: 2380 }
+
+/** `conveyor up`: local etcd and NATS (unless given), then every role in this process. */
+export async function up(flags: ServeFlags): Promise<number> {
+  const useLocal = flags.natsUrl === undefined && flags.etcdEndpoints === undefined
+  const config = resolveConfig(flags)
+  const out = (line: string): boolean => process.stdout.write(line + '\n')
+  const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: DEFAULT_PORTS }) : undefined
+  try {
+    const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
+    const gateway = await startGateway({ connections, port: config.httpPort, host: flags.host ?? process.env.CONVEYOR_HTTP_HOST ?? '127.0.0.1', dataDir: join(config.dataDir, 'gateway') })
+    out(`Conveyor is up.`)
+    out(`  API:  ${gateway.url}`)
+    out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
+    out(`  etcd: ${(servers?.etcdEndpoints ?? config.etcdEndpoints).join(',')}`)
+    out(`  data: ${config.dataDir}`)
+    out(`Press Ctrl-C to stop.`)
+    return await untilSignal(
+      async () => {
+        await gateway.close()
+        await connections.close()
+        await servers?.stop()
+      },
+      (fatal) => {
+        if (!servers) return
+        servers.nats.child.onUnexpectedExit = (code, output) => fatal(`nats-server exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
+        servers.etcd.child.onUnexpectedExit = (code, output) => fatal(`etcd exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
+      },
+    )
+  } catch (error) {
+    await servers?.stop()
+    throw error
+  }
+}
+
+/** `conveyor gateway`: the HTTP/WebSocket API against external servers. */
+export async function gateway(flags: ServeFlags): Promise<number> {
+  const config = resolveConfig(flags)
+  const connections = await connectServers(config, { name: 'conveyor gateway' })
+  const running = await startGateway({ connections, port: config.httpPort, host: flags.host ?? process.env.CONVEYOR_HTTP_HOST ?? '127.0.0.1', dataDir: join(config.dataDir, 'gateway') })
+  process.stdout.write(`Conveyor gateway listening on ${running.url}\n`)
+  return await untilSignal(async () => {
+    await running.close()
+    await connections.close()
+  })
+}
+
+/** `conveyor worker`: background work against external servers (today: the outbox relay). */
+export async function worker(flags: ServeFlags): Promise<number> {
+  const config = resolveConfig(flags)
+  const connections = await connectServers(config, { name: 'conveyor worker' })
+  const outbox = new Outbox(connections, createLogger('worker'))
+  await outbox.start()
+  process.stdout.write('Conveyor worker running\n')
+  return await untilSignal(async () => {
+    await outbox.close()
+    await connections.close()
+  })
+}
+
+/** `conveyor driver FILE`: runs the driver a module exports (default export or `driver`). */
+export async function driver(flags: ServeFlags, file: string | undefined): Promise<number> {
+  if (!file) throw new TypeError('usage: conveyor driver ./my-driver.ts')
+  const module = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown; driver?: unknown }
+  const definition = module.default ?? module.driver
+  if (!isDriverDefinition(definition)) throw new TypeError(`${file} must export a driver made with defineDriver() as its default export`)
+  const config = resolveConfig(flags)
+  const handle = await runDriver(definition, { natsUrl: config.natsUrl, etcdEndpoints: config.etcdEndpoints })
+  process.stdout.write(`Conveyor driver ${definition.name} running (serves ${definition.resources.join(', ')})\n`)
+  return await untilSignal(() => handle.close())
+}

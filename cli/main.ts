@@ -1,0 +1,66 @@
+import { parseArgs } from 'node:util'
+import { ConveyorError } from '../runtime/errors.ts'
+import { up, gateway, worker, driver } from './commands/serve.ts'
+
+const USAGE = `usage: conveyor <command> [options]
+
+  up                 start etcd, NATS and every Conveyor role in one process
+  gateway            run the HTTP/WebSocket API against external etcd and NATS
+  worker             run background workers against external etcd and NATS
+  driver FILE        run the driver exported by FILE
+
+options:
+  --nats URL         NATS server (env CONVEYOR_NATS_URL, default nats://127.0.0.1:4222)
+  --etcd URLS        etcd endpoints, comma separated (env CONVEYOR_ETCD_ENDPOINTS)
+  --port N           HTTP port (env CONVEYOR_HTTP_PORT, default 8080)
+  --host ADDR        HTTP bind address (env CONVEYOR_HTTP_HOST, default 127.0.0.1)
+  --data-dir DIR     data directory (env CONVEYOR_DATA_DIR, default ./.conveyor)
+`
+
+/** Runs one CLI invocation and returns its exit code; errors become one clear line. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        nats: { type: 'string' },
+        etcd: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'data-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    })
+  } catch (error) {
+    process.stderr.write(`conveyor: ${error instanceof Error ? error.message : String(error)}\n${USAGE}`)
+    return 2
+  }
+  const { values, positionals } = parsed
+  const [command, ...rest] = positionals
+  if (values.help || !command) {
+    process.stdout.write(USAGE)
+    return command || values.help ? 0 : 2
+  }
+  const flags = { natsUrl: values.nats, etcdEndpoints: values.etcd, httpPort: values.port, dataDir: values['data-dir'], host: values.host }
+  try {
+    switch (command) {
+      case 'up':
+        return await up(flags)
+      case 'gateway':
+        return await gateway(flags)
+      case 'worker':
+        return await worker(flags)
+      case 'driver':
+        return await driver(flags, rest[0])
+      default:
+        process.stderr.write(`conveyor: unknown command ${JSON.stringify(command)}\n${USAGE}`)
+        return 2
+    }
+  } catch (error) {
+    const message = error instanceof ConveyorError || error instanceof TypeError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)
+    process.stderr.write(`conveyor: ${message}\n`)
+    return 1
+  }
+}

@@ -1,0 +1,110 @@
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
+import { ConveyorError, type FieldError } from '../runtime/errors.ts'
+import { isServerUnavailable } from '../runtime/connections.ts'
+import type { Logger } from '../runtime/logger.ts'
+
+/** A request with everything copied out of uWS's stack-allocated objects, safe across awaits. */
+export interface ApiRequest {
+  readonly method: string
+  readonly path: string
+  readonly query: URLSearchParams
+  readonly headers: ReadonlyMap<string, string>
+  readonly body: Buffer
+  readonly params: Readonly<Record<string, string>>
+}
+
+export interface ApiReply {
+  readonly status: number
+  readonly body?: unknown
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+export type Handler = (request: ApiRequest) => Promise<ApiReply> | ApiReply
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 409: 'Conflict', 410: 'Gone', 413: 'Content Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error', 503: 'Service Unavailable',
+}
+
+export const statusLine = (status: number): string => `${status} ${STATUS_TEXT[status] ?? 'Unknown'}`
+
+export interface Problem {
+  readonly type: string
+  readonly title: string
+  readonly status: number
+  readonly detail: string
+  readonly errors?: readonly FieldError[]
+}
+
+export function problem(status: number, code: string, detail: string, errors?: readonly FieldError[]): ApiReply {
+  const body: Problem = { type: `urn:conveyor:problem:${code}`, title: STATUS_TEXT[status] ?? 'Error', status, detail, ...(errors ? { errors } : {}) }
+  return { status, body, headers: { 'Content-Type': 'application/problem+json' } }
+}
+
+/** Maps anything thrown by a handler to a problem reply; only a bug of ours is a 500. */
+export function replyForError(error: unknown, logger: Logger): ApiReply {
+  if (error instanceof ConveyorError && error.kind !== undefined) return problem(error.status, error.code, error.message, error.errors)
+  if (isServerUnavailable(error) || (error instanceof ConveyorError && error.code.endsWith('unreachable'))) {
+    return problem(503, 'unavailable', 'a backing server (etcd or NATS) is unavailable; retry shortly')
+  }
+  logger.error('unexpected error while handling a request', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+  return problem(500, 'internal', 'internal error; the gateway log has the details')
+}
+
+/** Parses a JSON body; malformed JSON is a 400 that says where it broke. */
+export function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw new ConveyorError('invalid-json', 'request body is empty; send a JSON object', { kind: 'invalid', errors: [{ path: '/', message: 'must be a JSON object' }] })
+  try {
+    return JSON.parse(body.toString('utf8'))
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    throw new ConveyorError('invalid-json', `malformed JSON: ${message}`, { kind: 'invalid', errors: [{ path: '/', message: `malformed JSON: ${message}` }] })
+  }
+}
+
+/** Copies method, URL, query and headers out of a uWS request; must run before any await. */
+export function readRequestHead(req: HttpRequest): { method: string; path: string; query: URLSearchParams; headers: Map<string, string> } {
+  const headers = new Map<string, string>()
+  req.forEach((name, value) => headers.set(name.toLowerCase(), value))
+  return { method: req.getCaseSensitiveMethod().toUpperCase(), path: req.getUrl(), query: new URLSearchParams(req.getQuery() ?? ''), headers }
+}
+
+/** Reads the whole body up to `limit` bytes; resolves undefined when the body is too large. */
+export function readBody(res: HttpResponse, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    let done = false
+    res.onData((chunk, isLast) => {
+      if (done) return
+      size += chunk.byteLength
+      if (size > limit) {
+        done = true
+        resolve(undefined)
+        return
+      }
+      chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)))
+      if (isLast) {
+        done = true
+        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))
+      }
+    })
+  })
+}
+
+/** Writes a reply unless the client went away. */
+export function send(res: HttpResponse, state: { aborted: boolean }, reply: ApiReply, closeConnection = false): void {
+  if (state.aborted) return
+  state.aborted = true
+  const payload = reply.body === undefined ? '' : JSON.stringify(reply.body)
+  res.cork(() => {
+    res.writeStatus(statusLine(reply.status))
+    let hasType = false
+    for (const [name, value] of Object.entries(reply.headers ?? {})) {
+      if (name.toLowerCase() === 'content-type') hasType = true
+      res.writeHeader(name, value)
+    }
+    if (!hasType && payload) res.writeHeader('Content-Type', 'application/json')
+    res.end(payload, closeConnection)
+  })
+}

@@ -1,0 +1,243 @@
+import { ClassicLevel } from 'classic-level'
+import { mkdir } from 'node:fs/promises'
+import { DeliverPolicy } from '@nats-io/jetstream'
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream'
+import type { Connections } from '../runtime/connections.ts'
+import { headers, streams, subjects } from '../runtime/keys.ts'
+import type { Logger } from '../runtime/logger.ts'
+import type { LogEnd, LogLine } from '../definitions/objects.ts'
+
+/** Who wants lines: one driver's run, or every driver of a run. */
+export interface LogFilter {
+  readonly runid: string
+  readonly driver?: string
+}
+
+export interface LogListener {
+  readonly filter: LogFilter
+  line(line: LogLine): void
+  end(end: LogEnd): void
+}
+
+const SEP = '\u0000'
+const seqKey = (seq: number): string => String(seq).padStart(16, '0')
+const META_LAST_SEQ = `m${SEP}lastSeq`
+const runKey = (runid: string, seq: number): string => `r${SEP}${runid}${SEP}${seqKey(seq)}`
+const driverKey = (driver: string, runid: string, seq: number): string => `d${SEP}${driver}${SEP}${runid}${SEP}${seqKey(seq)}`
+const pipelineKey = (pipeline: string, runid: string, seq: number): string => `p${SEP}${pipeline}${SEP}${runid}${SEP}${seqKey(seq)}`
+const endKey = (runid: string, driver: string): string => `e${SEP}${runid}${SEP}${driver}`
+const upper = (prefix: string): string => prefix + '\uffff'
+
+/**
+ * The gateway's log index: lines from the JetStream log stream, materialised into LevelDB keyed by
+ * run then sequence (plus driver and pipeline indexes), and fanned out to live listeners. The last
+ * applied sequence is stored in the same batch as the lines, so a restart resumes without a gap.
+ */
+export class LogStore {
+  readonly #db: ClassicLevel<string, string>
+  readonly #connections: Connections
+  readonly #logger: Logger
+  readonly #listeners = new Map<string, Set<LogListener>>()
+  #messages: ConsumerMessages | undefined
+  #lastSeq = 0
+  #closed = false
+  #running: Promise<void> | undefined
+  #waiters: { seq: number; resolve: () => void }[] = []
+
+  private constructor(db: ClassicLevel<string, string>, connections: Connections, logger: Logger) {
+    this.#db = db
+    this.#connections = connections
+    this.#logger = logger
+  }
+
+  static async open(directory: string, connections: Connections, logger: Logger): Promise<LogStore> {
+    await mkdir(directory, { recursive: true })
+    const db = new ClassicLevel<string, string>(directory, { valueEncoding: 'utf8' })
+    await db.open()
+    const store = new LogStore(db, connections, logger)
+    store.#lastSeq = Number((await db.get(META_LAST_SEQ)) ?? 0)
+    await store.#follow()
+    return store
+  }
+
+  get lastSeq(): number {
+    return this.#lastSeq
+  }
+
+  async #follow(): Promise<void> {
+    const consumer = await this.#connections.js.consumers.get(streams.logs, {
+      filter_subjects: subjects.allLogs(),
+      ...(this.#lastSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#lastSeq + 1 } : { deliver_policy: DeliverPolicy.All }),
+    })
+    this.#messages = await consumer.consume({ max_messages: 1000 })
+    this.#running = this.#apply(this.#messages)
+  }
+
+  async #apply(messages: ConsumerMessages): Promise<void> {
+    let batch: JsMsg[] = []
+    let flushing: Promise<void> = Promise.resolve()
+    const flush = async (): Promise<void> => {
+      const taken = batch
+      batch = []
+      if (taken.length > 0) await this.#write(taken)
+    }
+    for await (const message of messages) {
+      if (message.seq <= this.#lastSeq) continue
+      batch.push(message)
+      if (batch.length >= 256 || message.info.pending === 0) {
+        await flushing
+        flushing = flush().catch((error) => this.#logger.error('log store write failed', { error: String(error) }))
+      }
+    }
+    await flushing
+    await flush()
+  }
+
+  async #write(messages: readonly JsMsg[]): Promise<void> {
+    const operations: { type: 'put'; key: string; value: string }[] = []
+    const lines: LogLine[] = []
+    const ends: LogEnd[] = []
+    for (const message of messages) {
+      const parsed = parseLogMessage(message)
+      if (!parsed) continue
+      if ('success' in parsed) {
+        ends.push(parsed)
+        operations.push({ type: 'put', key: endKey(parsed.runid, parsed.driver), value: JSON.stringify(parsed) })
+        continue
+      }
+      const value = JSON.stringify(parsed)
+      lines.push(parsed)
+      operations.push({ type: 'put', key: runKey(parsed.runid, parsed.seq), value })
+      operations.push({ type: 'put', key: driverKey(parsed.driver, parsed.runid, parsed.seq), value })
+      if (parsed.pipeline) operations.push({ type: 'put', key: pipelineKey(parsed.pipeline, parsed.runid, parsed.seq), value })
+    }
+    const lastSeq = messages.at(-1)!.seq
+    operations.push({ type: 'put', key: META_LAST_SEQ, value: String(lastSeq) })
+    await this.#db.batch(operations)
+    this.#lastSeq = lastSeq
+    for (const line of lines) for (const listener of this.#listenersOf(line.runid, line.driver)) listener.line(line)
+    for (const end of ends) for (const listener of this.#listenersOf(end.runid, end.driver)) listener.end(end)
+    this.#waiters = this.#waiters.filter((w) => (w.seq <= lastSeq ? (w.resolve(), false) : true))
+  }
+
+  #listenersOf(runid: string, driver: string): LogListener[] {
+    const set = this.#listeners.get(runid)
+    if (!set) return []
+    return [...set].filter((l) => l.filter.driver === undefined || l.filter.driver === driver)
+  }
+
+  /** Resolves once every message up to `seq` is stored (used after a publish through this gateway). */
+  waitFor(seq: number, timeoutMs = 5000): Promise<boolean> {
+    if (seq <= this.#lastSeq) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      this.#waiters.push({ seq, resolve: () => (clearTimeout(timer), resolve(true)) })
+    })
+  }
+
+  /** Lines in stream order, by the most selective index the query allows. */
+  async query(query: { runid?: string; driver?: string; pipeline?: string; after?: number; limit?: number }): Promise<LogLine[]> {
+    let prefix: string
+    if (query.driver && query.runid) prefix = `d${SEP}${query.driver}${SEP}${query.runid}${SEP}`
+    else if (query.runid) prefix = `r${SEP}${query.runid}${SEP}`
+    else if (query.pipeline) prefix = `p${SEP}${query.pipeline}${SEP}`
+    else if (query.driver) prefix = `d${SEP}${query.driver}${SEP}`
+    else throw new Error('a log query needs runid, driver or pipeline')
+    const limit = query.limit ?? 10_000
+    const result: LogLine[] = []
+    for await (const value of this.#db.values({ gte: prefix, lt: upper(prefix) })) {
+      const line = JSON.parse(value) as LogLine
+      if (query.pipeline && line.pipeline !== query.pipeline) continue
+      if (query.driver && line.driver !== query.driver) continue
+      if (query.after !== undefined && line.seq <= query.after) continue
+      result.push(line)
+      if (result.length >= limit) break
+    }
+    return result
+  }
+
+  /** The end markers recorded for a run (one per driver). */
+  async ends(runid: string): Promise<LogEnd[]> {
+    const prefix = `e${SEP}${runid}${SEP}`
+    const result: LogEnd[] = []
+    for await (const value of this.#db.values({ gte: prefix, lt: upper(prefix) })) result.push(JSON.parse(value) as LogEnd)
+    return result
+  }
+
+  /**
+   * Backlog then live, with no gap and no duplicate: the listener is registered before the
+   * backlog is read, live lines at or below the backlog's last sequence are dropped.
+   */
+  subscribe(filter: LogFilter, target: LogListener & { readonly after?: number }): () => void {
+    let replayed = false
+    let lastSent = target.after ?? 0
+    let ended = false
+    const held: (LogLine | LogEnd)[] = []
+    const deliver = (item: LogLine | LogEnd): void => {
+      if (ended || item.seq <= lastSent) return
+      lastSent = item.seq
+      if ('success' in item) {
+        ended = true
+        target.end(item)
+      } else target.line(item)
+    }
+    const listener: LogListener = {
+      filter,
+      line: (line) => (replayed ? deliver(line) : held.push(line)),
+      end: (end) => (replayed ? deliver(end) : held.push(end)),
+    }
+    let set = this.#listeners.get(filter.runid)
+    if (!set) this.#listeners.set(filter.runid, (set = new Set()))
+    set.add(listener)
+    const unsubscribe = (): void => {
+      set.delete(listener)
+      if (set.size === 0) this.#listeners.delete(filter.runid)
+    }
+    void (async () => {
+      const backlog = await this.query({ runid: filter.runid, ...(filter.driver ? { driver: filter.driver } : {}), after: lastSent, limit: Number.MAX_SAFE_INTEGER })
+      for (const line of backlog) deliver(line)
+      held.sort((a, b) => a.seq - b.seq)
+      for (const item of held) deliver(item)
+      replayed = true
+      if (filter.driver && !ended) {
+        const end = (await this.ends(filter.runid)).find((e) => e.driver === filter.driver)
+        if (end) deliver({ ...end, seq: Math.max(end.seq, lastSent + 1) })
+      }
+    })().catch((error) => this.#logger.error('log backlog read failed', { error: String(error) }))
+    return unsubscribe
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#messages?.close()
+    await this.#running?.catch(() => {})
+    await this.#db.close()
+  }
+}
+
+function parseLogMessage(message: JsMsg): LogLine | LogEnd | undefined {
+  const parts = message.subject.split('.')
+  const driver = parts[2]
+  const runid = parts[3]
+  if (!driver || !runid) return undefined
+  let body: Record<string, unknown>
+  try {
+    body = message.json<Record<string, unknown>>()
+  } catch {
+    return undefined
+  }
+  const timestamp = typeof body.timestamp === 'string' ? body.timestamp : new Date(message.info.timestampNanos / 1e6).toISOString()
+  if (message.headers?.get(headers.logEnd)) {
+    return { runid, driver, success: body.success === true, message: String(body.message ?? ''), timestamp, seq: message.seq }
+  }
+  return {
+    runid,
+    driver,
+    ...(typeof body.pipeline === 'string' && body.pipeline ? { pipeline: body.pipeline } : {}),
+    message: String(body.message ?? ''),
+    stream: typeof body.stream === 'string' ? body.stream : 'log',
+    timestamp,
+    seq: message.seq,
+  }
+}

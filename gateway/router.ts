@@ -1,0 +1,55 @@
+import type { ApiRequest, Handler } from './http.ts'
+
+interface Route {
+  readonly method: string
+  readonly segments: readonly string[]
+  readonly handler: Handler
+}
+
+export type RouteMatch =
+  | { readonly kind: 'found'; readonly handler: Handler; readonly params: Record<string, string> }
+  | { readonly kind: 'method-not-allowed'; readonly allowed: readonly string[] }
+  | { readonly kind: 'not-found' }
+
+/** Path routing with `:param` segments; a trailing slash is ignored, as Conveyor's routes do. */
+export class Router {
+  readonly #routes: Route[] = []
+
+  add(method: string, pattern: string, handler: Handler): this {
+    this.#routes.push({ method, segments: split(pattern), handler })
+    return this
+  }
+
+  match(method: string, path: string): RouteMatch {
+    const segments = split(path)
+    const allowed: string[] = []
+    for (const route of this.#routes) {
+      const params = matchSegments(route.segments, segments)
+      if (!params) continue
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { kind: 'found', handler: route.handler, params }
+      allowed.push(route.method)
+    }
+    return allowed.length > 0 ? { kind: 'method-not-allowed', allowed } : { kind: 'not-found' }
+  }
+}
+
+const split = (path: string): string[] => path.split('/').filter((s) => s.length > 0)
+
+function matchSegments(pattern: readonly string[], path: readonly string[]): Record<string, string> | undefined {
+  if (pattern.length !== path.length) return undefined
+  const params: Record<string, string> = {}
+  for (let i = 0; i < pattern.length; i++) {
+    const expected = pattern[i]!
+    const actual = path[i]!
+    if (expected.startsWith(':')) {
+      try {
+        params[expected.slice(1)] = decodeURIComponent(actual)
+      } catch {
+        return undefined
+      }
+    } else if (expected !== actual) return undefined
+  }
+  return params
+}
+
+export type { ApiRequest }

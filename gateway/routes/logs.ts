@@ -1,0 +1,47 @@
+import { LogInput } from '../../definitions/api-types.ts'
+import { compileInput } from '../../definitions/validate.ts'
+import { invalid } from '../../runtime/errors.ts'
+import type { Connections } from '../../runtime/connections.ts'
+import { subjects } from '../../runtime/keys.ts'
+import type { LogStore } from '../log-store.ts'
+import { parseJson } from '../http.ts'
+import type { Router } from '../router.ts'
+import { nameParam, positiveIntegerQuery } from './common.ts'
+
+const parseLog = compileInput(LogInput, 'log line')
+const RUNID = /^[A-Za-z0-9_-]{1,128}$/
+
+export function runidParam(value: string | undefined | null, where: string): string {
+  if (!value || !RUNID.test(value)) throw invalid(`runid must be 1-128 letters, digits, '-' or '_'`, [{ path: where, message: "must be 1-128 letters, digits, '-' or '_'" }])
+  return value
+}
+
+export function registerLogRoutes(router: Router, connections: Connections, logs: LogStore, beforeWrite: () => void): void {
+  router
+    .add('POST', '/logs', async (request) => {
+      const line = parseLog(parseJson(request.body))
+      beforeWrite()
+      const ack = await connections.js.publish(
+        subjects.log(line.driver, line.runid),
+        JSON.stringify({ message: line.message, stream: line.stream ?? 'log', timestamp: line.timestamp ?? new Date().toISOString(), ...(line.pipeline ? { pipeline: line.pipeline } : {}) }),
+      )
+      await logs.waitFor(ack.seq)
+      return { status: 201, body: { seq: ack.seq } }
+    })
+    .add('GET', '/logs', async (request) => {
+      const runid = request.query.get('runid')
+      const driver = request.query.get('driver')
+      const pipeline = request.query.get('pipeline')
+      if (!runid && !driver && !pipeline) throw invalid('GET /logs needs at least one of runid, driver or pipeline', [{ path: '?runid', message: 'runid, driver or pipeline is required' }])
+      const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER)
+      const limit = positiveIntegerQuery(request, 'limit', 100_000)
+      const lines = await logs.query({
+        ...(runid ? { runid: runidParam(runid, '?runid') } : {}),
+        ...(driver ? { driver: nameParam({ ...request, params: { driver } }, 'driver') } : {}),
+        ...(pipeline ? { pipeline } : {}),
+        ...(after ? { after } : {}),
+        ...(limit ? { limit } : {}),
+      })
+      return { status: 200, body: lines }
+    })
+}

@@ -1,0 +1,75 @@
+import { ResourceInput } from '../../definitions/api-types.ts'
+import { compileInput } from '../../definitions/validate.ts'
+import { invalid } from '../../runtime/errors.ts'
+import type { LabelSelector, ResourceStore } from '../../runtime/resource-store.ts'
+import { parseJson, type ApiRequest } from '../http.ts'
+import type { Router } from '../router.ts'
+import { expectedRevision, nameParam, positiveIntegerQuery } from './common.ts'
+
+const parseResource = compileInput(ResourceInput, 'resource')
+
+/** `a=b,c!=d,e,!f`: equality, inequality, existence and absence, all of which must hold. */
+export function parseLabelSelector(text: string): LabelSelector {
+  const tests: ((labels: Readonly<Record<string, string>>) => boolean)[] = []
+  for (const raw of text.split(',')) {
+    const term = raw.trim()
+    if (term === '') continue
+    const match = /^(!?)([A-Za-z0-9_./-]+)(?:\s*(==|=|!=)\s*([A-Za-z0-9_.-]*))?$/.exec(term)
+    if (!match) throw invalid(`labelSelector term ${JSON.stringify(term)} is not key, !key, key=value or key!=value`, [{ path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` }])
+    const [, not, key, op, value] = match as unknown as [string, string, string, string | undefined, string | undefined]
+    if (op === undefined) tests.push(not ? (l) => !(key in l) : (l) => key in l)
+    else if (not) throw invalid(`labelSelector term ${JSON.stringify(term)} mixes ! with an operator`, [{ path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` }])
+    else if (op === '!=') tests.push((l) => l[key] !== value)
+    else tests.push((l) => l[key] === value)
+  }
+  return (labels) => tests.every((t) => t(labels))
+}
+
+export function registerResourceRoutes(router: Router, resources: ResourceStore, beforeWrite: () => void): void {
+  const typeAndName = (request: ApiRequest): [string, string] => [nameParam(request, 'type'), nameParam(request, 'name')]
+  router
+    .add('POST', '/resources', async (request) => {
+      const input = parseResource(parseJson(request.body))
+      beforeWrite()
+      return { status: 201, body: await resources.create(input) }
+    })
+    .add('GET', '/resources', () => {
+      throw invalid('a resource type is required: GET /resources/:type', [{ path: ':type', message: 'is required' }])
+    })
+    .add('GET', '/resources/:type', async (request) => {
+      const type = nameParam(request, 'type')
+      const selector = request.query.get('labelSelector')
+      const after = request.query.get('continue')
+      const limit = positiveIntegerQuery(request, 'limit', 1000)
+      const page = await resources.list(type, {
+        ...(selector ? { labelSelector: parseLabelSelector(selector) } : {}),
+        ...(limit ? { limit } : {}),
+        ...(after ? { continueAfter: Buffer.from(after, 'base64url').toString() } : {}),
+      })
+      return { status: 200, body: { items: page.items, ...(page.continueAfter ? { continue: Buffer.from(page.continueAfter).toString('base64url') } : {}) } }
+    })
+    .add('GET', '/resources/:type/:name', async (request) => ({ status: 200, body: await resources.get(...typeAndName(request)) }))
+    .add('PUT', '/resources/:type/:name', async (request) => {
+      const [type, name] = typeAndName(request)
+      const body = parseJson(request.body)
+      const revision = expectedRevision(request, body)
+      const withDefaults = typeof body === 'object' && body !== null ? { name, resource: type, ...body } : body
+      const input = parseResource(withDefaults)
+      beforeWrite()
+      return { status: 200, body: await resources.update(type, name, input, revision) }
+    })
+    .add('DELETE', '/resources/:type/:name', async (request) => {
+      const [type, name] = typeAndName(request)
+      const revision = expectedRevision(request)
+      beforeWrite()
+      return { status: 200, body: await resources.delete(type, name, revision) }
+    })
+    .add('GET', '/resources/:type/:name/versions', async (request) => ({ status: 200, body: { items: await resources.versions(...typeAndName(request)) } }))
+    .add('GET', '/resources/:type/:name/:version', async (request) => {
+      const [type, name] = typeAndName(request)
+      const raw = request.params.version ?? ''
+      const version = Number(raw)
+      if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(version) || version < 1) throw invalid(`version must be a positive integer, got ${JSON.stringify(raw)}`, [{ path: ':version', message: 'must be a positive integer' }])
+      return { status: 200, body: await resources.getVersion(type, name, version) }
+    })
+}

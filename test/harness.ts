@@ -1,0 +1,72 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+import { startLocalServers, type LocalServers } from '../runtime/servers/local-cluster.ts'
+import { connectServers, type Connections } from '../runtime/connections.ts'
+import { startGateway, type Gateway } from '../gateway/server.ts'
+import { createLogger } from '../runtime/logger.ts'
+
+export interface Stack {
+  readonly servers: LocalServers
+  readonly connections: Connections
+  readonly gateway: Gateway
+  readonly url: string
+  readonly env: Record<string, string>
+  close(): Promise<void>
+}
+
+/** Real nats-server and etcd on ephemeral ports, plus a gateway on a free port, all torn down by close(). */
+export async function startStack(): Promise<Stack> {
+  const servers = await startLocalServers()
+  const connections = await connectServers(servers)
+  const gatewayDir = await mkdtemp(join(tmpdir(), 'conveyor-gw-'))
+  const gateway = await startGateway({ connections, port: 0, dataDir: gatewayDir, logger: createLogger('gateway', 'error'), outboxSweepIntervalMs: 500 })
+  const env = { CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','), CONVEYOR_LOG_LEVEL: 'error' }
+  return {
+    servers,
+    connections,
+    gateway,
+    url: gateway.url,
+    env,
+    close: async () => {
+      await gateway.close()
+      await connections.close()
+      await servers.stop()
+      await rm(gatewayDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export interface JsonResponse<T = any> {
+  readonly status: number
+  readonly body: T
+  readonly headers: Headers
+}
+
+/** One HTTP request with a JSON (or raw string) body, answered as parsed JSON. */
+export async function api<T = any>(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse<T>> {
+  const response = await fetch(base + path, {
+    method,
+    headers: { 'content-type': 'application/json', ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  })
+  const text = await response.text()
+  return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers }
+}
+
+/** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (error) {
+      lastError = error
+    }
+    await delay(25)
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
+}
