@@ -15,6 +15,8 @@ options:
   --port N           HTTP port (env CONVEYOR_HTTP_PORT, default 8080)
   --host ADDR        HTTP bind address (env CONVEYOR_HTTP_HOST, default 127.0.0.1)
   --data-dir DIR     data directory (env CONVEYOR_DATA_DIR, default ./.conveyor)
+  --nats-port N      up: client port of the local nats-server (default 4222; 0 picks a free one)
+  --etcd-port N      up: client port of the local etcd (default 2379; 0 picks a free one)
 `
 
 /** Runs one CLI invocation and returns its exit code; errors become one clear line. */
@@ -30,6 +32,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         port: { type: 'string' },
         host: { type: 'string' },
         'data-dir': { type: 'string' },
+        'nats-port': { type: 'string' },
+        'etcd-port': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -43,7 +47,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE)
     return command || values.help ? 0 : 2
   }
-  const flags = { natsUrl: values.nats, etcdEndpoints: values.etcd, httpPort: values.port, dataDir: values['data-dir'], host: values.host }
+  const flags = { natsUrl: values.nats, etcdEndpoints: values.etcd, httpPort: values.port, dataDir: values['data-dir'], host: values.host, natsPort: values['nats-port'], etcdPort: values['etcd-port'] }
   try {
     switch (command) {
       case 'up':

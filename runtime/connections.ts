@@ -109,6 +109,6 @@ export function isServerUnavailable(error: unknown): boolean {
     name === 'ClosedConnectionError' ||
     name === 'RequestError' ||
     name === 'NoRespondersError' ||
-    /deadline|unavailable|no leader|timeout|connection (closed|draining)|no responders/i.test(message)
+    /deadline|unavailable|no leader|timeout|connection (closed|draining)|no responders|circuit breaker/i.test(message)
   )
 }

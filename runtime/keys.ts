@@ -41,16 +41,19 @@ export const streams = {
 
 export const subjects = {
   /** created / updated / deleted of a resource: what drivers consume. */
-  resource: (type: string, name: string): string => `conveyor.resource.${partitionToken(type, name)}.${type}.${name}`,
+  resource: (type: string, name: string): string => `conveyor.ev.resource.${partitionToken(type, name)}.${type}.${name}`,
   /** driver results (and, later, transitions) of a resource. */
-  outcome: (type: string, name: string): string => `conveyor.outcome.${partitionToken(type, name)}.${type}.${name}`,
-  definition: (name: string): string => `conveyor.definition.${name}`,
+  outcome: (type: string, name: string): string => `conveyor.ev.outcome.${partitionToken(type, name)}.${type}.${name}`,
+  definition: (name: string): string => `conveyor.ev.definition.${name}`,
   /** Every event of one resource, in order (one filter subject, as nats-server 2.9 allows). */
-  history: (type: string, name: string): string => `conveyor.*.${partitionToken(type, name)}.${type}.${name}`,
+  history: (type: string, name: string): string => `conveyor.ev.*.${partitionToken(type, name)}.${type}.${name}`,
   /** Resource changes of one type, for a driver's consumer. */
-  resourceChangesOfType: (type: string): string => `conveyor.resource.*.${type}.*`,
+  resourceChangesOfType: (type: string): string => `conveyor.ev.resource.*.${type}.*`,
   log: (driver: string, runid: string): string => `conveyor.logs.${driver}.${runid}`,
   allLogs: (): string => 'conveyor.logs.>',
+  /** Every event (the events stream's one subject space, so any filter above is a subset of it). */
+  allEvents: (): string => 'conveyor.ev.>',
+  allResourceChanges: (): string => 'conveyor.ev.resource.>',
 } as const
 
 export const headers = {

@@ -1,6 +1,6 @@
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
-import { streams } from './keys.ts'
+import { streams, subjects } from './keys.ts'
 
 /** How long the event and log streams keep history. */
 export interface RetentionOptions {
@@ -19,7 +19,7 @@ function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig>
   return [
     {
       name: streams.events,
-      subjects: ['conveyor.resource.>', 'conveyor.outcome.>', 'conveyor.definition.>'],
+      subjects: [subjects.allEvents()],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       discard: DiscardPolicy.Old,
@@ -28,7 +28,7 @@ function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig>
     },
     {
       name: streams.logs,
-      subjects: ['conveyor.logs.>'],
+      subjects: [subjects.allLogs()],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       discard: DiscardPolicy.Old,

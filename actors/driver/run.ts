@@ -38,7 +38,7 @@ function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): Re
 export const driverConsumerName = (driver: string): string => `driver_${driver}`
 
 /** One filter subject (nats-server 2.9): the exact type when a driver serves one, else every resource change. */
-const filterFor = (driver: DriverDefinition): string => (driver.resources.length === 1 ? subjects.resourceChangesOfType(driver.resources[0]!) : 'conveyor.resource.>')
+const filterFor = (driver: DriverDefinition): string => (driver.resources.length === 1 ? subjects.resourceChangesOfType(driver.resources[0]!) : subjects.allResourceChanges())
 
 const backoffMs = (attempt: number): number => Math.min(30_000, 500 * 2 ** (attempt - 1))
 

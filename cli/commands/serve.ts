@@ -13,16 +13,28 @@ import { untilSignal } from '../signals.ts'
 
 export interface ServeFlags extends ConfigOverrides {
   readonly host?: string | undefined
+  readonly natsPort?: string | undefined
+  readonly etcdPort?: string | undefined
 }
 
-const DEFAULT_PORTS = { nats: 4222, natsMonitor: 8222, etcd: 2379, etcdPeer: 2380 }
+function localPorts(flags: ServeFlags): { nats: number; natsMonitor: number; etcd: number; etcdPeer: number } {
+  const port = (value: string | undefined, fallback: number, flag: string): number => {
+    if (value === undefined) return fallback
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new TypeError(`--${flag} must be a TCP port (0-65535), got ${JSON.stringify(value)}`)
+    return n
+  }
+  const nats = port(flags.natsPort, 4222, 'nats-port')
+  const etcd = port(flags.etcdPort, 2379, 'etcd-port')
+  return { nats, natsMonitor: nats === 0 ? 0 : 8222, etcd, etcdPeer: etcd === 0 ? 0 : etcd + 1 }
+}
 
 /** `conveyor up`: local etcd and NATS (unless given), then every role in this process. */
 export async function up(flags: ServeFlags): Promise<number> {
   const useLocal = flags.natsUrl === undefined && flags.etcdEndpoints === undefined
   const config = resolveConfig(flags)
   const out = (line: string): boolean => process.stdout.write(line + '\n')
-  const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: DEFAULT_PORTS }) : undefined
+  const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: localPorts(flags) }) : undefined
   try {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
     const gateway = await startGateway({ connections, port: config.httpPort, host: flags.host ?? process.env.CONVEYOR_HTTP_HOST ?? '127.0.0.1', dataDir: join(config.dataDir, 'gateway') })
