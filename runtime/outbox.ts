@@ -48,6 +48,7 @@ export class Outbox {
   #lastSweepRevision = 0
   #sweeping: Promise<number> | undefined
   #closed = false
+  readonly #background = new Set<Promise<unknown>>()
 
   constructor(connections: Connections, logger: Logger, options: OutboxOptions = {}) {
     this.#connections = connections
@@ -76,6 +77,16 @@ export class Outbox {
       }),
     )
     return stamped
+  }
+
+  /**
+   * Publishes without making the caller wait: the commit is already durable and the entry stays
+   * in etcd until JetStream acknowledges, so an API answer need not wait for the publish.
+   */
+  publishInBackground(entries: readonly OutboxEntry[], revision: number): void {
+    const publishing = this.publish(entries, revision)
+    this.#background.add(publishing)
+    void publishing.finally(() => this.#background.delete(publishing))
   }
 
   async #send(subject: string, event: ConveyorEvent): Promise<void> {
@@ -158,6 +169,7 @@ export class Outbox {
     this.#closed = true
     clearTimeout(this.#sweepTimer)
     await this.#sweeping?.catch(() => {})
+    await Promise.allSettled([...this.#background])
     await this.#flushDeletes()
   }
 }

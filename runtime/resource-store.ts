@@ -168,7 +168,7 @@ export class ResourceStore {
         ops: [op.delete(keys.resource(type, name)), op.delete(keys.status(type, name)), op.deletePrefix(keys.versions(type, name)), outboxOp],
       })
       if (outcome.succeeded) {
-        await this.#outbox.publish([entry], outcome.revision)
+        this.#outbox.publishInBackground([entry], outcome.revision)
         return last
       }
     }
@@ -247,7 +247,7 @@ export class ResourceStore {
       ops: [op.put(keys.resource(type, stored.name), value), op.put(keys.version(type, stored.name, stored.metadata.version), value), outboxOp],
     })
     if (!outcome.succeeded) return undefined
-    await this.#outbox.publish([entry], outcome.revision)
+    this.#outbox.publishInBackground([entry], outcome.revision)
     return { ...resource, metadata: { ...resource.metadata, revision: outcome.revision } }
   }
 }

@@ -17,7 +17,10 @@ export interface TxnBatcherOptions {
   readonly maxOpsPerTxn?: number
   /** Bytes of values per transaction, under etcd's 1.5 MiB request limit. @default 1_000_000 */
   readonly maxBytesPerTxn?: number
-  /** Transactions in flight at once; more writes wait and are grouped. @default 3 */
+  /**
+   * Transactions in flight at once. A second one starts only while a full transaction's worth of
+   * writes is waiting; otherwise writes wait for the one in flight and are grouped. @default 3
+   */
   readonly maxInFlight?: number
 }
 
@@ -61,7 +64,7 @@ export class TxnBatcher {
   }
 
   #pump(): void {
-    while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
+    while (this.#queue.length > 0 && (this.#inFlight === 0 || (this.#inFlight < this.#maxInFlight && this.#fullBatchWaiting()))) {
       const batch = this.#take()
       this.#inFlight++
       void this.#run(batch).finally(() => {
@@ -69,6 +72,15 @@ export class TxnBatcher {
         this.#pump()
       })
     }
+  }
+
+  #fullBatchWaiting(): boolean {
+    let ops = 0
+    for (const pending of this.#queue) {
+      ops += Math.max(pending.write.ops.length, pending.write.compares.length)
+      if (ops >= this.#maxOps) return true
+    }
+    return false
   }
 
   /** Takes queued writes in order until a limit is reached or a key would repeat. */

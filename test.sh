@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Quick start, command 2: install what is missing, then run the whole test suite against real
+# nats-server and etcd processes (the tests start them on ephemeral ports).
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/ensure-deps.sh
+npx tsc --noEmit -p .
+exec npm test -- "$@"
