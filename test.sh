@@ -3,6 +3,6 @@
 # nats-server and etcd processes (the tests start them on ephemeral ports).
 set -euo pipefail
 cd "$(dirname "$0")"
-bash scripts/ensure-deps.sh
+bash deploy/ensure-deps.sh
 npx tsc --noEmit -p .
 exec npm test -- "$@"

@@ -47,7 +47,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE)
     return command || values.help ? 0 : 2
   }
-  const flags = { natsUrl: values.nats, etcdEndpoints: values.etcd, httpPort: values.port, dataDir: values['data-dir'], host: values.host, natsPort: values['nats-port'], etcdPort: values['etcd-port'] }
+  const flags = { natsUrl: values.nats, etcdEndpoints: values.etcd, httpPort: values.port, dataDir: values['data-dir'], httpHost: values.host, natsPort: values['nats-port'], etcdPort: values['etcd-port'] }
   try {
     switch (command) {
       case 'up':

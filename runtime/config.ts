@@ -8,6 +8,8 @@ export interface ConveyorConfig {
   readonly etcdEndpoints: readonly string[]
   /** @default 8080 (env `CONVEYOR_HTTP_PORT`) */
   readonly httpPort: number
+  /** Address the gateway binds; loopback unless asked, since the API has no auth yet. @default '127.0.0.1' (env `CONVEYOR_HTTP_HOST`) */
+  readonly httpHost: string
   /** @default './.conveyor' (env `CONVEYOR_DATA_DIR`) */
   readonly dataDir: string
   /** @default 'http://127.0.0.1:8080' (env `CONVEYOR_API_URL`) */
@@ -18,6 +20,7 @@ export interface ConfigOverrides {
   readonly natsUrl?: string | undefined
   readonly etcdEndpoints?: string | readonly string[] | undefined
   readonly httpPort?: number | string | undefined
+  readonly httpHost?: string | undefined
   readonly dataDir?: string | undefined
   readonly apiUrl?: string | undefined
 }
@@ -42,6 +45,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     natsUrl: overrides.natsUrl ?? env.CONVEYOR_NATS_URL ?? 'nats://127.0.0.1:4222',
     etcdEndpoints: typeof etcd === 'string' ? splitList(etcd) : etcd,
     httpPort,
+    httpHost: overrides.httpHost ?? env.CONVEYOR_HTTP_HOST ?? '127.0.0.1',
     dataDir: resolve(overrides.dataDir ?? env.CONVEYOR_DATA_DIR ?? '.conveyor'),
     apiUrl: overrides.apiUrl ?? env.CONVEYOR_API_URL ?? `http://127.0.0.1:${httpPort || 8080}`,
   }

@@ -12,7 +12,6 @@ import { isDriverDefinition } from '../../actors/driver/define.ts'
 import { untilSignal } from '../signals.ts'
 
 export interface ServeFlags extends ConfigOverrides {
-  readonly host?: string | undefined
   readonly natsPort?: string | undefined
   readonly etcdPort?: string | undefined
 }
@@ -37,7 +36,7 @@ export async function up(flags: ServeFlags): Promise<number> {
   const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: localPorts(flags) }) : undefined
   try {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
-    const gateway = await startGateway({ connections, port: config.httpPort, host: flags.host ?? process.env.CONVEYOR_HTTP_HOST ?? '127.0.0.1', dataDir: join(config.dataDir, 'gateway') })
+    const gateway = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
     out(`Conveyor is up.`)
     out(`  API:  ${gateway.url}`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
@@ -66,7 +65,7 @@ export async function up(flags: ServeFlags): Promise<number> {
 export async function gateway(flags: ServeFlags): Promise<number> {
   const config = resolveConfig(flags)
   const connections = await connectServers(config, { name: 'conveyor gateway' })
-  const running = await startGateway({ connections, port: config.httpPort, host: flags.host ?? process.env.CONVEYOR_HTTP_HOST ?? '127.0.0.1', dataDir: join(config.dataDir, 'gateway') })
+  const running = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
   process.stdout.write(`Conveyor gateway listening on ${running.url}\n`)
   return await untilSignal(async () => {
     await running.close()
