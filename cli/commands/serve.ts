@@ -7,6 +7,7 @@ import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
 import { Outbox } from '../../runtime/outbox.ts'
 import { createLogger } from '../../runtime/logger.ts'
 import { startGateway } from '../../gateway/server.ts'
+import { loadUws } from '../../gateway/uws.ts'
 import { runDriver } from '../../actors/driver/run.ts'
 import { isDriverDefinition } from '../../actors/driver/define.ts'
 import { untilSignal } from '../signals.ts'
@@ -32,6 +33,7 @@ function localPorts(flags: ServeFlags): { nats: number; natsMonitor: number; etc
 export async function up(flags: ServeFlags): Promise<number> {
   const useLocal = flags.natsUrl === undefined && flags.etcdEndpoints === undefined
   const config = resolveConfig(flags)
+  await loadUws()
   const out = (line: string): boolean => process.stdout.write(line + '\n')
   const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: localPorts(flags) }) : undefined
   try {
@@ -64,8 +66,12 @@ export async function up(flags: ServeFlags): Promise<number> {
 /** `conveyor gateway`: the HTTP/WebSocket API against external servers. */
 export async function gateway(flags: ServeFlags): Promise<number> {
   const config = resolveConfig(flags)
+  await loadUws()
   const connections = await connectServers(config, { name: 'conveyor gateway' })
-  const running = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
+  const running = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') }).catch(async (error: unknown) => {
+    await connections.close()
+    throw error
+  })
   process.stdout.write(`Conveyor gateway listening on ${running.url}\n`)
   return await untilSignal(async () => {
     await running.close()
