@@ -33,10 +33,16 @@ export interface DriverOutcome {
 }
 
 export interface ResourceStatus {
+  /** The actor's state (`running`, or `build.compiling` inside a compound state). */
   readonly state: string
   readonly runid: string
+  /** The actor's context. */
   readonly context: Record<string, unknown>
   readonly drivers: Readonly<Record<string, DriverOutcome>>
+  /** True once the actor reached a final state. */
+  readonly done?: boolean
+  /** Events the actor applied in this run. */
+  readonly seq?: number
 }
 
 export interface Resource {

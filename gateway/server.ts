@@ -17,6 +17,8 @@ import { registerResourceRoutes } from './routes/resources.ts'
 import { registerLogRoutes } from './routes/logs.ts'
 import { registerHealthRoutes } from './routes/health.ts'
 import { loadUws } from './uws.ts'
+import { lifecycles } from '../actors/lifecycle/lifecycles.ts'
+import { actorInitializer } from '../actors/lifecycle/step.ts'
 
 /** Options of one gateway process. */
 export interface GatewayOptions {
@@ -58,8 +60,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const maxBodyBytes = options.maxBodyBytes ?? 256 * 1024
   const batcher = new TxnBatcher(connections.etcd)
   const outbox = new Outbox(connections, logger, options.outboxSweepIntervalMs ? { sweepIntervalMs: options.outboxSweepIntervalMs } : {})
-  const definitions = new DefinitionStore(connections, batcher, outbox)
-  const resources = new ResourceStore(connections, batcher, outbox, definitions)
+  const definitions = new DefinitionStore(connections, batcher, outbox, lifecycles)
+  const resources = new ResourceStore(connections, batcher, outbox, definitions, actorInitializer)
   const logs = await LogStore.open(join(options.dataDir, 'logs'), connections, logger)
   await outbox.start()
 

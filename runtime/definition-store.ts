@@ -6,6 +6,7 @@ import { keys, subjects } from './keys.ts'
 import type { Outbox } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
 import { checkUserSchema, compileSpecValidator, type SpecValidator } from '../definitions/user-schema.ts'
+import { checkLifecycle } from '../definitions/lifecycle.ts'
 import type { DefinitionInput } from '../definitions/api-types.ts'
 import type { ResourceDefinition } from '../definitions/objects.ts'
 
@@ -26,11 +27,32 @@ export class DefinitionStore {
   readonly #batcher: TxnBatcher
   readonly #outbox: Outbox
   readonly #compiled = new Map<string, CompiledDefinition>()
+  readonly #lifecycleId: (config: Record<string, unknown>) => string
+  readonly #checkMachine: (config: Record<string, unknown>) => void
 
-  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox) {
+  /**
+   * `lifecycleId` names a lifecycle by its content; `checkMachine` builds it once so that what the
+   * declarative check lets through is also a valid XState machine (it throws otherwise).
+   */
+  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox, lifecycles: { id(config: Record<string, unknown>): string; check(config: Record<string, unknown>): void }) {
     this.#connections = connections
     this.#batcher = batcher
     this.#outbox = outbox
+    this.#lifecycleId = lifecycles.id
+    this.#checkMachine = lifecycles.check
+  }
+
+  #checkInput(input: DefinitionInput): void {
+    checkUserSchema(input.schema)
+    if (input.lifecycle === undefined) return
+    const errors = checkLifecycle(input.lifecycle)
+    if (errors.length > 0) throw invalid(`invalid lifecycle: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+    try {
+      this.#checkMachine(input.lifecycle)
+    } catch (error) {
+      const message = error instanceof Error ? error.message.split('\n').join(' ') : String(error)
+      throw invalid(`invalid lifecycle: ${message}`, [{ path: '/lifecycle', message }])
+    }
   }
 
   /** The definition and its compiled validator; cached until its revision changes. */
@@ -66,7 +88,7 @@ export class DefinitionStore {
   }
 
   async create(input: DefinitionInput): Promise<ResourceDefinition> {
-    checkUserSchema(input.schema)
+    this.#checkInput(input)
     const now = new Date().toISOString()
     const stored = this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now })
     const result = await this.#write(stored, 0, 'definition.created')
@@ -80,7 +102,7 @@ export class DefinitionStore {
    */
   async update(name: string, input: DefinitionInput, expectedRevision?: number): Promise<ResourceDefinition> {
     if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
-    checkUserSchema(input.schema)
+    this.#checkInput(input)
     for (;;) {
       const current = await this.#read(name)
       if (!current) throw notFound(`resource definition ${name} not found`)
@@ -94,7 +116,7 @@ export class DefinitionStore {
 
   /** Creates or replaces: `created` tells which happened. */
   async apply(input: DefinitionInput): Promise<{ definition: ResourceDefinition; created: boolean }> {
-    checkUserSchema(input.schema)
+    this.#checkInput(input)
     for (;;) {
       const current = await this.#read(input.name)
       if (!current) {
@@ -149,9 +171,10 @@ export class DefinitionStore {
     const { entry, op: outboxOp } = this.#outbox.entry(subjects.definition(stored.name), {
       kind, uid: stored.metadata.uid, revision: 0, time: stored.metadata.updatedAt, name: stored.name, object: withRevision(stored, 0),
     })
+    const lifecycleOps = stored.lifecycle ? [op.put(keys.lifecycle(this.#lifecycleId(stored.lifecycle)), JSON.stringify(stored.lifecycle))] : []
     const outcome = await this.#batcher.commit({
       compares: [expectedRevision === 0 ? compare.absent(key) : compare.modRevision(key, expectedRevision)],
-      ops: [op.put(key, JSON.stringify(stored)), outboxOp],
+      ops: [op.put(key, JSON.stringify(stored)), ...lifecycleOps, outboxOp],
     })
     if (!outcome.succeeded) return undefined
     await this.#outbox.publish([entry], outcome.revision)

@@ -17,7 +17,8 @@ export function partitionOf(type: string, name: string): number {
   return hash % PARTITIONS
 }
 
-const partitionToken = (type: string, name: string): string => `p${String(partitionOf(type, name)).padStart(2, '0')}`
+export const partitionName = (partition: number): string => `p${String(partition).padStart(2, '0')}`
+const partitionToken = (type: string, name: string): string => partitionName(partitionOf(type, name))
 
 const ROOT = '/conveyor'
 
@@ -30,6 +31,18 @@ export const keys = {
   statuses: (type: string): string => `${ROOT}/status/${type}/`,
   version: (type: string, name: string, version: number): string => `${ROOT}/versions/${type}/${name}/${String(version).padStart(10, '0')}`,
   versions: (type: string, name: string): string => `${ROOT}/versions/${type}/${name}/`,
+  actor: (type: string, name: string): string => `${ROOT}/actors/${partitionToken(type, name)}/${type}/${name}`,
+  actorsOfPartition: (partition: number): string => `${ROOT}/actors/${partitionName(partition)}/`,
+  /** Durable timers, ordered by due time inside a partition so a range read finds the next ones. */
+  timer: (type: string, name: string, dueAt: number, id: string): string =>
+    `${ROOT}/timers/${partitionToken(type, name)}/${String(dueAt).padStart(15, '0')}/${type}/${name}/${encodeURIComponent(id)}`,
+  timersOfPartition: (partition: number): string => `${ROOT}/timers/${partitionName(partition)}/`,
+  timers: (): string => `${ROOT}/timers/`,
+  lifecycle: (id: string): string => `${ROOT}/lifecycles/${id}`,
+  worker: (id: string): string => `${ROOT}/workers/${id}`,
+  workers: (): string => `${ROOT}/workers/`,
+  partitionClaim: (partition: number): string => `${ROOT}/partitions/${partitionName(partition)}`,
+  partitionClaims: (): string => `${ROOT}/partitions/`,
   outbox: (id: string): string => `${ROOT}/outbox/${id}`,
   outboxes: (): string => `${ROOT}/outbox/`,
 } as const
@@ -37,6 +50,7 @@ export const keys = {
 export const streams = {
   events: 'CONVEYOR_EVENTS',
   logs: 'CONVEYOR_LOGS',
+  inbox: 'CONVEYOR_INBOX',
 } as const
 
 export const subjects = {
@@ -49,6 +63,10 @@ export const subjects = {
   history: (type: string, name: string): string => `conveyor.ev.*.${partitionToken(type, name)}.${type}.${name}`,
   /** Resource changes of one type, for a driver's consumer. */
   resourceChangesOfType: (type: string): string => `conveyor.ev.resource.*.${type}.*`,
+  /** Events sent to a resource's actor (work-queue stream, consumed by the partition's owner). */
+  inbox: (type: string, name: string): string => `conveyor.in.${partitionToken(type, name)}.${type}.${name}`,
+  inboxOfPartition: (partition: number): string => `conveyor.in.${partitionName(partition)}.>`,
+  allInbox: (): string => 'conveyor.in.>',
   log: (driver: string, runid: string): string => `conveyor.logs.${driver}.${runid}`,
   allLogs: (): string => 'conveyor.logs.>',
   /** Every event (the events stream's one subject space, so any filter above is a subset of it). */
@@ -60,4 +78,5 @@ export const headers = {
   kind: 'Conveyor-Kind',
   logEnd: 'Conveyor-Log-End',
   logStream: 'Conveyor-Log-Stream',
+  replyTo: 'Conveyor-Reply-To',
 } as const

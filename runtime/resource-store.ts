@@ -1,24 +1,26 @@
 import { randomUUID } from 'node:crypto'
+import type { ICompare, IRequestOp } from 'etcd3'
 import type { Connections } from './connections.ts'
-import { compare, op, readKeys, readPrefix, readRange, type StoredValue } from './etcd-ops.ts'
+import { compare, op, readKeys, readPrefix, type StoredValue } from './etcd-ops.ts'
 import { conflict, invalid, notFound } from './errors.ts'
 import { keys, subjects } from './keys.ts'
 import type { Outbox } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
 import { staleRevision, type DefinitionStore } from './definition-store.ts'
+import type { ActorInitializer, ActorRecord } from './actor-record.ts'
 import type { ResourceInput } from '../definitions/api-types.ts'
 import type { ConveyorEvent, DriverOutcome, EventKind, ObjectMetadata, Resource, ResourceStatus } from '../definitions/objects.ts'
 
 type StoredMetadata = Omit<ObjectMetadata, 'revision'>
 
-/** What etcd holds at `/conveyor/resources/{type}/{name}`: the desired state and its run. */
+/** What etcd holds at `/conveyor/resources/{type}/{name}`: the desired state and its run id. */
 interface StoredResource {
   readonly name: string
   readonly resource: string
   readonly pipeline?: string
   readonly spec: Record<string, unknown>
   readonly metadata: StoredMetadata
-  readonly run: { readonly runid: string; readonly state: string }
+  readonly run: { readonly runid: string }
 }
 
 /** What etcd holds at `/conveyor/status/{type}/{name}`: observed state, written by drivers. */
@@ -37,9 +39,19 @@ export type LabelSelector = (labels: Readonly<Record<string, string>>) => boolea
 
 const MAX_WRITE_ATTEMPTS = 5
 
-function present(stored: StoredResource, revision: number, status: StoredStatus | undefined): Resource {
-  const drivers = status && status.uid === stored.metadata.uid ? status.drivers : {}
-  const resourceStatus: ResourceStatus = { state: stored.run.state, runid: stored.run.runid, context: {}, drivers }
+const parse = <T>(value: StoredValue | undefined): T | undefined => (value ? (JSON.parse(value.value) as T) : undefined)
+
+function present(stored: StoredResource, revision: number, status: StoredStatus | undefined, actor: ActorRecord | undefined): Resource {
+  const uid = stored.metadata.uid
+  const drivers = status?.uid === uid ? status.drivers : {}
+  const current = actor?.uid === uid ? actor : undefined
+  const resourceStatus: ResourceStatus = {
+    state: current?.state ?? 'pending',
+    runid: stored.run.runid,
+    context: current?.snapshot.context ?? {},
+    drivers,
+    ...(current ? { done: current.snapshot.status !== 'active', seq: current.seq } : {}),
+  }
   return {
     name: stored.name,
     resource: stored.resource,
@@ -52,18 +64,22 @@ function present(stored: StoredResource, revision: number, status: StoredStatus 
   }
 }
 
+const timerOps = (record: ActorRecord, make: (key: string) => IRequestOp): IRequestOp[] => record.timers.map((t) => make(keys.timer(record.type, record.name, t.dueAt, t.id)))
+
 /** Resources in etcd, every write one transaction with a revision compare and an outbox entry. */
 export class ResourceStore {
   readonly #connections: Connections
   readonly #batcher: TxnBatcher
   readonly #outbox: Outbox
   readonly #definitions: DefinitionStore
+  readonly #actors: ActorInitializer
 
-  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox, definitions: DefinitionStore) {
+  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox, definitions: DefinitionStore, actors: ActorInitializer) {
     this.#connections = connections
     this.#batcher = batcher
     this.#outbox = outbox
     this.#definitions = definitions
+    this.#actors = actors
   }
 
   async create(input: ResourceInput): Promise<Resource> {
@@ -71,7 +87,7 @@ export class ResourceStore {
       const definition = await this.#validated(input, attempt > 0)
       const now = new Date().toISOString()
       const stored = this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: input.labels ?? {} })
-      const resource = await this.#commit(stored, 'created', [compare.modRevision(keys.definition(input.resource), definition), compare.absent(keys.resource(input.resource, input.name))])
+      const resource = await this.#commit(stored, 'created', definition, [compare.modRevision(keys.definition(input.resource), definition.revision), compare.absent(keys.resource(input.resource, input.name))], [])
       if (resource) return resource
       const { values } = await readKeys(this.#connections.etcd, [keys.resource(input.resource, input.name)])
       if (values[0]) throw conflict('already-exists', `resource ${input.resource}/${input.name} already exists`)
@@ -79,25 +95,33 @@ export class ResourceStore {
     throw conflict('contention', `resource definition ${input.resource} kept changing; retry`)
   }
 
-  async get(type: string, name: string): Promise<Resource> {
-    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name)])
-    const [resource, status] = values
+  async get(type: string, name: string, atRevision?: number): Promise<Resource> {
+    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name), keys.actor(type, name)], atRevision)
+    const [resource, status, actor] = values
     if (!resource) throw notFound(`resource ${type}/${name} not found`)
-    return present(JSON.parse(resource.value) as StoredResource, resource.modRevision, status ? (JSON.parse(status.value) as StoredStatus) : undefined)
+    return present(parse<StoredResource>(resource)!, resource.modRevision, parse<StoredStatus>(status), parse<ActorRecord>(actor))
+  }
+
+  /** The actor record of a resource, with the revision it was last written at. */
+  async actor(type: string, name: string): Promise<{ record: ActorRecord; revision: number }> {
+    const { values } = await readKeys(this.#connections.etcd, [keys.actor(type, name), keys.resource(type, name)])
+    const [actor, resource] = values
+    if (!actor || !resource) throw notFound(`resource ${type}/${name} not found`)
+    return { record: parse<ActorRecord>(actor)!, revision: actor.modRevision }
   }
 
   async getVersion(type: string, name: string, version: number): Promise<Resource> {
     const { values } = await readKeys(this.#connections.etcd, [keys.version(type, name, version), keys.resource(type, name)])
     const [copy, current] = values
     if (!copy) throw notFound(current ? `resource ${type}/${name} has no version ${version}` : `resource ${type}/${name} not found`)
-    return present(JSON.parse(copy.value) as StoredResource, copy.modRevision, undefined)
+    return present(parse<StoredResource>(copy)!, copy.modRevision, undefined, undefined)
   }
 
   /** Lists the version numbers stored for a resource, oldest first. */
   async versions(type: string, name: string): Promise<number[]> {
     const { values } = await readPrefix(this.#connections.etcd, keys.versions(type, name))
     if (values.length === 0) await this.get(type, name)
-    return values.map((v) => (JSON.parse(v.value) as StoredResource).metadata.version)
+    return values.map((v) => parse<StoredResource>(v)!.metadata.version)
   }
 
   async list(type: string, options: ListOptions = {}): Promise<{ items: Resource[]; continueAfter?: string }> {
@@ -108,47 +132,40 @@ export class ResourceStore {
     for (;;) {
       const page = await readPrefix(this.#connections.etcd, keys.resources(type), { limit: Math.min(500, limit + 1), ...(startAfter ? { startAfter } : {}), ...(revision ? { revision } : {}) })
       revision ??= page.revision
-      const statuses = await this.#statuses(type, page.values, revision)
-      for (const value of page.values) {
-        const stored = JSON.parse(value.value) as StoredResource
-        if (options.labelSelector && !options.labelSelector(stored.metadata.labels)) continue
+      const selected = page.values.map((v) => ({ value: v, stored: parse<StoredResource>(v)! })).filter((v) => !options.labelSelector || options.labelSelector(v.stored.metadata.labels))
+      const extra = await readKeys(this.#connections.etcd, selected.flatMap((v) => [keys.status(type, v.stored.name), keys.actor(type, v.stored.name)]), revision)
+      for (const [i, { value, stored }] of selected.entries()) {
         if (items.length === limit) return { items, continueAfter: items.at(-1)!.name }
-        items.push(present(stored, value.modRevision, statuses.get(stored.name)))
+        items.push(present(stored, value.modRevision, parse<StoredStatus>(extra.values[2 * i]), parse<ActorRecord>(extra.values[2 * i + 1])))
       }
       if (!page.more || page.values.length === 0) return { items }
       startAfter = page.values.at(-1)!.key
     }
   }
 
-  async #statuses(type: string, values: readonly StoredValue[], revision: number): Promise<Map<string, StoredStatus>> {
-    const result = new Map<string, StoredStatus>()
-    const names = values.map((v) => v.key.slice(keys.resources(type).length))
-    if (names.length === 0) return result
-    const found = await readRange(this.#connections.etcd, keys.status(type, names[0]!), keys.status(type, names.at(-1)!) + '\0', revision)
-    const wanted = new Set(names)
-    for (const s of found) {
-      const name = s.key.slice(keys.statuses(type).length)
-      if (wanted.has(name)) result.set(name, JSON.parse(s.value) as StoredStatus)
-    }
-    return result
-  }
-
   /**
-   * Replaces spec, labels and pipeline of a resource, starting a new run. Server-owned fields of
-   * the input are ignored. With `expectedRevision` a concurrent change answers 409.
+   * Replaces spec, labels and pipeline of a resource, starting a new run (the actor starts over).
+   * Server-owned fields of the input are ignored. With `expectedRevision` a concurrent change answers 409.
    */
   async update(type: string, name: string, input: ResourceInput, expectedRevision?: number): Promise<Resource> {
     if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
     if (input.resource !== type) throw invalid(`resource ${input.resource} does not match the URL (${type})`, [{ path: '/resource', message: `must be ${type}` }])
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name)])
-      const current = values[0]
+      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
+      const [current, actor] = values
       if (!current) throw notFound(`resource ${type}/${name} not found`)
       if (expectedRevision !== undefined && expectedRevision !== current.modRevision) throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
       const definition = await this.#validated(input, attempt > 0)
-      const previous = JSON.parse(current.value) as StoredResource
+      const previous = parse<StoredResource>(current)!
       const stored = this.#build(input, { ...previous.metadata, version: previous.metadata.version + 1, updatedAt: new Date().toISOString(), labels: input.labels ?? previous.metadata.labels })
-      const resource = await this.#commit(stored, 'updated', [compare.modRevision(keys.definition(type), definition), compare.modRevision(keys.resource(type, name), current.modRevision)])
+      const oldActor = parse<ActorRecord>(actor)
+      const resource = await this.#commit(
+        stored,
+        'updated',
+        definition,
+        [compare.modRevision(keys.definition(type), definition.revision), compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
+        oldActor ? timerOps(oldActor, op.delete) : [],
+      )
       if (resource) return resource
     }
     throw conflict('contention', `resource ${type}/${name} kept changing; retry`)
@@ -156,16 +173,24 @@ export class ResourceStore {
 
   async delete(type: string, name: string, expectedRevision?: number): Promise<Resource> {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name)])
-      const [current, status] = values
+      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name), keys.actor(type, name)])
+      const [current, status, actor] = values
       if (!current) throw notFound(`resource ${type}/${name} not found`)
       if (expectedRevision !== undefined && expectedRevision !== current.modRevision) throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
-      const stored = JSON.parse(current.value) as StoredResource
-      const last = present(stored, current.modRevision, status ? (JSON.parse(status.value) as StoredStatus) : undefined)
+      const stored = parse<StoredResource>(current)!
+      const record = parse<ActorRecord>(actor)
+      const last = present(stored, current.modRevision, parse<StoredStatus>(status), record)
       const { entry, op: outboxOp } = this.#outbox.entry(subjects.resource(type, name), this.#event('deleted', stored, last))
       const outcome = await this.#batcher.commit({
-        compares: [compare.modRevision(keys.resource(type, name), current.modRevision)],
-        ops: [op.delete(keys.resource(type, name)), op.delete(keys.status(type, name)), op.deletePrefix(keys.versions(type, name)), outboxOp],
+        compares: [compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
+        ops: [
+          op.delete(keys.resource(type, name)),
+          op.delete(keys.status(type, name)),
+          op.delete(keys.actor(type, name)),
+          ...(record ? timerOps(record, op.delete) : []),
+          op.deletePrefix(keys.versions(type, name)),
+          outboxOp,
+        ],
       })
       if (outcome.succeeded) {
         this.#outbox.publishInBackground([entry], outcome.revision)
@@ -184,9 +209,9 @@ export class ResourceStore {
       const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name)])
       const [current, status] = values
       if (!current) return false
-      const stored = JSON.parse(current.value) as StoredResource
+      const stored = parse<StoredResource>(current)!
       if (stored.metadata.uid !== uid) return false
-      const previous = status ? (JSON.parse(status.value) as StoredStatus) : undefined
+      const previous = parse<StoredStatus>(status)
       const recorded = previous?.uid === uid ? previous.drivers[driver] : undefined
       if (recorded && recorded.forRevision > outcome.forRevision) return true
       const next: StoredStatus = { uid, drivers: { ...(previous?.uid === uid ? previous.drivers : {}), [driver]: outcome } }
@@ -208,18 +233,17 @@ export class ResourceStore {
   /** Reads the outcome a driver recorded for a resource incarnation, if any. */
   async driverOutcome(type: string, name: string, uid: string, driver: string): Promise<DriverOutcome | undefined> {
     const { values } = await readKeys(this.#connections.etcd, [keys.status(type, name)])
-    if (!values[0]) return undefined
-    const status = JSON.parse(values[0].value) as StoredStatus
-    return status.uid === uid ? status.drivers[driver] : undefined
+    const status = parse<StoredStatus>(values[0])
+    return status?.uid === uid ? status.drivers[driver] : undefined
   }
 
-  /** Fetches the definition (fresh after a failed compare) and validates the spec; returns its revision. */
-  async #validated(input: ResourceInput, fresh: boolean): Promise<number> {
+  /** Fetches the definition (fresh after a failed compare) and validates the spec. */
+  async #validated(input: ResourceInput, fresh: boolean) {
     const compiled = await this.#definitions.compiled(input.resource, { fresh })
     if (!compiled) throw notFound(`resource definition ${input.resource} not found`)
     const errors = compiled.validate(input.spec)
     if (errors.length > 0) throw invalid(`spec does not match resource definition ${input.resource}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
-    return compiled.revision
+    return compiled
   }
 
   #build(input: ResourceInput, metadata: StoredMetadata): StoredResource {
@@ -229,7 +253,7 @@ export class ResourceStore {
       ...(input.pipeline !== undefined ? { pipeline: input.pipeline } : {}),
       spec: input.spec,
       metadata,
-      run: { runid: randomUUID(), state: 'pending' },
+      run: { runid: randomUUID() },
     }
   }
 
@@ -237,14 +261,24 @@ export class ResourceStore {
     return { kind, uid: stored.metadata.uid, revision: 0, time: stored.metadata.updatedAt, type: stored.resource, name: stored.name, runid: stored.run.runid, version: stored.metadata.version, object }
   }
 
-  async #commit(stored: StoredResource, kind: 'created' | 'updated', compares: Parameters<TxnBatcher['commit']>[0]['compares']): Promise<Resource | undefined> {
+  /** Writes the resource, its version copy, a fresh actor (and its timers) and the outbox entry in one transaction. */
+  async #commit(stored: StoredResource, kind: 'created' | 'updated', definition: { definition: { lifecycle?: Record<string, unknown> } }, compares: ICompare[], extraOps: IRequestOp[]): Promise<Resource | undefined> {
     const type = stored.resource
-    const resource = present(stored, 0, undefined)
+    const { record } = this.#actors.initial({ uid: stored.metadata.uid, type, name: stored.name, runid: stored.run.runid, lifecycle: definition.definition.lifecycle, now: Date.now() })
+    const resource = present(stored, 0, undefined, record)
     const { entry, op: outboxOp } = this.#outbox.entry(subjects.resource(type, stored.name), this.#event(kind, stored, resource))
     const value = JSON.stringify(stored)
+    const newTimers = new Set(record.timers.map((t) => keys.timer(type, stored.name, t.dueAt, t.id)))
     const outcome = await this.#batcher.commit({
       compares,
-      ops: [op.put(keys.resource(type, stored.name), value), op.put(keys.version(type, stored.name, stored.metadata.version), value), outboxOp],
+      ops: [
+        ...extraOps.filter((o) => !newTimers.has(o.request_delete_range?.key?.toString() ?? '')),
+        op.put(keys.resource(type, stored.name), value),
+        op.put(keys.version(type, stored.name, stored.metadata.version), value),
+        op.put(keys.actor(type, stored.name), JSON.stringify(record)),
+        ...timerOps(record, (key) => op.put(key, '')),
+        outboxOp,
+      ],
     })
     if (!outcome.succeeded) return undefined
     this.#outbox.publishInBackground([entry], outcome.revision)

@@ -27,6 +27,15 @@ function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig>
       duplicate_window: duplicateWindow,
     },
     {
+      name: streams.inbox,
+      subjects: [subjects.allInbox()],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(retention.eventsMaxAgeMs ?? WEEK_MS),
+      duplicate_window: duplicateWindow,
+    },
+    {
       name: streams.logs,
       subjects: [subjects.allLogs()],
       retention: RetentionPolicy.Limits,

@@ -13,6 +13,8 @@ import type { ConveyorEvent, DriverOutcome, Resource } from '../../definitions/o
 import { isDriverDefinition } from './define.ts'
 import { RetryableError, TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
+import { lifecycles } from '../lifecycle/lifecycles.ts'
+import { actorInitializer } from '../lifecycle/step.ts'
 import type { DriverContext, DriverDefinition, DriverHandle, DriverResult, RunDriverOptions } from './types.ts'
 
 interface ResolvedOptions {
@@ -56,7 +58,7 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
     (await connectServers(resolveConfig({ ...(options.natsUrl ? { natsUrl: options.natsUrl } : {}), ...(options.etcdEndpoints ? { etcdEndpoints: options.etcdEndpoints } : {}) }), { name: `driver ${driver.name}` }))
   const batcher = new TxnBatcher(connections.etcd)
   const outbox = new Outbox(connections, logger)
-  const store = new ResourceStore(connections, batcher, outbox, new DefinitionStore(connections, batcher, outbox))
+  const store = new ResourceStore(connections, batcher, outbox, new DefinitionStore(connections, batcher, outbox, lifecycles), actorInitializer)
   await ensureConsumer(connections, driver, resolved)
   const consumer = await connections.js.consumers.get(streams.events, driverConsumerName(driver.name))
   const messages = await consumer.consume({ max_messages: resolved.concurrency })

@@ -1,0 +1,97 @@
+import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate'
+import type { ActorEvent, ActorInitializer, ActorRecord, DurableTimer, PersistedSnapshot } from '../../runtime/actor-record.ts'
+import { RECENT_IDS } from '../../runtime/actor-record.ts'
+import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
+import { lifecycleId, machineFor, stateString } from './machine.ts'
+
+/** What applying one event did. */
+export type StepResult =
+  | { readonly kind: 'applied'; readonly record: ActorRecord; readonly from: string; readonly to: string; readonly added: readonly DurableTimer[]; readonly removed: readonly DurableTimer[] }
+  | { readonly kind: 'rejected'; readonly reason: 'final' | 'not-accepted'; readonly state: string }
+  | { readonly kind: 'duplicate' }
+
+interface ActionLike {
+  readonly type: string
+  readonly params?: { readonly delay?: number; readonly id?: string; readonly event?: { type: string }; readonly sendId?: string }
+}
+
+/** Timers the actions schedule and cancel, applied to the record's pending timers. */
+function applyTimerActions(timers: readonly DurableTimer[], actions: readonly ActionLike[], now: number, done: boolean): { timers: DurableTimer[]; added: DurableTimer[]; removed: DurableTimer[] } {
+  let next = [...timers]
+  for (const action of actions) {
+    const params = action.params
+    if (action.type === 'xstate.cancel' && params?.sendId) next = next.filter((t) => t.id !== params.sendId)
+    else if (action.type === 'xstate.raise' && typeof params?.delay === 'number' && params.event) {
+      const id = params.id ?? params.event.type
+      next = [...next.filter((t) => t.id !== id), { id, dueAt: now + params.delay, event: params.event }]
+    }
+  }
+  if (done) next = []
+  return { timers: next, added: next.filter((t) => !timers.includes(t)), removed: timers.filter((t) => !next.includes(t)) }
+}
+
+export function restore(machine: AnyStateMachine, snapshot: PersistedSnapshot): AnyMachineSnapshot {
+  return machine.resolveState(snapshot as never)
+}
+
+export function persist(machine: AnyStateMachine, snapshot: AnyMachineSnapshot): PersistedSnapshot {
+  return machine.getPersistedSnapshot(snapshot) as unknown as PersistedSnapshot
+}
+
+/**
+ * Applies one event to an actor record with XState's pure `transition()`: nothing is executed,
+ * the caller persists the result and then performs its effects (emit, timers, replies).
+ */
+export function step(machine: AnyStateMachine, record: ActorRecord, event: ActorEvent, now: number, inboxSeq?: number): StepResult {
+  if (event.id && record.recentIds.includes(event.id)) return { kind: 'duplicate' }
+  const current = restore(machine, record.snapshot)
+  const from = stateString(current.value)
+  if (current.status !== 'active') return { kind: 'rejected', reason: 'final', state: from }
+  const internal = event.type.startsWith('xstate.after.')
+  if (!internal && !current.can(event)) return { kind: 'rejected', reason: 'not-accepted', state: from }
+  const [next, actions] = transition(machine, current, event)
+  if (internal && next === current) return { kind: 'rejected', reason: 'not-accepted', state: from }
+  const timers = applyTimerActions(record.timers, actions as unknown as ActionLike[], now, next.status !== 'active')
+  const recentIds = event.id ? [...record.recentIds, event.id].slice(-RECENT_IDS) : record.recentIds
+  return {
+    kind: 'applied',
+    from,
+    to: stateString(next.value),
+    added: timers.added,
+    removed: timers.removed,
+    record: {
+      ...record,
+      state: stateString(next.value),
+      snapshot: persist(machine, next),
+      seq: record.seq + 1,
+      inboxSeq: inboxSeq ?? record.inboxSeq,
+      recentIds,
+      timers: timers.timers,
+      updatedAt: new Date(now).toISOString(),
+    },
+  }
+}
+
+/** The events the actor accepts in its current state (what `can()` allows), internal ones excluded. */
+export function acceptedEvents(machine: AnyStateMachine, record: ActorRecord): string[] {
+  const current = restore(machine, record.snapshot)
+  if (current.status !== 'active') return []
+  const all = (machine as unknown as { events: string[] }).events
+  return all.filter((type) => !type.startsWith('xstate.') && current.can({ type }))
+}
+
+/** The actor initializer the resource store uses: the definition's lifecycle, or the built-in one. */
+export const actorInitializer: ActorInitializer = {
+  initial({ uid, type, name, runid, lifecycle, now }) {
+    const config = lifecycle ?? DEFAULT_LIFECYCLE
+    const id = lifecycleId(config)
+    const machine = machineFor(id, config)
+    const [snapshot, actions] = initialTransition(machine)
+    const timers = applyTimerActions([], actions as unknown as ActionLike[], now, snapshot.status !== 'active')
+    return {
+      lifecycleId: id,
+      lifecycle: config,
+      record: { uid, type, name, runid, lifecycle: id, state: stateString(snapshot.value), snapshot: persist(machine, snapshot), seq: 0, inboxSeq: 0, recentIds: [], timers: timers.timers, updatedAt: new Date(now).toISOString() },
+    }
+  },
+}

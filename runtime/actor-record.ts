@@ -1,0 +1,51 @@
+/** What etcd holds for one resource's actor, beside the resource: `keys.actor(type, name)`. */
+export interface ActorRecord {
+  /** uid of the resource incarnation this actor belongs to. */
+  readonly uid: string
+  readonly type: string
+  readonly name: string
+  readonly runid: string
+  /** Id of the lifecycle (machine) in `keys.lifecycle(id)`. */
+  readonly lifecycle: string
+  /** The state as a string (`running`, `build.compiling`), kept so readers need no machine. */
+  readonly state: string
+  /** XState persisted snapshot. */
+  readonly snapshot: PersistedSnapshot
+  /** Events applied so far in this run. */
+  readonly seq: number
+  /** Stream sequence of the last inbox message applied: a redelivery at or below it is skipped. */
+  readonly inboxSeq: number
+  /** Ids of recently applied events, so a client retry outside JetStream's duplicate window is still recognised. */
+  readonly recentIds: readonly string[]
+  /** Pending durable timers (`after` delays). */
+  readonly timers: readonly DurableTimer[]
+  readonly updatedAt: string
+}
+
+export interface PersistedSnapshot {
+  readonly status: string
+  readonly value: unknown
+  readonly context: Record<string, unknown>
+  readonly [key: string]: unknown
+}
+
+export interface DurableTimer {
+  /** XState's send id (`xstate.after.<ms>.<state>`): what a cancel action names. */
+  readonly id: string
+  readonly dueAt: number
+  readonly event: { readonly type: string; readonly [key: string]: unknown }
+}
+
+/** An event sent to an actor. `id` makes it idempotent. */
+export interface ActorEvent {
+  readonly type: string
+  readonly id: string
+  readonly [key: string]: unknown
+}
+
+/** Computes a resource's first actor record (and its timers) when the resource is created or replaced. */
+export interface ActorInitializer {
+  initial(input: { uid: string; type: string; name: string; runid: string; lifecycle: Record<string, unknown> | undefined; now: number }): { record: ActorRecord; lifecycleId: string; lifecycle: Record<string, unknown> }
+}
+
+export const RECENT_IDS = 64
