@@ -64,6 +64,7 @@ export const EventKind = {
   updated: 'updated',
   deleted: 'deleted',
   driverResult: 'driver.result',
+  transitioned: 'transitioned',
   definitionCreated: 'definition.created',
   definitionUpdated: 'definition.updated',
   definitionDeleted: 'definition.deleted',
@@ -85,6 +86,11 @@ export interface ConveyorEvent {
   readonly object?: Resource | ResourceDefinition
   readonly driver?: string
   readonly outcome?: DriverOutcome
+  /** Transitions: the state before and after, the event applied, and the actor's event count. */
+  readonly from?: string
+  readonly to?: string
+  readonly event?: { readonly type: string; readonly id?: string; readonly [key: string]: unknown }
+  readonly seq?: number
 }
 
 /** One stored log line (Conveyor's log shape plus the stream sequence that orders it). */

@@ -1,13 +1,19 @@
 import type { ApiRequest, Handler } from './http.ts'
 
+export interface RouteOptions {
+  /** A body limit below the gateway's, for routes whose bodies are small by nature. */
+  readonly maxBodyBytes?: number
+}
+
 interface Route {
   readonly method: string
   readonly segments: readonly string[]
   readonly handler: Handler
+  readonly options: RouteOptions
 }
 
 export type RouteMatch =
-  | { readonly kind: 'found'; readonly handler: Handler; readonly params: Record<string, string> }
+  | { readonly kind: 'found'; readonly handler: Handler; readonly params: Record<string, string>; readonly options: RouteOptions }
   | { readonly kind: 'method-not-allowed'; readonly allowed: readonly string[] }
   | { readonly kind: 'not-found' }
 
@@ -15,8 +21,8 @@ export type RouteMatch =
 export class Router {
   readonly #routes: Route[] = []
 
-  add(method: string, pattern: string, handler: Handler): this {
-    this.#routes.push({ method, segments: split(pattern), handler })
+  add(method: string, pattern: string, handler: Handler, options: RouteOptions = {}): this {
+    this.#routes.push({ method, segments: split(pattern), handler, options })
     return this
   }
 
@@ -26,7 +32,7 @@ export class Router {
     for (const route of this.#routes) {
       const params = matchSegments(route.segments, segments)
       if (!params) continue
-      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { kind: 'found', handler: route.handler, params }
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { kind: 'found', handler: route.handler, params, options: route.options }
       allowed.push(route.method)
     }
     return allowed.length > 0 ? { kind: 'method-not-allowed', allowed } : { kind: 'not-found' }

@@ -16,6 +16,8 @@ import { registerDefinitionRoutes } from './routes/definitions.ts'
 import { registerResourceRoutes } from './routes/resources.ts'
 import { registerLogRoutes } from './routes/logs.ts'
 import { registerHealthRoutes } from './routes/health.ts'
+import { registerActorRoutes } from './routes/actors.ts'
+import { ReplyInbox } from '../runtime/inbox.ts'
 import { loadUws } from './uws.ts'
 import { lifecycles } from '../actors/lifecycle/lifecycles.ts'
 import { actorInitializer } from '../actors/lifecycle/step.ts'
@@ -34,6 +36,8 @@ export interface GatewayOptions {
   readonly logger?: Logger
   /** How often the outbox is swept for events a crashed writer left behind. @default 5000 */
   readonly outboxSweepIntervalMs?: number
+  /** How long `POST …/events` waits for the actor's answer before answering 202. @default 10000 */
+  readonly eventReplyTimeoutMs?: number
 }
 
 /** A running gateway. */
@@ -71,6 +75,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const router = new Router()
   registerHealthRoutes(router, connections)
   registerDefinitionRoutes(router, definitions)
+  const replies = new ReplyInbox(connections.nats)
+  // Before the resource routes: `/resources/:type/:name/actor` must win over `/:version`.
+  registerActorRoutes(router, connections, resources, replies, requireNats, options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {})
   registerResourceRoutes(router, resources, requireNats)
   registerLogRoutes(router, connections, logs, requireNats)
 
@@ -95,14 +102,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const reply = problem(405, 'method-not-allowed', `${head.method} is not allowed on ${head.path}; use ${match.allowed.join(', ')}`)
       return send(res, state, { ...reply, headers: { ...reply.headers, Allow: match.allowed.join(', ') } })
     }
+    const limit = Math.min(maxBodyBytes, match.options.maxBodyBytes ?? maxBodyBytes)
     const length = Number(head.headers.get('content-length') ?? 0)
-    if (length > maxBodyBytes) return send(res, state, problem(413, 'too-large', `request body of ${length} bytes is over the limit of ${maxBodyBytes}`), true)
+    if (length > limit) return send(res, state, problem(413, 'too-large', `request body of ${length} bytes is over the limit of ${limit}`), true)
     const hasBody = BODY_METHODS.has(head.method) && (length > 0 || head.headers.has('transfer-encoding'))
     void (async () => {
       let body: Buffer = Buffer.alloc(0)
       if (hasBody) {
-        const read = await readBody(res, maxBodyBytes)
-        if (read === undefined) return send(res, state, problem(413, 'too-large', `request body is over the limit of ${maxBodyBytes} bytes`), true)
+        const read = await readBody(res, limit)
+        if (read === undefined) return send(res, state, problem(413, 'too-large', `request body is over the limit of ${limit} bytes`), true)
         body = read
       }
       let reply: ApiReply
@@ -124,6 +132,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     closing ??= (async () => {
       uws.us_listen_socket_close(listenSocket)
       ;(app as { close?: () => void }).close?.()
+      replies.close()
       await outbox.close()
       await logs.close()
     })()

@@ -8,16 +8,25 @@ import { op, readPrefix } from './etcd-ops.ts'
 import { faultPoint } from './faults.ts'
 import type { Logger } from './logger.ts'
 
-/** An event waiting in etcd until JetStream has acknowledged it. */
-export interface OutboxEntry {
-  readonly key: string
+/** One message of an outbox entry. */
+export interface OutboxMessage {
   readonly subject: string
   readonly event: ConveyorEvent
 }
 
+/** Events of one commit, waiting in etcd until JetStream has acknowledged them. */
+export interface OutboxEntry {
+  readonly key: string
+  readonly messages: readonly OutboxMessage[]
+}
+
 interface StoredEntry {
-  readonly subject: string
-  readonly event: ConveyorEvent
+  readonly messages: readonly OutboxMessage[]
+}
+
+/** `uid:revision`, plus the actor's sequence for transitions (several can share one commit). */
+export function messageId(event: ConveyorEvent): string {
+  return event.kind === 'transitioned' ? `${event.uid}:${event.revision}:${event.seq}` : `${event.uid}:${event.revision}`
 }
 
 export interface OutboxOptions {
@@ -57,26 +66,30 @@ export class Outbox {
   }
 
   entry(subject: string, event: ConveyorEvent): { entry: OutboxEntry; op: IRequestOp } {
-    const key = keys.outbox(`${Date.now().toString(36)}-${randomUUID()}`)
-    const stored: StoredEntry = { subject, event }
-    return { entry: { key, subject, event }, op: op.put(key, JSON.stringify(stored)) }
+    return this.entryOf([{ subject, event }])
   }
 
-  /** Publishes committed entries. Never throws: what fails stays in etcd for the sweeper. */
-  async publish(entries: readonly OutboxEntry[], revision: number): Promise<ConveyorEvent[]> {
+  /** An entry holding several messages, published in order. */
+  entryOf(messages: readonly OutboxMessage[]): { entry: OutboxEntry; op: IRequestOp } {
+    const key = keys.outbox(`${Date.now().toString(36)}-${randomUUID()}`)
+    const stored: StoredEntry = { messages }
+    return { entry: { key, messages }, op: op.put(key, JSON.stringify(stored)) }
+  }
+
+  /** Publishes committed entries, in order. Never throws: what fails stays in etcd for the sweeper. */
+  async publish(entries: readonly OutboxEntry[], revision: number): Promise<void> {
     faultPoint('crash-after-commit')
-    const stamped = entries.map((entry) => stamp(entry.event, revision))
-    await Promise.all(
-      entries.map(async (entry, i) => {
-        try {
-          await this.#send(entry.subject, stamped[i]!)
-          this.#scheduleDelete(entry.key)
-        } catch (error) {
-          this.#logger.warn('publish failed; the outbox sweeper will retry', { subject: entry.subject, error: String(error) })
-        }
-      }),
-    )
-    return stamped
+    await Promise.all(entries.map((entry) => this.#publishEntry(entry.key, entry.messages, revision)))
+  }
+
+  async #publishEntry(key: string, messages: readonly OutboxMessage[], revision: number): Promise<void> {
+    try {
+      // Sent in call order on one connection, so JetStream stores them in this order.
+      await Promise.all(messages.map((message) => this.#send(message.subject, stamp(message.event, revision))))
+      this.#scheduleDelete(key)
+    } catch (error) {
+      this.#logger.warn('publish failed; the outbox sweeper will retry', { subject: messages[0]?.subject, error: String(error) })
+    }
   }
 
   /**
@@ -92,7 +105,7 @@ export class Outbox {
   async #send(subject: string, event: ConveyorEvent): Promise<void> {
     const h = natsHeaders()
     h.set(headers.kind, event.kind)
-    await this.#connections.js.publish(subject, JSON.stringify(event), { msgID: `${event.uid}:${event.revision}`, headers: h })
+    await this.#connections.js.publish(subject, JSON.stringify(event), { msgID: messageId(event), headers: h })
   }
 
   #scheduleDelete(key: string): void {
@@ -138,7 +151,7 @@ export class Outbox {
       for (const stored of page.values) {
         if (stored.modRevision > threshold) continue
         const entry = JSON.parse(stored.value) as StoredEntry
-        await this.#send(entry.subject, stamp(entry.event, stored.modRevision))
+        for (const message of entry.messages) await this.#send(message.subject, stamp(message.event, stored.modRevision))
         this.#scheduleDelete(stored.key)
         published++
       }

@@ -4,11 +4,10 @@ import { resolve } from 'node:path'
 import { resolveConfig, type ConfigOverrides } from '../../runtime/config.ts'
 import { connectServers } from '../../runtime/connections.ts'
 import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
-import { Outbox } from '../../runtime/outbox.ts'
-import { createLogger } from '../../runtime/logger.ts'
 import { startGateway } from '../../gateway/server.ts'
 import { loadUws } from '../../gateway/uws.ts'
 import { runDriver } from '../../actors/driver/run.ts'
+import { startWorker } from '../../actors/worker/worker.ts'
 import { isDriverDefinition } from '../../actors/driver/define.ts'
 import { untilSignal } from '../signals.ts'
 
@@ -39,6 +38,7 @@ export async function up(flags: ServeFlags): Promise<number> {
   try {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
     const gateway = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
+    const actorWorker = await startWorker({ connections })
     out(`Conveyor is up.`)
     out(`  API:  ${gateway.url}`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
@@ -47,6 +47,7 @@ export async function up(flags: ServeFlags): Promise<number> {
     out(`Press Ctrl-C to stop.`)
     return await untilSignal(
       async () => {
+        await actorWorker.close()
         await gateway.close()
         await connections.close()
         await servers?.stop()
@@ -79,15 +80,14 @@ export async function gateway(flags: ServeFlags): Promise<number> {
   })
 }
 
-/** `conveyor worker`: background work against external servers (today: the outbox relay). */
+/** `conveyor worker`: hosts resource actors (and relays the outbox) against external servers. */
 export async function worker(flags: ServeFlags): Promise<number> {
   const config = resolveConfig(flags)
   const connections = await connectServers(config, { name: 'conveyor worker' })
-  const outbox = new Outbox(connections, createLogger('worker'))
-  await outbox.start()
-  process.stdout.write('Conveyor worker running\n')
+  const running = await startWorker({ connections, ...(process.env.CONVEYOR_WORKER_LEASE_TTL ? { leaseTtlSeconds: Number(process.env.CONVEYOR_WORKER_LEASE_TTL) } : {}) })
+  process.stdout.write(`Conveyor worker ${running.id} running\n`)
   return await untilSignal(async () => {
-    await outbox.close()
+    await running.close()
     await connections.close()
   })
 }

@@ -1,0 +1,350 @@
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
+import { nanos } from '@nats-io/transport-node'
+import type { AnyStateMachine } from 'xstate'
+import type { IRequestOp } from 'etcd3'
+import type { Connections } from '../../runtime/connections.ts'
+import type { TxnBatcher } from '../../runtime/txn-batcher.ts'
+import type { Outbox, OutboxMessage } from '../../runtime/outbox.ts'
+import type { Logger } from '../../runtime/logger.ts'
+import type { ActorEvent, ActorRecord, DurableTimer } from '../../runtime/actor-record.ts'
+import type { EventReply } from '../../runtime/inbox.ts'
+import type { ConveyorEvent } from '../../definitions/objects.ts'
+import { compare, op, readKeys, readRange } from '../../runtime/etcd-ops.ts'
+import { headers, keys, partitionName, partitionOf, streams, subjects } from '../../runtime/keys.ts'
+import { acceptedEvents, step } from '../lifecycle/step.ts'
+import type { Clock } from './clock.ts'
+
+/** Shared by every partition a worker hosts. */
+export interface HostContext {
+  readonly connections: Connections
+  readonly batcher: TxnBatcher
+  readonly outbox: Outbox
+  readonly logger: Logger
+  readonly clock: Clock
+  readonly machine: (lifecycleId: string) => Promise<AnyStateMachine>
+  readonly cache: RecordCache
+  readonly timerHorizonMs: number
+  readonly ackWaitMs: number
+}
+
+/** A bounded LRU of actor records with the revision they were read or written at. */
+export class RecordCache {
+  readonly #max: number
+  readonly #entries = new Map<string, { record: ActorRecord; revision: number }>()
+
+  constructor(max: number) {
+    this.#max = max
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+
+  get(key: string): { record: ActorRecord; revision: number } | undefined {
+    const entry = this.#entries.get(key)
+    if (entry) {
+      this.#entries.delete(key)
+      this.#entries.set(key, entry)
+    }
+    return entry
+  }
+
+  set(key: string, entry: { record: ActorRecord; revision: number }): void {
+    this.#entries.delete(key)
+    this.#entries.set(key, entry)
+    while (this.#entries.size > this.#max) this.#entries.delete(this.#entries.keys().next().value!)
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key)
+  }
+
+  deleteWhere(predicate: (key: string) => boolean): void {
+    for (const key of [...this.#entries.keys()]) if (predicate(key)) this.#entries.delete(key)
+  }
+}
+
+type Item =
+  | { readonly kind: 'inbox'; readonly event: ActorEvent; readonly seq: number; readonly message: JsMsg; readonly replyTo: string | undefined }
+  | { readonly kind: 'timer'; readonly id: string; readonly dueAt: number }
+
+interface Cell {
+  readonly type: string
+  readonly name: string
+  readonly queue: Item[]
+  draining: boolean
+}
+
+const MAX_BATCH = 256
+const timerKeyOf = (record: { type: string; name: string }, timer: DurableTimer): string => keys.timer(record.type, record.name, timer.dueAt, timer.id)
+
+export const partitionConsumerName = (partition: number): string => `actors_${partitionName(partition)}`
+
+function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): EventReply {
+  const titles: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' }
+  return { status, body: { type: `urn:conveyor:problem:${code}`, title: titles[status] ?? 'Error', status, detail, ...extra } }
+}
+
+/**
+ * Hosts the actors of one partition while this worker owns it: consumes the partition's inbox,
+ * applies each actor's events one at a time in arrival order (a mailbox per actor, pending events
+ * group-committed), fires its durable timers, and fences every write with the claim's revision.
+ */
+export class PartitionHost {
+  readonly partition: number
+  readonly token: number
+  readonly #context: HostContext
+  readonly #cells = new Map<string, Cell>()
+  readonly #timers = new Map<string, unknown>()
+  readonly #drains = new Set<Promise<void>>()
+  #messages: ConsumerMessages | undefined
+  #loop: Promise<void> | undefined
+  #scanTimer: unknown
+  #stopped = false
+
+  constructor(partition: number, token: number, context: HostContext) {
+    this.partition = partition
+    this.token = token
+    this.#context = context
+  }
+
+  /** Recreates the partition's consumer from the oldest unacknowledged message (a work queue keeps only those), so redeliveries come back in stream order. */
+  async start(): Promise<void> {
+    const { jsm, js } = this.#context.connections
+    const name = partitionConsumerName(this.partition)
+    await jsm.consumers.delete(streams.inbox, name).catch(() => false)
+    await jsm.consumers.add(streams.inbox, {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: subjects.inboxOfPartition(this.partition),
+      ack_wait: nanos(this.#context.ackWaitMs),
+      max_ack_pending: 20_000,
+    })
+    const consumer = await js.consumers.get(streams.inbox, name)
+    this.#messages = await consumer.consume({ max_messages: 1000 })
+    this.#loop = this.#consume(this.#messages)
+    await this.#scanTimers()
+  }
+
+  async #consume(messages: ConsumerMessages): Promise<void> {
+    for await (const message of messages) {
+      if (this.#stopped) break
+      const [, , , type, name] = message.subject.split('.')
+      let event: ActorEvent
+      try {
+        event = message.json<ActorEvent>()
+        if (typeof event.type !== 'string' || typeof event.id !== 'string' || !type || !name) throw new Error('not an actor event')
+      } catch {
+        this.#context.logger.warn('dropping a malformed inbox message', { subject: message.subject })
+        message.term()
+        continue
+      }
+      this.#enqueue(type, name, { kind: 'inbox', event, seq: message.seq, message, replyTo: message.headers?.get(headers.replyTo) || undefined })
+    }
+  }
+
+  #enqueue(type: string, name: string, item: Item): void {
+    if (this.#stopped) return
+    const key = `${type}/${name}`
+    let cell = this.#cells.get(key)
+    if (!cell) this.#cells.set(key, (cell = { type, name, queue: [], draining: false }))
+    cell.queue.push(item)
+    if (cell.draining) return
+    cell.draining = true
+    const drain = this.#drain(key, cell).finally(() => this.#drains.delete(drain))
+    this.#drains.add(drain)
+  }
+
+  async #drain(key: string, cell: Cell): Promise<void> {
+    let failures = 0
+    try {
+      while (cell.queue.length > 0 && !this.#stopped) {
+        const batch = cell.queue.splice(0, MAX_BATCH)
+        let done = false
+        try {
+          done = await this.#process(key, cell, batch)
+          failures = 0
+        } catch (error) {
+          failures++
+          this.#context.logger.warn('applying events failed; retrying', { actor: key, error: String(error) })
+          for (const item of batch) if (item.kind === 'inbox') item.message.working()
+          await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)))
+        }
+        if (!done) cell.queue.unshift(...batch)
+      }
+    } finally {
+      cell.draining = false
+      if (cell.queue.length === 0) this.#cells.delete(key)
+    }
+  }
+
+  /** Applies a batch of one actor's items; false means "state changed under us, reload and redo". */
+  async #process(key: string, cell: Cell, batch: readonly Item[]): Promise<boolean> {
+    const { clock, cache } = this.#context
+    let cached = cache.get(key)
+    if (!cached) {
+      const { values } = await readKeys(this.#context.connections.etcd, [keys.actor(cell.type, cell.name)])
+      const stored = values[0]
+      if (!stored) {
+        for (const item of batch) if (item.kind === 'inbox') this.#finish(item, problem(404, 'not-found', `resource ${cell.type}/${cell.name} not found`))
+        return true
+      }
+      cached = { record: JSON.parse(stored.value) as ActorRecord, revision: stored.modRevision }
+      cache.set(key, cached)
+    }
+    const machine = await this.#context.machine(cached.record.lifecycle)
+    const before = cached.record
+    let record = before
+    let dirty = false
+    const transitions: ConveyorEvent[] = []
+    const answers: { item: Item & { kind: 'inbox' }; reply: EventReply | ((revision: number) => EventReply) }[] = []
+    const now = clock.now()
+    for (const item of batch) {
+      if (item.kind === 'inbox') {
+        if (item.seq <= record.inboxSeq) {
+          answers.push({ item, reply: this.#current(record, cached.revision, { duplicate: true }) })
+          continue
+        }
+        const result = step(machine, record, item.event, now, item.seq)
+        if (result.kind === 'applied') {
+          record = result.record
+          transitions.push(this.#transitioned(record, result.from, result.to, item.event))
+          const snapshot = record
+          answers.push({ item, reply: (revision) => ({ status: 200, body: { ...this.#view(snapshot, revision), id: item.event.id, from: result.from, to: result.to, accepted: true } }) })
+        } else if (result.kind === 'duplicate') answers.push({ item, reply: this.#current(record, cached.revision, { duplicate: true }) })
+        else {
+          const detail =
+            result.reason === 'final'
+              ? `resource ${cell.type}/${cell.name} is in final state ${result.state} and accepts no more events`
+              : `resource ${cell.type}/${cell.name} is in state ${result.state}, which does not accept ${item.event.type}`
+          answers.push({ item, reply: problem(409, result.reason === 'final' ? 'actor-done' : 'event-not-accepted', detail, { state: result.state, accepts: acceptedEvents(machine, record) }) })
+        }
+      } else {
+        const timer = record.timers.find((t) => t.id === item.id && t.dueAt === item.dueAt)
+        if (!timer) continue
+        const withoutTimer = { ...record, timers: record.timers.filter((t) => t !== timer) }
+        const result = step(machine, withoutTimer, { ...timer.event, id: '' } as ActorEvent, now)
+        dirty = true
+        if (result.kind === 'applied') {
+          record = result.record
+          transitions.push(this.#transitioned(record, result.from, result.to, timer.event))
+        } else record = withoutTimer
+      }
+    }
+    if (!dirty && transitions.length === 0) {
+      for (const { item, reply } of answers) this.#finish(item, typeof reply === 'function' ? reply(cached.revision) : reply)
+      return true
+    }
+    const added = record.timers.filter((t) => !before.timers.some((b) => timerKeyOf(before, b) === timerKeyOf(record, t)))
+    const removed = before.timers.filter((b) => !record.timers.some((t) => timerKeyOf(record, t) === timerKeyOf(before, b)))
+    const entry = transitions.length > 0 ? this.#context.outbox.entryOf(transitions.map((event): OutboxMessage => ({ subject: subjects.outcome(cell.type, cell.name), event }))) : undefined
+    const ops: IRequestOp[] = [
+      op.put(keys.actor(cell.type, cell.name), JSON.stringify(record)),
+      ...added.map((t) => op.put(timerKeyOf(record, t), '')),
+      ...removed.map((t) => op.delete(timerKeyOf(before, t))),
+      ...(entry ? [entry.op] : []),
+    ]
+    const outcome = await this.#context.batcher.commit({
+      compares: [compare.modRevision(keys.actor(cell.type, cell.name), cached.revision), compare.createRevision(keys.partitionClaim(this.partition), this.token)],
+      ops,
+    })
+    if (!outcome.succeeded) {
+      cache.delete(key)
+      if (!(await this.#stillOwned())) {
+        this.#context.logger.warn('partition claim lost; this worker stops applying its events', { partition: this.partition })
+        this.#stopped = true
+      }
+      return false
+    }
+    cache.set(key, { record, revision: outcome.revision })
+    for (const { item, reply } of answers) this.#finish(item, typeof reply === 'function' ? reply(outcome.revision) : reply)
+    if (entry) this.#context.outbox.publishInBackground([entry.entry], outcome.revision)
+    for (const timer of removed) this.#cancelTimer(timerKeyOf(before, timer))
+    for (const timer of added) this.scheduleTimer(cell.type, cell.name, timer.dueAt, timer.id)
+    return true
+  }
+
+  async #stillOwned(): Promise<boolean> {
+    const { values } = await readKeys(this.#context.connections.etcd, [keys.partitionClaim(this.partition)])
+    return values[0]?.createRevision === this.token
+  }
+
+  #view(record: ActorRecord, revision: number): Record<string, unknown> {
+    return { type: record.type, name: record.name, runid: record.runid, state: record.state, done: record.snapshot.status !== 'active', context: record.snapshot.context, seq: record.seq, revision }
+  }
+
+  #current(record: ActorRecord, revision: number, extra: Record<string, unknown>): EventReply {
+    return { status: 200, body: { ...this.#view(record, revision), accepted: true, ...extra } }
+  }
+
+  #transitioned(record: ActorRecord, from: string, to: string, event: ActorEvent | DurableTimer['event']): ConveyorEvent {
+    return { kind: 'transitioned', uid: record.uid, revision: 0, time: record.updatedAt, type: record.type, name: record.name, runid: record.runid, from, to, event, seq: record.seq }
+  }
+
+  #finish(item: Item & { kind: 'inbox' }, reply: EventReply): void {
+    item.message.ack()
+    if (item.replyTo) this.#context.connections.nats.publish(item.replyTo, JSON.stringify({ ...reply, body: { ...reply.body, id: item.event.id } }))
+  }
+
+  /** Arms an in-memory timer for a durable one due within the horizon; later ones are found by the periodic scan. */
+  scheduleTimer(type: string, name: string, dueAt: number, id: string): void {
+    const { clock, timerHorizonMs } = this.#context
+    const key = keys.timer(type, name, dueAt, id)
+    if (this.#stopped || this.#timers.has(key) || dueAt > clock.now() + timerHorizonMs) return
+    this.#timers.set(
+      key,
+      clock.setTimeout(() => {
+        this.#timers.delete(key)
+        this.#enqueue(type, name, { kind: 'timer', id, dueAt })
+      }, dueAt - clock.now()),
+    )
+  }
+
+  #cancelTimer(key: string): void {
+    const handle = this.#timers.get(key)
+    if (handle === undefined) return
+    this.#context.clock.clearTimeout(handle)
+    this.#timers.delete(key)
+  }
+
+  timerDeleted(key: string): void {
+    this.#cancelTimer(key)
+  }
+
+  async #scanTimers(): Promise<void> {
+    if (this.#stopped) return
+    const { clock, timerHorizonMs } = this.#context
+    const prefix = keys.timersOfPartition(this.partition)
+    const until = `${prefix}${String(clock.now() + timerHorizonMs + 1).padStart(15, '0')}`
+    for (const stored of await readRange(this.#context.connections.etcd, prefix, until)) {
+      const parsed = parseTimerKey(stored.key)
+      if (parsed) this.scheduleTimer(parsed.type, parsed.name, parsed.dueAt, parsed.id)
+    }
+    this.#scanTimer = clock.setTimeout(() => void this.#scanTimers().catch((error) => this.#context.logger.warn('timer scan failed', { error: String(error) })), timerHorizonMs / 2)
+  }
+
+  /** Stops taking events, lets the batches in flight finish, and forgets this partition's state. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#context.clock.clearTimeout(this.#scanTimer)
+    for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
+    this.#timers.clear()
+    await this.#messages?.close().catch(() => {})
+    await this.#loop?.catch(() => {})
+    await Promise.allSettled([...this.#drains])
+    this.#cells.clear()
+    this.#context.cache.deleteWhere((key) => {
+      const [type, name] = key.split('/')
+      return partitionOf(type!, name!) === this.partition
+    })
+  }
+}
+
+/** `/conveyor/timers/pNN/{dueAt}/{type}/{name}/{id}` back into its parts. */
+export function parseTimerKey(key: string): { partition: number; dueAt: number; type: string; name: string; id: string } | undefined {
+  const parts = key.slice(keys.timers().length).split('/')
+  if (parts.length !== 5) return undefined
+  const [partition, due, type, name, id] = parts as [string, string, string, string, string]
+  return { partition: Number(partition.slice(1)), dueAt: Number(due), type, name, id: decodeURIComponent(id) }
+}

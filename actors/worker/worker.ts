@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto'
+import type { Watcher } from 'etcd3'
+import type { AnyStateMachine } from 'xstate'
+import type { Connections } from '../../runtime/connections.ts'
+import { TxnBatcher } from '../../runtime/txn-batcher.ts'
+import { Outbox } from '../../runtime/outbox.ts'
+import { createLogger, type Logger } from '../../runtime/logger.ts'
+import { readKeys } from '../../runtime/etcd-ops.ts'
+import { keys } from '../../runtime/keys.ts'
+import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
+import { DEFAULT_LIFECYCLE_ID, machineFor } from '../lifecycle/machine.ts'
+import { systemClock, type Clock } from './clock.ts'
+import { Ownership } from './ownership.ts'
+import { PartitionHost, RecordCache, parseTimerKey, type HostContext } from './partition-host.ts'
+
+/** Options of an actor worker; anything omitted has a production default. */
+export interface WorkerOptions {
+  readonly connections: Connections
+  /** @default a random id */
+  readonly id?: string
+  readonly logger?: Logger
+  /** Injected time for durable timers. @default the system clock */
+  readonly clock?: Clock
+  /** Lease of the worker's membership and claims: how long a dead worker keeps its partitions. @default 5 */
+  readonly leaseTtlSeconds?: number
+  /** Actor records kept in memory (least recently used are dropped). @default 10000 */
+  readonly maxCachedActors?: number
+  /** Timers due within this window are armed in memory; later ones are found by a rescan. @default 60000 */
+  readonly timerHorizonMs?: number
+  /** Redelivery delay of an inbox message whose worker died. @default 10000 */
+  readonly ackWaitMs?: number
+}
+
+/** A running actor worker. */
+export interface ActorWorker {
+  readonly id: string
+  /** Partitions this worker owns now, with their fencing tokens. */
+  owned(): ReadonlyMap<number, number>
+  /** Hands its partitions back so other workers take over at once, then stops. Harmless twice. */
+  close(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * Starts an actor worker: it joins the membership, hosts the actors of the partitions it is
+ * given (their inboxes and timers), and rebalances when workers join, leave or die.
+ */
+export async function startWorker(options: WorkerOptions): Promise<ActorWorker> {
+  const id = options.id ?? `worker-${randomUUID().slice(0, 8)}`
+  const logger = options.logger ?? createLogger(id)
+  const { connections } = options
+  const batcher = new TxnBatcher(connections.etcd)
+  const outbox = new Outbox(connections, logger)
+  await outbox.start()
+  const lifecycles = new Map<string, Record<string, unknown>>([[DEFAULT_LIFECYCLE_ID, DEFAULT_LIFECYCLE]])
+  const machine = async (lifecycleId: string): Promise<AnyStateMachine> => {
+    let config = lifecycles.get(lifecycleId)
+    if (!config) {
+      const { values } = await readKeys(connections.etcd, [keys.lifecycle(lifecycleId)])
+      if (!values[0]) throw new Error(`lifecycle ${lifecycleId} is missing from etcd`)
+      config = JSON.parse(values[0].value) as Record<string, unknown>
+      lifecycles.set(lifecycleId, config)
+    }
+    return machineFor(lifecycleId, config)
+  }
+  const context: HostContext = {
+    connections,
+    batcher,
+    outbox,
+    logger,
+    clock: options.clock ?? systemClock,
+    machine,
+    cache: new RecordCache(options.maxCachedActors ?? 10_000),
+    timerHorizonMs: options.timerHorizonMs ?? 60_000,
+    ackWaitMs: options.ackWaitMs ?? 10_000,
+  }
+  const hosts = new Map<number, PartitionHost>()
+  const ownership = new Ownership(connections.etcd, id, options.leaseTtlSeconds ?? 5, {
+    acquire: async (partition, token) => {
+      const host = new PartitionHost(partition, token, context)
+      hosts.set(partition, host)
+      await host.start()
+    },
+    release: async (partition) => {
+      const host = hosts.get(partition)
+      hosts.delete(partition)
+      await host?.stop()
+    },
+  }, logger)
+
+  const timerWatch: Watcher = await connections.etcd.watch().prefix(keys.timers()).create()
+  timerWatch.on('put', (kv) => {
+    const timer = parseTimerKey(kv.key.toString())
+    if (timer) hosts.get(timer.partition)?.scheduleTimer(timer.type, timer.name, timer.dueAt, timer.id)
+  })
+  timerWatch.on('delete', (kv) => {
+    const timer = parseTimerKey(kv.key.toString())
+    if (timer) hosts.get(timer.partition)?.timerDeleted(kv.key.toString())
+  })
+  await ownership.start()
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await timerWatch.cancel().catch(() => {})
+      await ownership.close()
+      await outbox.close()
+    })()
+    return closing
+  }
+  return { id, owned: () => ownership.owned, close, [Symbol.asyncDispose]: close }
+}

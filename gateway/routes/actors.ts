@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto'
+import { DeliverPolicy } from '@nats-io/jetstream'
+import type { Connections } from '../../runtime/connections.ts'
+import { invalid } from '../../runtime/errors.ts'
+import { ReplyInbox, sendToActor } from '../../runtime/inbox.ts'
+import { readKeys } from '../../runtime/etcd-ops.ts'
+import { keys, streams, subjects } from '../../runtime/keys.ts'
+import type { ResourceStore } from '../../runtime/resource-store.ts'
+import type { ActorEvent } from '../../runtime/actor-record.ts'
+import type { ConveyorEvent } from '../../definitions/objects.ts'
+import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
+import { DEFAULT_LIFECYCLE_ID, machineFor } from '../../actors/lifecycle/machine.ts'
+import { acceptedEvents } from '../../actors/lifecycle/step.ts'
+import { mermaid } from '../../actors/lifecycle/mermaid.ts'
+import { parseJson, problem, type ApiReply } from '../http.ts'
+import type { Router } from '../router.ts'
+import { nameParam, positiveIntegerQuery } from './common.ts'
+
+/** Largest event body: events are signals with a small payload, not documents. */
+export const MAX_EVENT_BYTES = 64 * 1024
+const EVENT_TYPE = /^[A-Za-z0-9_.:-]{1,128}$/
+const EVENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/
+
+/** Checks `{type, id?, ...payload}`; every problem is listed. */
+export function parseEvent(body: unknown): ActorEvent {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('an event is a JSON object {type, id?, ...payload}', [{ path: '/', message: 'must be an object' }])
+  const { type, id } = body as { type?: unknown; id?: unknown }
+  const errors = []
+  if (typeof type !== 'string' || !EVENT_TYPE.test(type)) errors.push({ path: '/type', message: 'is required: 1-128 letters, digits, _ . : or -' })
+  else if (type.startsWith('xstate.')) errors.push({ path: '/type', message: 'may not start with xstate. (reserved for timers and internals)' })
+  if (id !== undefined && (typeof id !== 'string' || !EVENT_ID.test(id))) errors.push({ path: '/id', message: 'must be 1-128 letters, digits, _ . : or -' })
+  if (errors.length > 0) throw invalid(`invalid event: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+  return { ...(body as Record<string, unknown>), type: type as string, id: (id as string | undefined) ?? randomUUID() }
+}
+
+export interface ActorRouteOptions {
+  /** How long POST …/events waits for the worker's answer before answering 202. @default 10000 */
+  readonly eventReplyTimeoutMs?: number
+}
+
+export function registerActorRoutes(router: Router, connections: Connections, resources: ResourceStore, replies: ReplyInbox, beforeWrite: () => void, options: ActorRouteOptions = {}): void {
+  const timeout = options.eventReplyTimeoutMs ?? 10_000
+  const lifecycleOf = async (id: string): Promise<Record<string, unknown>> => {
+    if (id === DEFAULT_LIFECYCLE_ID) return DEFAULT_LIFECYCLE
+    const { values } = await readKeys(connections.etcd, [keys.lifecycle(id)])
+    return values[0] ? (JSON.parse(values[0].value) as Record<string, unknown>) : DEFAULT_LIFECYCLE
+  }
+
+  router
+    .add(
+      'POST',
+      '/resources/:type/:name/events',
+      async (request): Promise<ApiReply> => {
+        const type = nameParam(request, 'type')
+        const name = nameParam(request, 'name')
+        const event = parseEvent(parseJson(request.body))
+        beforeWrite()
+        const waiting = replies.expect(timeout)
+        const ack = await sendToActor(connections.js, type, name, event, waiting.subject).catch((error: unknown) => {
+          waiting.cancel()
+          throw error
+        })
+        if (ack.duplicate) {
+          waiting.cancel()
+          const current = await resources.get(type, name)
+          return { status: 200, body: { id: event.id, type, name, accepted: true, duplicate: true, state: current.status.state, context: current.status.context, done: current.status.done ?? false } }
+        }
+        const reply = await waiting.reply
+        if (!reply) return { status: 202, body: { id: event.id, type, name, accepted: true, applied: false, detail: 'the event is stored; no worker has applied it yet (is a conveyor worker running?)' } }
+        return { status: reply.status, body: reply.body, ...(reply.status >= 400 ? { headers: { 'Content-Type': 'application/problem+json' } } : {}) }
+      },
+      { maxBodyBytes: MAX_EVENT_BYTES },
+    )
+    .add('GET', '/resources/:type/:name/actor', async (request) => {
+      const type = nameParam(request, 'type')
+      const name = nameParam(request, 'name')
+      const { record, revision } = await resources.actor(type, name)
+      const lifecycle = await lifecycleOf(record.lifecycle)
+      const machine = machineFor(record.lifecycle, lifecycle)
+      return {
+        status: 200,
+        body: {
+          type,
+          name,
+          runid: record.runid,
+          state: record.state,
+          value: record.snapshot.value,
+          status: record.snapshot.status,
+          done: record.snapshot.status !== 'active',
+          context: record.snapshot.context,
+          accepts: acceptedEvents(machine, record),
+          timers: record.timers.map((t) => ({ id: t.id, event: t.event.type, dueAt: new Date(t.dueAt).toISOString() })),
+          seq: record.seq,
+          revision,
+          lifecycle: { id: record.lifecycle, machine: lifecycle },
+          mermaid: mermaid(lifecycle, record.state),
+        },
+      }
+    })
+    .add('GET', '/resources/:type/:name/history', async (request) => {
+      const type = nameParam(request, 'type')
+      const name = nameParam(request, 'name')
+      const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER) ?? 0
+      const limit = positiveIntegerQuery(request, 'limit', 1000) ?? 100
+      const kind = request.query.get('kind')
+      return { status: 200, body: await readHistory(connections, type, name, after, limit, kind ? new Set(kind.split(',')) : undefined) }
+    })
+}
+
+/** One page of a resource's events from the events stream, in stream order, after a sequence. */
+export async function readHistory(connections: Connections, type: string, name: string, after: number, limit: number, kinds?: ReadonlySet<string>): Promise<{ items: { seq: number; time: string; kind: string; event: ConveyorEvent }[]; next?: number }> {
+  const consumer = await connections.js.consumers.get(streams.events, {
+    filter_subjects: subjects.history(type, name),
+    ...(after > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 } : { deliver_policy: DeliverPolicy.All }),
+  })
+  try {
+    const items: { seq: number; time: string; kind: string; event: ConveyorEvent }[] = []
+    let pending = (await consumer.info()).num_pending
+    let last = after
+    while (pending > 0 && items.length < limit) {
+      const batch = await consumer.fetch({ max_messages: Math.min(pending, 256), expires: 2000 })
+      let got = 0
+      for await (const message of batch) {
+        got++
+        last = message.seq
+        pending = message.info.pending
+        const event = message.json<ConveyorEvent>()
+        if (!kinds || kinds.has(event.kind)) items.push({ seq: message.seq, time: new Date(message.info.timestampNanos / 1e6).toISOString(), kind: event.kind, event })
+        if (items.length >= limit || pending === 0) break
+      }
+      if (got === 0) break
+    }
+    return { items, ...(pending > 0 ? { next: last } : {}) }
+  } finally {
+    await consumer.delete().catch(() => {})
+  }
+}

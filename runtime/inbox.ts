@@ -1,0 +1,65 @@
+import { randomUUID } from 'node:crypto'
+import { headers as natsHeaders, type NatsConnection, type Subscription } from '@nats-io/transport-node'
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream'
+import { headers, subjects } from './keys.ts'
+import type { ActorEvent } from './actor-record.ts'
+
+/** What an actor host answers to an event: an HTTP status and a body (problem+json when not 200). */
+export interface EventReply {
+  readonly status: number
+  readonly body: Record<string, unknown>
+}
+
+/**
+ * Sends an event to a resource's actor through its JetStream inbox. The message id derives from
+ * the event id, so a retry inside the duplicate window is dropped by JetStream.
+ */
+export async function sendToActor(js: JetStreamClient, type: string, name: string, event: ActorEvent, replyTo?: string): Promise<PubAck> {
+  const h = natsHeaders()
+  if (replyTo) h.set(headers.replyTo, replyTo)
+  return await js.publish(subjects.inbox(type, name), JSON.stringify(event), { msgID: `${type}.${name}.${event.id}`, headers: h })
+}
+
+/** One subscription per process for the answers of actor hosts, matched to waiting requests by token. */
+export class ReplyInbox {
+  readonly #prefix = `_INBOX.conveyor.${randomUUID().replace(/-/g, '')}`
+  readonly #subscription: Subscription
+  readonly #waiting = new Map<string, (reply: EventReply | undefined) => void>()
+
+  constructor(nats: NatsConnection) {
+    this.#subscription = nats.subscribe(`${this.#prefix}.*`, {
+      callback: (error, message) => {
+        if (error) return
+        const token = message.subject.slice(this.#prefix.length + 1)
+        const resolve = this.#waiting.get(token)
+        if (!resolve) return
+        this.#waiting.delete(token)
+        try {
+          resolve(message.json<EventReply>())
+        } catch {
+          resolve({ status: 502, body: { detail: 'unreadable reply from the actor host' } })
+        }
+      },
+    })
+  }
+
+  /** A subject to put in `Conveyor-Reply-To`, and the reply (undefined after `timeoutMs`). */
+  expect(timeoutMs: number): { subject: string; reply: Promise<EventReply | undefined>; cancel(): void } {
+    const token = randomUUID().replace(/-/g, '')
+    let timer: NodeJS.Timeout | undefined
+    const reply = new Promise<EventReply | undefined>((resolve) => {
+      this.#waiting.set(token, resolve)
+      timer = setTimeout(() => {
+        this.#waiting.delete(token)
+        resolve(undefined)
+      }, timeoutMs)
+    }).finally(() => clearTimeout(timer))
+    return { subject: `${this.#prefix}.${token}`, reply, cancel: () => this.#waiting.delete(token) }
+  }
+
+  close(): void {
+    this.#subscription.unsubscribe()
+    for (const resolve of this.#waiting.values()) resolve(undefined)
+    this.#waiting.clear()
+  }
+}
