@@ -8,6 +8,9 @@ export const Name = Type.String({ pattern: NAME_PATTERN, maxLength: NAME_MAX_LEN
 const LABEL_KEY = '^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'
 export const Labels = Type.Record(Type.String({ pattern: LABEL_KEY, maxLength: 253 }), Type.String({ maxLength: 63 }))
 
+/** Server-owned metadata as GET returned it: ignored, except edited `labels`. */
+const EditableMetadata = Type.Object({ labels: Type.Optional(Labels) })
+
 export const DefinitionInput = Type.Object({
   name: Name,
   version: Type.Optional(Type.String({ maxLength: 64 })),
@@ -15,7 +18,7 @@ export const DefinitionInput = Type.Object({
   schema: Type.Record(Type.String(), Type.Unknown()),
   lifecycle: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   labels: Type.Optional(Labels),
-  metadata: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  metadata: Type.Optional(EditableMetadata),
 })
 export type DefinitionInput = Static<typeof DefinitionInput>
 
@@ -25,7 +28,7 @@ export const ResourceInput = Type.Object({
   pipeline: Type.Optional(Name),
   labels: Type.Optional(Labels),
   spec: Type.Record(Type.String(), Type.Unknown()),
-  metadata: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  metadata: Type.Optional(EditableMetadata),
   status: Type.Optional(Type.Unknown()),
   runid: Type.Optional(Type.Unknown()),
   version: Type.Optional(Type.Unknown()),

@@ -5,6 +5,7 @@ import { invalid, type FieldError } from '../runtime/errors.ts'
 import { toFieldErrors } from './validate.ts'
 
 type AjvInstance = InstanceType<typeof Ajv2020Module.default>
+const SAMPLES: unknown[] = [{}, [], null, 0, '', true]
 const DRAFT_2020 = 'https://json-schema.org/draft/2020-12/schema'
 const DRAFT_07 = new Set(['http://json-schema.org/draft-07/schema#', 'http://json-schema.org/draft-07/schema'])
 
@@ -33,10 +34,24 @@ export function checkUserSchema(schema: unknown, pathPrefix = '/schema'): void {
     throw invalid(`invalid schema: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
   }
   try {
-    Compile(schema as never)
+    // A fresh instance each time: Ajv keeps compiled schemas by $id. This resolves every $ref.
+    const compiler = ajv === meta().draft7 ? new AjvDraft7Module.default({ strict: false, validateFormats: false }) : new Ajv2020Module.default({ strict: false, validateFormats: false })
+    compiler.compile(schema)
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
     throw invalid(`schema does not compile: ${message}`, [{ path: pathPrefix, message }])
+  }
+  let validator: ReturnType<typeof Compile>
+  try {
+    validator = Compile(schema as never)
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    throw invalid(`schema does not compile: ${message}`, [{ path: pathPrefix, message }])
+  }
+  try {
+    for (const sample of SAMPLES) validator.Check(sample)
+  } catch {
+    throw invalid('schema refers to itself without consuming input (a $ref cycle), so no value can be validated', [{ path: pathPrefix, message: 'has a $ref cycle that consumes no input' }])
   }
 }
 
@@ -46,7 +61,12 @@ export type SpecValidator = (spec: unknown) => FieldError[]
 export function compileSpecValidator(schema: object): SpecValidator {
   const validator = Compile(schema as never)
   return (spec) => {
-    if (validator.Check(spec)) return []
+    try {
+      if (validator.Check(spec)) return []
+    } catch (error) {
+      if (error instanceof RangeError) return [{ path: '/spec', message: 'is nested too deeply for its schema' }]
+      throw error
+    }
     const [, errors] = validator.Errors(spec) as unknown as [boolean, never[]]
     const fieldErrors = toFieldErrors(errors, '/spec')
     return fieldErrors.length > 0 ? fieldErrors : [{ path: '/spec', message: 'does not match the definition schema' }]

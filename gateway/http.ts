@@ -51,15 +51,34 @@ export function replyForError(error: unknown, logger: Logger): ApiReply {
   return problem(500, 'internal', 'internal error; the gateway log has the details')
 }
 
-/** Parses a JSON body; malformed JSON is a 400 that says where it broke. */
+/** Deepest nesting a request body may have: deeper input is refused before anything recurses over it. */
+export const MAX_JSON_DEPTH = 64
+
+function depthOf(value: unknown): number {
+  let deepest = 0
+  const stack: [unknown, number][] = [[value, 1]]
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!
+    if (typeof current !== 'object' || current === null) continue
+    if (depth > deepest) deepest = depth
+    if (deepest > MAX_JSON_DEPTH) return deepest
+    for (const child of Object.values(current)) stack.push([child, depth + 1])
+  }
+  return deepest
+}
+
+/** Parses a JSON body; malformed or too deeply nested JSON is a 400 that says why. */
 export function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw new ConveyorError('invalid-json', 'request body is empty; send a JSON object', { kind: 'invalid', errors: [{ path: '/', message: 'must be a JSON object' }] })
+  let value: unknown
   try {
-    return JSON.parse(body.toString('utf8'))
+    value = JSON.parse(body.toString('utf8'))
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
     throw new ConveyorError('invalid-json', `malformed JSON: ${message}`, { kind: 'invalid', errors: [{ path: '/', message: `malformed JSON: ${message}` }] })
   }
+  if (depthOf(value) > MAX_JSON_DEPTH) throw new ConveyorError('invalid-json', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`, { kind: 'invalid', errors: [{ path: '/', message: `is nested deeper than ${MAX_JSON_DEPTH} levels` }] })
+  return value
 }
 
 /** Copies method, URL, query and headers out of a uWS request; must run before any await. */

@@ -86,11 +86,20 @@ export class LogStore {
       batch.push(message)
       if (batch.length >= 256 || message.info.pending === 0) {
         await flushing
-        flushing = flush().catch((error) => this.#logger.error('log store write failed', { error: String(error) }))
+        flushing = flush().catch((error) => {
+          // Nothing after the last stored sequence is lost: start over from it.
+          this.#logger.error('log store write failed; re-reading the log stream from the last stored line', { error: String(error) })
+          batch = []
+          void messages.close()
+        })
       }
     }
     await flushing
-    await flush()
+    await flush().catch(() => {})
+    if (!this.#closed) {
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      if (!this.#closed) await this.#follow()
+    }
   }
 
   async #write(messages: readonly JsMsg[]): Promise<void> {
@@ -175,6 +184,8 @@ export class LogStore {
     const held: (LogLine | LogEnd)[] = []
     const deliver = (item: LogLine | LogEnd): void => {
       if (ended || item.seq <= lastSent) return
+      // One driver's end does not end a subscription to every driver of the run.
+      if ('success' in item && filter.driver === undefined) return
       lastSent = item.seq
       if ('success' in item) {
         ended = true

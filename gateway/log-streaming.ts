@@ -27,9 +27,24 @@ export function streamSse(res: HttpResponse, logs: LogStore, filter: LogFilter, 
     unsubscribe?.()
   }
   res.onAborted(stop)
+  let buffered = 0
+  res.onWritable(() => {
+    buffered = 0
+    return true
+  })
   const write = (text: string): void => {
     if (!open) return
-    res.cork(() => res.write(text))
+    let ok = true
+    res.cork(() => {
+      ok = res.write(text)
+    })
+    if (ok) return
+    buffered += text.length
+    if (buffered > MAX_WS_BUFFER) {
+      // The client reads slower than the run logs: cut it off; it resumes with Last-Event-ID.
+      stop()
+      res.cork(() => res.end())
+    }
   }
   res.cork(() => {
     res.writeStatus(statusLine(200))

@@ -146,7 +146,7 @@ function tryStream(res: HttpResponse, state: { aborted: boolean }, path: string,
   const pipelineMatch = driverMatch ? null : PIPELINE_STREAM.exec(path)
   if (!driverMatch && !pipelineMatch) return false
   const driver = driverMatch?.[1]
-  const runid = decodeURIComponent((driverMatch?.[2] ?? pipelineMatch?.[1])!)
+  const runid = (driverMatch?.[2] ?? pipelineMatch?.[1])!
   if ((driver !== undefined && !isValidName(driver)) || !RUNID.test(runid)) {
     send(res, state, problem(400, 'invalid', 'driver must be a valid name and runid 1-128 letters, digits, - or _', [{ path: driver !== undefined && !isValidName(driver) ? ':driver' : ':runid', message: 'is invalid' }]))
     return true

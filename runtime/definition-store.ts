@@ -142,21 +142,29 @@ export class DefinitionStore {
     const { entry, op: outboxOp } = this.#outbox.entry(subjects.definition(name), {
       kind: 'definition.deleted', uid: definition.metadata.uid, revision: 0, time: new Date().toISOString(), name, object: definition,
     })
-    const outcome = await this.#batcher.commit({ compares: [compare.modRevision(keys.definition(name), current.revision)], ops: [op.delete(keys.definition(name)), outboxOp] })
-    if (!outcome.succeeded) throw staleRevision('resource definition', name, current.revision, undefined)
+    // The range compare makes "no resource of this type" part of the transaction, so a create racing the delete cannot slip in.
+    const outcome = await this.#batcher.commit({
+      compares: [compare.modRevision(keys.definition(name), current.revision), compare.noneUnder(keys.resources(name))],
+      ops: [op.delete(keys.definition(name)), outboxOp],
+    })
+    if (!outcome.succeeded) {
+      const left = await this.#connections.etcd.getAll().prefix(keys.resources(name)).count()
+      if (left > 0) throw conflict('in-use', `resource definition ${name} still has ${left} resource(s); delete them first`)
+      throw staleRevision('resource definition', name, current.revision, undefined)
+    }
     this.#compiled.delete(name)
     await this.#outbox.publish([entry], outcome.revision)
     return definition
   }
 
-  #build(input: DefinitionInput, meta: Omit<StoredDefinition['metadata'], 'labels'>): StoredDefinition {
+  #build(input: DefinitionInput, meta: Omit<StoredDefinition['metadata'], 'labels'> & { labels?: Readonly<Record<string, string>> }): StoredDefinition {
     return {
       name: input.name,
       version: input.version ?? '1',
       ...(input.description !== undefined ? { description: input.description } : {}),
       schema: input.schema,
       ...(input.lifecycle !== undefined ? { lifecycle: input.lifecycle } : {}),
-      metadata: { ...meta, labels: input.labels ?? {} },
+      metadata: { ...meta, labels: input.labels ?? (input.metadata?.labels as Record<string, string> | undefined) ?? meta.labels ?? {} },
     }
   }
 

@@ -21,6 +21,8 @@ export const compare = {
   absent: (key: string): ICompare => ({ key: bytes(key), target: 'Create', result: 'Equal', create_revision: 0 }),
   /** The key exists and was last modified at `revision` (0 means: must not exist). */
   modRevision: (key: string, revision: number): ICompare => ({ key: bytes(key), target: 'Mod', result: 'Equal', mod_revision: revision }),
+  /** No key exists under the prefix. */
+  noneUnder: (prefix: string): ICompare => ({ key: bytes(prefix), range_end: prefixEnd(prefix), target: 'Version', result: 'Equal', version: 0 }),
   /** The key was created at `revision` (and not deleted and re-created since): a fencing token. */
   createRevision: (key: string, revision: number): ICompare => ({ key: bytes(key), target: 'Create', result: 'Equal', create_revision: revision }),
 }

@@ -148,12 +148,16 @@ export class Outbox {
     for (;;) {
       const page = await readPrefix(this.#connections.etcd, keys.outboxes(), { limit: 500, ...(startAfter ? { startAfter } : {}) })
       revision ||= page.revision
-      for (const stored of page.values) {
+      for (const stored of [...page.values].sort((a, b) => a.modRevision - b.modRevision)) {
         if (stored.modRevision > threshold) continue
-        const entry = JSON.parse(stored.value) as StoredEntry
-        for (const message of entry.messages) await this.#send(message.subject, stamp(message.event, stored.modRevision))
-        this.#scheduleDelete(stored.key)
-        published++
+        try {
+          const entry = JSON.parse(stored.value) as StoredEntry
+          for (const message of entry.messages) await this.#send(message.subject, stamp(message.event, stored.modRevision))
+          this.#scheduleDelete(stored.key)
+          published++
+        } catch (error) {
+          this.#logger.warn('outbox entry could not be republished; retrying next sweep', { key: stored.key, error: String(error) })
+        }
       }
       if (!page.more || page.values.length === 0) break
       startAfter = page.values.at(-1)!.key

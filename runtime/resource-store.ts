@@ -39,6 +39,13 @@ export type LabelSelector = (labels: Readonly<Record<string, string>>) => boolea
 
 const MAX_WRITE_ATTEMPTS = 5
 
+/** Labels edited in `metadata.labels` (as GET returned them) count when the top-level `labels` is absent. */
+function labelsOf(metadata: Record<string, unknown> | undefined): Record<string, string> | undefined {
+  const labels = metadata?.labels
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) return undefined
+  return Object.fromEntries(Object.entries(labels).filter(([, v]) => typeof v === 'string')) as Record<string, string>
+}
+
 const parse = <T>(value: StoredValue | undefined): T | undefined => (value ? (JSON.parse(value.value) as T) : undefined)
 
 function present(stored: StoredResource, revision: number, status: StoredStatus | undefined, actor: ActorRecord | undefined): Resource {
@@ -86,7 +93,7 @@ export class ResourceStore {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const definition = await this.#validated(input, attempt > 0)
       const now = new Date().toISOString()
-      const stored = this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: input.labels ?? {} })
+      const stored = this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: input.labels ?? labelsOf(input.metadata) ?? {} })
       const resource = await this.#commit(stored, 'created', definition, [compare.modRevision(keys.definition(input.resource), definition.revision), compare.absent(keys.resource(input.resource, input.name))], [])
       if (resource) return resource
       const { values } = await readKeys(this.#connections.etcd, [keys.resource(input.resource, input.name)])
@@ -157,7 +164,7 @@ export class ResourceStore {
       if (expectedRevision !== undefined && expectedRevision !== current.modRevision) throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
       const definition = await this.#validated(input, attempt > 0)
       const previous = parse<StoredResource>(current)!
-      const stored = this.#build(input, { ...previous.metadata, version: previous.metadata.version + 1, updatedAt: new Date().toISOString(), labels: input.labels ?? previous.metadata.labels })
+      const stored = this.#build(input, { ...previous.metadata, version: previous.metadata.version + 1, updatedAt: new Date().toISOString(), labels: input.labels ?? labelsOf(input.metadata) ?? previous.metadata.labels })
       const oldActor = parse<ActorRecord>(actor)
       const resource = await this.#commit(
         stored,
@@ -230,11 +237,14 @@ export class ResourceStore {
     throw conflict('contention', `status of ${type}/${name} kept changing`)
   }
 
-  /** Reads the outcome a driver recorded for a resource incarnation, if any. */
-  async driverOutcome(type: string, name: string, uid: string, driver: string): Promise<DriverOutcome | undefined> {
-    const { values } = await readKeys(this.#connections.etcd, [keys.status(type, name)])
-    const status = parse<StoredStatus>(values[0])
-    return status?.uid === uid ? status.drivers[driver] : undefined
+  /** What a driver needs before a run: the resource's current incarnation and revision, and its recorded outcome. */
+  async driverView(type: string, name: string, driver: string): Promise<{ uid: string; revision: number; outcome: DriverOutcome | undefined } | undefined> {
+    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name)])
+    const [resource, statusValue] = values
+    if (!resource) return undefined
+    const uid = parse<StoredResource>(resource)!.metadata.uid
+    const status = parse<StoredStatus>(statusValue)
+    return { uid, revision: resource.modRevision, outcome: status?.uid === uid ? status.drivers[driver] : undefined }
   }
 
   /** Fetches the definition (fresh after a failed compare) and validates the spec. */

@@ -27,6 +27,9 @@ export interface TxnBatcherOptions {
 interface Pending {
   readonly write: TxnWrite
   readonly keys: readonly string[]
+  readonly compareKeys: readonly string[]
+  /** A write with a range compare is committed alone (its range could cover a neighbour's key). */
+  readonly exclusive: boolean
   readonly size: number
   readonly resolve: (outcome: TxnOutcome) => void
   readonly reject: (error: unknown) => void
@@ -58,7 +61,15 @@ export class TxnBatcher {
   commit(write: TxnWrite): Promise<TxnOutcome> {
     return new Promise((resolve, reject) => {
       const size = write.ops.reduce((total, o) => total + sizeOf(o), 0)
-      this.#queue.push({ write, keys: write.ops.map(keyOf), size, resolve, reject })
+      this.#queue.push({
+        write,
+        keys: write.ops.map(keyOf),
+        compareKeys: write.compares.map((c) => (c.key ?? Buffer.alloc(0)).toString()),
+        exclusive: write.compares.some((c) => c.range_end !== undefined),
+        size,
+        resolve,
+        reject,
+      })
       this.#pump()
     })
   }
@@ -83,10 +94,14 @@ export class TxnBatcher {
     return false
   }
 
-  /** Takes queued writes in order until a limit is reached or a key would repeat. */
+  /**
+   * Takes queued writes in order until a limit is reached or two writes touch the same key: one
+   * writing what another writes or compares would see a compare evaluated before the other's write.
+   */
   #take(): Pending[] {
     const batch: Pending[] = []
-    const seen = new Set<string>()
+    const written = new Set<string>()
+    const compared = new Set<string>()
     let compares = 0
     let ops = 0
     let bytes = 0
@@ -94,16 +109,20 @@ export class TxnBatcher {
     for (const pending of this.#queue) {
       const fits =
         batch.length === 0 ||
-        (compares + pending.write.compares.length <= this.#maxOps &&
+        (!pending.exclusive &&
+          !batch[0]!.exclusive &&
+          compares + pending.write.compares.length <= this.#maxOps &&
           ops + pending.write.ops.length <= this.#maxOps &&
           bytes + pending.size <= this.#maxBytes &&
-          pending.keys.every((key) => !seen.has(key)))
+          pending.keys.every((key) => !written.has(key) && !compared.has(key)) &&
+          pending.compareKeys.every((key) => !written.has(key)))
       if (fits && rest.length === 0) {
         batch.push(pending)
         compares += pending.write.compares.length
         ops += pending.write.ops.length
         bytes += pending.size
-        for (const key of pending.keys) seen.add(key)
+        for (const key of pending.keys) written.add(key)
+        for (const key of pending.compareKeys) compared.add(key)
       } else rest.push(pending)
     }
     this.#queue = rest

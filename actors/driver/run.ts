@@ -1,4 +1,5 @@
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
+import { randomUUID } from 'node:crypto'
+import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import { connectServers, type Connections } from '../../runtime/connections.ts'
 import { resolveConfig } from '../../runtime/config.ts'
@@ -6,9 +7,10 @@ import { DefinitionStore } from '../../runtime/definition-store.ts'
 import { ResourceStore } from '../../runtime/resource-store.ts'
 import { Outbox } from '../../runtime/outbox.ts'
 import { TxnBatcher } from '../../runtime/txn-batcher.ts'
+import { sendToActor } from '../../runtime/inbox.ts'
 import { streams, subjects } from '../../runtime/keys.ts'
 import { createLogger, type Logger } from '../../runtime/logger.ts'
-import { ensureError } from '../../runtime/errors.ts'
+import { ConveyorError, ensureError } from '../../runtime/errors.ts'
 import type { ConveyorEvent, DriverOutcome, Resource } from '../../definitions/objects.ts'
 import { isDriverDefinition } from './define.ts'
 import { RetryableError, TerminalError } from './errors.ts'
@@ -23,6 +25,7 @@ interface ResolvedOptions {
   readonly startFrom: 'new' | 'all'
   readonly concurrency: number
   readonly events: ReadonlySet<string>
+  readonly shutdownGraceMs: number
 }
 
 function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): ResolvedOptions {
@@ -33,6 +36,7 @@ function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): Re
     startFrom: options.startFrom ?? 'new',
     concurrency: driver.concurrency ?? 1,
     events: new Set(driver.events ?? ['created', 'updated', 'deleted']),
+    shutdownGraceMs: clamp(options.shutdownGraceMs ?? 3000, 0, 600_000),
   }
 }
 
@@ -43,6 +47,7 @@ export const driverConsumerName = (driver: string): string => `driver_${driver}`
 const filterFor = (driver: DriverDefinition): string => (driver.resources.length === 1 ? subjects.resourceChangesOfType(driver.resources[0]!) : subjects.allResourceChanges())
 
 const backoffMs = (attempt: number): number => Math.min(30_000, 500 * 2 ** (attempt - 1))
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
  * Runs a driver: joins its durable pull consumer (instances split the work), runs `reconcile` per
@@ -61,37 +66,73 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   const store = new ResourceStore(connections, batcher, outbox, new DefinitionStore(connections, batcher, outbox, lifecycles), actorInitializer)
   await ensureConsumer(connections, driver, resolved)
   const consumer = await connections.js.consumers.get(streams.events, driverConsumerName(driver.name))
-  const messages = await consumer.consume({ max_messages: resolved.concurrency })
   const abort = new AbortController()
-  const running = new Set<Promise<void>>()
   const types = new Set(driver.resources)
+  const pulls = new Set<ConsumerMessages>()
+  let closing = false
 
-  const loop = (async () => {
-    for await (const message of messages) {
-      const run = handle(message).catch((error) => logger.error('run failed unexpectedly; it will be redelivered', { error: String(error) }))
-      running.add(run)
-      void run.finally(() => running.delete(run))
-      while (running.size >= resolved.concurrency) await Promise.race(running)
+  // One loop per unit of concurrency, each pulling a message only when it is free: nothing waits
+  // in a client buffer (where its ack_wait would run out) while another instance sits idle.
+  const slots = Array.from({ length: resolved.concurrency }, () => slot(consumer))
+
+  async function slot(from: Consumer): Promise<void> {
+    let failures = 0
+    while (!closing) {
+      try {
+        const pull = await from.fetch({ max_messages: 1, expires: 5000 })
+        pulls.add(pull)
+        try {
+          for await (const message of pull) await handle(message)
+        } finally {
+          pulls.delete(pull)
+        }
+        failures = 0
+      } catch (error) {
+        if (closing) return
+        failures++
+        logger.warn('pulling work failed; retrying', { error: String(error) })
+        await sleep(Math.min(5000, 100 * 2 ** failures))
+      }
     }
-  })()
+  }
 
   async function handle(message: JsMsg): Promise<void> {
-    const event = message.json<ConveyorEvent>()
+    let event: ConveyorEvent
+    try {
+      event = message.json<ConveyorEvent>()
+    } catch {
+      message.term()
+      return
+    }
     const resource = event.object as Resource | undefined
     if (!event.type || !types.has(event.type) || !resolved.events.has(event.kind) || !resource) {
       await message.ackAck()
       return
     }
     const attempt = message.info.deliveryCount
-    if (event.kind !== 'deleted') {
-      const done = await store.driverOutcome(event.type, event.name, event.uid, driver.name)
-      if (done && done.forRevision >= event.revision) {
-        await message.ackAck()
-        return
-      }
-    }
     const runid = event.runid ?? resource.runid
     const log = new RunLog(connections.js, driver.name, runid, resource.pipeline)
+    try {
+      if (event.kind !== 'deleted') {
+        const view = await store.driverView(event.type, event.name, driver.name)
+        if (!view || view.uid !== event.uid) return await skip(message, log, 'the resource was deleted or replaced before this run started')
+        if (view.revision > event.revision) return await skip(message, log, `superseded by a newer version of the resource (revision ${view.revision})`)
+        if (view.outcome && view.outcome.forRevision >= event.revision) return void (await message.ackAck())
+      }
+      if (attempt > resolved.maxDeliver) {
+        return await finish(message, event, runid, attempt - 1, log, { success: false, message: `gave up: ${resolved.maxDeliver} deliveries without a finished attempt (the driver crashed or exceeded its ack wait)` })
+      }
+    } catch (error) {
+      logger.warn('could not check the run; retrying it later', { error: String(error) })
+      message.nak(backoffMs(attempt))
+      return
+    }
+    const result = await reconcile(message, event, resource, runid, attempt, log)
+    if (result) await finish(message, event, runid, attempt, log, result)
+  }
+
+  /** Runs the user's reconcile; undefined means the message was nak'ed for a retry. */
+  async function reconcile(message: JsMsg, event: ConveyorEvent, resource: Resource, runid: string, attempt: number, log: RunLog): Promise<DriverResult | undefined> {
     const heartbeat = (): void => message.working()
     const timer = setInterval(heartbeat, Math.max(500, resolved.ackWaitMs / 3))
     const context: DriverContext = {
@@ -103,30 +144,30 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       signal: abort.signal,
       log: (...args) => log.write('log', args),
       heartbeat,
+      send: async (sent) => {
+        await sendToActor(connections.js, event.type!, event.name, { ...sent, id: sent.id ?? randomUUID() })
+      },
     }
-    let result: DriverResult
     try {
-      result = (await driver.reconcile(context)) ?? { success: true }
+      return (await driver.reconcile(context)) ?? { success: true }
     } catch (thrown) {
       const error = ensureError(thrown)
       const retryable = !(error instanceof TerminalError)
-      if (retryable && attempt < resolved.maxDeliver && !abort.signal.aborted) {
-        clearInterval(timer)
-        log.write('log', [`attempt ${attempt} failed, retrying: ${error.message}`])
+      if (retryable && (abort.signal.aborted || attempt < resolved.maxDeliver)) {
+        if (!abort.signal.aborted) log.write('log', [`attempt ${attempt} failed, retrying: ${error.message}`])
         await log.flush().catch(() => {})
-        message.nak(error instanceof RetryableError && error.retryAfterMs !== undefined ? error.retryAfterMs : backoffMs(attempt))
-        return
+        message.nak(abort.signal.aborted ? 0 : error instanceof RetryableError && error.retryAfterMs !== undefined ? error.retryAfterMs : backoffMs(attempt))
+        return undefined
       }
-      if (abort.signal.aborted && retryable) {
-        clearInterval(timer)
-        message.nak()
-        return
-      }
-      result = { success: false, message: retryable ? `failed after ${attempt} attempt(s), the delivery limit: ${error.message}` : error.message }
+      return { success: false, message: retryable ? `failed after ${attempt} attempt(s), the delivery limit: ${error.message}` : error.message }
     } finally {
       clearInterval(timer)
     }
-    await finish(message, event, runid, attempt, log, result)
+  }
+
+  async function skip(message: JsMsg, log: RunLog, why: string): Promise<void> {
+    await log.end(false, `skipped: ${why}`)
+    await message.ackAck()
   }
 
   async function finish(message: JsMsg, event: ConveyorEvent, runid: string, attempt: number, log: RunLog, result: DriverResult): Promise<void> {
@@ -139,35 +180,48 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       attempt,
       finishedAt: new Date().toISOString(),
     }
-    await log.end(outcome.success, outcome.message)
-    if (event.kind === 'deleted') await publishDeletedOutcome(connections, event, driver.name, outcome)
-    else await store.recordDriverOutcome(event.type!, event.name, event.uid, driver.name, outcome)
-    await message.ackAck()
+    // The side effect has happened: keep trying to make its outcome durable rather than letting a
+    // redelivery run it again.
+    for (let tries = 1; ; tries++) {
+      try {
+        await log.end(outcome.success, outcome.message)
+        if (event.kind === 'deleted') await publishDeletedOutcome(connections, event, driver.name, outcome)
+        else await store.recordDriverOutcome(event.type!, event.name, event.uid, driver.name, outcome)
+        await message.ackAck()
+        return
+      } catch (error) {
+        if (closing && tries > 3) throw error
+        logger.warn('recording the outcome failed; retrying', { error: String(error) })
+        message.working()
+        await sleep(Math.min(5000, 200 * 2 ** tries))
+      }
+    }
   }
 
-  let closing: Promise<void> | undefined
+  let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
-    closing ??= (async () => {
-      await messages.close()
-      await loop.catch(() => {})
-      const grace = setTimeout(() => abort.abort(new Error('driver is shutting down')), 10_000)
-      await Promise.allSettled([...running])
+    closed ??= (async () => {
+      closing = true
+      for (const pull of pulls) await pull.close().catch(() => {})
+      const grace = setTimeout(() => abort.abort(new Error('driver is shutting down')), resolved.shutdownGraceMs)
+      await Promise.allSettled(slots)
       clearTimeout(grace)
       await outbox.close()
       if (ownConnections) await connections.close()
     })()
-    return closing
+    return closed
   }
   return { name: driver.name, close, [Symbol.asyncDispose]: close }
 }
 
 async function ensureConsumer(connections: Connections, driver: DriverDefinition, options: ResolvedOptions): Promise<void> {
   const name = driverConsumerName(driver.name)
+  // One delivery more than the limit: the extra one records "gave up" for a run that never finished.
   const config = {
     durable_name: name,
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(options.ackWaitMs),
-    max_deliver: options.maxDeliver,
+    max_deliver: options.maxDeliver + 1,
     max_ack_pending: 10_000,
     filter_subject: filterFor(driver),
   }
@@ -177,11 +231,14 @@ async function ensureConsumer(connections: Connections, driver: DriverDefinition
     return
   }
   const current = existing.config
-  if (current.filter_subject !== config.filter_subject || current.ack_wait !== config.ack_wait || current.max_deliver !== config.max_deliver) {
-    await connections.jsm.consumers.update(streams.events, name, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, filter_subject: config.filter_subject }).catch(async () => {
-      await connections.jsm.consumers.delete(streams.events, name)
-      await connections.jsm.consumers.add(streams.events, { ...config, deliver_policy: DeliverPolicy.New })
-    })
+  if (current.filter_subject === config.filter_subject && current.ack_wait === config.ack_wait && current.max_deliver === config.max_deliver) return
+  try {
+    await connections.jsm.consumers.update(streams.events, name, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, filter_subject: config.filter_subject })
+  } catch (error) {
+    throw new ConveyorError(
+      'driver-consumer-mismatch',
+      `driver ${driver.name} already has a consumer with other settings (filter ${current.filter_subject}, ack wait ${(current.ack_wait ?? 0) / 1e6} ms, max deliver ${current.max_deliver}) and it could not be updated: ${String(error)}. Stop the other instances or delete consumer ${name} of stream ${streams.events}.`,
+    )
   }
 }
 

@@ -25,6 +25,8 @@ export interface DriverContext {
   log(...args: unknown[]): void
   /** Tells JetStream the run is alive so it is not redelivered. Sent automatically while reconcile runs; call it in tight loops too. */
   heartbeat(): void
+  /** Sends an event to the resource's actor (through its inbox); `id` makes it idempotent and defaults to a new one. */
+  send(event: { readonly type: string; readonly id?: string; readonly [key: string]: unknown }): Promise<void>
 }
 
 /**
@@ -61,6 +63,8 @@ export interface RunDriverOptions {
   readonly maxDeliver?: number
   /** Where a newly created consumer starts: only new events, or the whole retained history. @default 'new' */
   readonly startFrom?: 'new' | 'all'
+  /** On close, how long runs in progress may finish before `ctx.signal` aborts them. @default 3000 */
+  readonly shutdownGraceMs?: number
 }
 
 /** A running driver instance. */

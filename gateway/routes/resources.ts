@@ -17,10 +17,10 @@ export function parseLabelSelector(text: string): LabelSelector {
     const match = /^(!?)([A-Za-z0-9_./-]+)(?:\s*(==|=|!=)\s*([A-Za-z0-9_.-]*))?$/.exec(term)
     if (!match) throw invalid(`labelSelector term ${JSON.stringify(term)} is not key, !key, key=value or key!=value`, [{ path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` }])
     const [, not, key, op, value] = match as unknown as [string, string, string, string | undefined, string | undefined]
-    if (op === undefined) tests.push(not ? (l) => !(key in l) : (l) => key in l)
+    if (op === undefined) tests.push(not ? (l) => !Object.hasOwn(l, key) : (l) => Object.hasOwn(l, key))
     else if (not) throw invalid(`labelSelector term ${JSON.stringify(term)} mixes ! with an operator`, [{ path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` }])
-    else if (op === '!=') tests.push((l) => l[key] !== value)
-    else tests.push((l) => l[key] === value)
+    else if (op === '!=') tests.push((l) => !Object.hasOwn(l, key) || l[key] !== value)
+    else tests.push((l) => Object.hasOwn(l, key) && l[key] === value)
   }
   return (labels) => tests.every((t) => t(labels))
 }
