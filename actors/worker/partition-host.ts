@@ -183,6 +183,7 @@ export class PartitionHost {
   async #process(key: string, cell: Cell, batch: readonly Item[]): Promise<boolean> {
     const { clock, cache } = this.#context
     let cached = cache.get(key)
+    const fromCache = cached !== undefined
     if (!cached) {
       const { values } = await readKeys(this.#context.connections.etcd, [keys.actor(cell.type, cell.name)])
       const stored = values[0]
@@ -233,6 +234,12 @@ export class PartitionHost {
       }
     }
     if (!dirty && transitions.length === 0) {
+      // Nothing to commit, so no compare guards the cached record: a resource replaced or deleted
+      // through the API since it was cached must not answer with its old state.
+      if (fromCache && (await this.#revisionOf(cell)) !== cached.revision) {
+        cache.delete(key)
+        return false
+      }
       for (const { item, reply } of answers) this.#finish(item, typeof reply === 'function' ? reply(cached.revision) : reply)
       return true
     }
@@ -263,6 +270,11 @@ export class PartitionHost {
     for (const timer of removed) this.#cancelTimer(timerKeyOf(before, timer))
     for (const timer of added) this.scheduleTimer(cell.type, cell.name, timer.dueAt, timer.id)
     return true
+  }
+
+  async #revisionOf(cell: Cell): Promise<number | undefined> {
+    const { values } = await readKeys(this.#context.connections.etcd, [keys.actor(cell.type, cell.name)])
+    return values[0]?.modRevision
   }
 
   async #stillOwned(): Promise<boolean> {
