@@ -49,18 +49,26 @@ export const toStored = (kv: IKeyValue): StoredValue => ({
   createRevision: Number(kv.create_revision),
 })
 
-/** Reads several single keys at one revision in one round trip. */
+/** etcd's default `--max-txn-ops`. */
+export const MAX_TXN_OPS = 128
+
+/** Reads several single keys at one revision: one round trip per 128 keys, all at the first one's revision. */
 export async function readKeys(etcd: Etcd3, keyList: readonly string[], atRevision?: number): Promise<{ values: (StoredValue | undefined)[]; revision: number }> {
-  const response = await etcd.kv.txn({
-    success: keyList.map((key) => ({ request_range: { key: bytes(key), ...(atRevision ? { revision: atRevision } : {}) } })),
-  })
-  return {
-    values: response.responses.map((r) => {
+  const values: (StoredValue | undefined)[] = []
+  let revision = atRevision ?? 0
+  for (let start = 0; start === 0 || start < keyList.length; start += MAX_TXN_OPS) {
+    const chunk = keyList.slice(start, start + MAX_TXN_OPS)
+    const response = await etcd.kv.txn({
+      success: chunk.map((key) => ({ request_range: { key: bytes(key), ...(revision ? { revision } : {}) } })),
+    })
+    revision ||= Number(response.header.revision)
+    for (const r of response.responses) {
       const kv = r.response_range?.kvs[0]
-      return kv ? toStored(kv) : undefined
-    }),
-    revision: Number(response.header.revision),
+      values.push(kv ? toStored(kv) : undefined)
+    }
+    if (keyList.length === 0) break
   }
+  return { values, revision }
 }
 
 export interface RangeOptions {

@@ -45,9 +45,10 @@ describe('drivers', () => {
       expect(byInstance.get('b')).toBeGreaterThan(0)
       const consumers = await stack.connections.jsm.consumers.list('CONVEYOR_EVENTS').next()
       expect(consumers.filter((c) => c.name === 'driver_recorder')).toHaveLength(1)
-      // Every outcome is recorded on its resource before the message was acked.
-      const listed = await api(stack.url, 'GET', '/resources/job?limit=100')
-      expect(listed.body.items.every((r: any) => r.status.drivers.recorder?.success === true)).toBe(true)
+      await eventually(async () => {
+        const listed = await api(stack.url, 'GET', '/resources/job?limit=100')
+        return listed.body.items.every((r: any) => r.status.drivers.recorder?.success === true) ? true : undefined
+      }, 'every outcome recorded on its resource')
     } finally {
       for (const p of instances) p.kill('SIGTERM')
       await Promise.all(instances.map((p) => p.exited))

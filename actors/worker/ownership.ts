@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Etcd3, Lease, Watcher } from 'etcd3'
 import { keys, PARTITIONS } from '../../runtime/keys.ts'
 import { compare, readPrefix } from '../../runtime/etcd-ops.ts'
@@ -9,12 +10,8 @@ export interface PartitionHooks {
   release(partition: number): Promise<void>
 }
 
-const score = (worker: string, partition: number): number => {
-  let hash = 0x811c9dc5
-  const text = `${worker}#${partition}`
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0
-  return hash
-}
+/** A well-mixed score: a weak hash (FNV of similar ids) lets one worker win every partition or none. */
+const score = (worker: string, partition: number): number => createHash('sha256').update(`${worker}#${partition}`).digest().readUInt32BE(0)
 
 /** Rendezvous hashing: each partition goes to the live worker with the highest score, so a join or leave moves few partitions. */
 export function ownerOf(partition: number, workers: readonly string[]): string | undefined {
@@ -49,6 +46,7 @@ export class Ownership {
   #again = false
   #closed = false
   #debounce: NodeJS.Timeout | undefined
+  #periodic: NodeJS.Timeout | undefined
 
   constructor(etcd: Etcd3, id: string, ttlSeconds: number, hooks: PartitionHooks, logger: Logger) {
     this.#etcd = etcd
@@ -73,6 +71,9 @@ export class Ownership {
       this.#watchers.push(watcher)
     }
     await this.reconcile()
+    // Watches drive rebalancing; this also retries one that failed (a timeout under load).
+    this.#periodic = setInterval(() => this.#schedule(), Math.max(1000, this.#ttlSeconds * 1000))
+    this.#periodic.unref()
   }
 
   async #register(): Promise<void> {
@@ -82,12 +83,15 @@ export class Ownership {
     lease.on('lost', (error) => {
       if (this.#closed || this.#lease !== lease) return
       this.#logger.warn('worker lease lost; giving up every partition and registering again', { error: String(error) })
-      void this.#recover()
+      this.#schedule()
     })
     await this.#etcd.kv.put({ key: Buffer.from(keys.worker(this.#id)), value: Buffer.from(JSON.stringify({ id: this.#id, since: new Date().toISOString() })), lease: this.#leaseId })
   }
 
   async #recover(): Promise<void> {
+    const old = this.#lease
+    this.#lease = undefined
+    void old?.revoke().catch(() => {})
     for (const partition of [...this.#owned.keys()]) {
       this.#owned.delete(partition)
       await this.#hooks.release(partition).catch(() => {})
@@ -128,13 +132,26 @@ export class Ownership {
 
   async #reconcileOnce(): Promise<void> {
     if (this.#closed || !this.#lease) return
+    const before = this.#owned.size
+    await this.#rebalance()
+    if (this.#owned.size !== before) this.#logger.info('partitions rebalanced', { owned: this.#owned.size })
+  }
+
+  async #rebalance(): Promise<void> {
     const workers = (await readPrefix(this.#etcd, keys.workers())).values.map((v) => v.key.slice(keys.workers().length))
     const claims = new Map((await readPrefix(this.#etcd, keys.partitionClaims())).values.map((v) => [v.key, v]))
-    if (!workers.includes(this.#id)) return
+    if (!workers.includes(this.#id)) {
+      // Our lease expired (a long pause, or etcd was slow): its claims are gone with it. Start over.
+      this.#logger.warn('this worker is no longer registered (its lease expired); registering again')
+      await this.#recover()
+      return
+    }
     for (const [partition] of [...this.#owned]) {
       const claim = claims.get(keys.partitionClaim(partition))
       const lost = !claim || claim.createRevision !== this.#owned.get(partition)
-      if (lost || ownerOf(partition, workers) !== this.#id) await this.#release(partition, !lost)
+      if (lost || ownerOf(partition, workers) !== this.#id) {
+        await this.#release(partition, !lost)
+      }
     }
     for (let partition = 0; partition < PARTITIONS; partition++) {
       if (this.#owned.has(partition) || ownerOf(partition, workers) !== this.#id || claims.has(keys.partitionClaim(partition))) continue
@@ -170,6 +187,7 @@ export class Ownership {
     await this.#running?.catch(() => {})
     this.#closed = true
     clearTimeout(this.#debounce)
+    clearInterval(this.#periodic)
     for (const watcher of this.#watchers) await watcher.cancel().catch(() => {})
     await Promise.all([...this.#owned.keys()].map((partition) => this.#release(partition, true)))
     await this.#lease?.revoke().catch(() => {})

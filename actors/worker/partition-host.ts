@@ -337,14 +337,17 @@ export class PartitionHost {
   }
 
   /** Stops taking events, lets the batches in flight finish, and forgets this partition's state. */
-  async stop(): Promise<void> {
+  async stop(trace: (step: string) => void = () => {}): Promise<void> {
     this.#stopped = true
     this.#context.clock.clearTimeout(this.#scanTimer)
     for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
     this.#timers.clear()
     await this.#messages?.close().catch(() => {})
+    trace('closed')
     await this.#loop?.catch(() => {})
+    trace('loop')
     await Promise.allSettled([...this.#drains])
+    trace('drains')
     this.#cells.clear()
     this.#context.cache.deleteWhere((key) => {
       const [type, name] = key.split('/')

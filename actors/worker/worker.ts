@@ -79,12 +79,17 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     acquire: async (partition, token) => {
       const host = new PartitionHost(partition, token, context)
       hosts.set(partition, host)
-      await host.start()
+      const t0 = Date.now()
+      const watchdog = setInterval(() => logger.info('slow partition start', { partition, ms: Date.now() - t0 }), 2000)
+      await host.start().finally(() => clearInterval(watchdog))
     },
     release: async (partition) => {
       const host = hosts.get(partition)
       hosts.delete(partition)
-      await host?.stop()
+      const t0 = Date.now()
+      let at = 'start'
+      const watchdog = setInterval(() => logger.info('slow partition stop', { partition, at, ms: Date.now() - t0 }), 2000)
+      await host?.stop((step) => { at = step }).finally(() => clearInterval(watchdog))
     },
   }, logger)
 
