@@ -10,6 +10,7 @@ import type { ActorEvent, ActorRecord, DurableTimer } from '../../runtime/actor-
 import type { EventReply } from '../../runtime/inbox.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
 import { compare, op, readKeys, readRange } from '../../runtime/etcd-ops.ts'
+import type { ReadBatcher, Semaphore } from '../../runtime/read-batcher.ts'
 import { headers, keys, partitionName, partitionOf, streams, subjects } from '../../runtime/keys.ts'
 import { acceptedEvents, step } from '../lifecycle/step.ts'
 import type { Clock } from './clock.ts'
@@ -23,6 +24,12 @@ export interface HostContext {
   readonly clock: Clock
   readonly machine: (lifecycleId: string) => Promise<AnyStateMachine>
   readonly cache: RecordCache
+  /** Loads actor records, many per round trip. */
+  readonly reads: ReadBatcher
+  /** Bounds the actor batches in progress at once across all partitions (memory and etcd load). */
+  readonly slots: Semaphore
+  /** Bounds inbox messages taken from JetStream but not yet acked: the consumer waits, so memory stays flat under any backlog. */
+  readonly backlog: Semaphore
   readonly timerHorizonMs: number
   readonly ackWaitMs: number
 }
@@ -122,7 +129,7 @@ export class PartitionHost {
       max_ack_pending: 20_000,
     })
     const consumer = await js.consumers.get(streams.inbox, name)
-    this.#messages = await consumer.consume({ max_messages: 1000 })
+    this.#messages = await consumer.consume({ max_messages: 64 })
     this.#loop = this.#consume(this.#messages)
     await this.#scanTimers()
   }
@@ -130,6 +137,11 @@ export class PartitionHost {
   async #consume(messages: ConsumerMessages): Promise<void> {
     for await (const message of messages) {
       if (this.#stopped) break
+      await this.#context.backlog.acquire()
+      if (this.#stopped) {
+        this.#context.backlog.release()
+        break
+      }
       const [, , , type, name] = message.subject.split('.')
       let event: ActorEvent
       try {
@@ -138,6 +150,7 @@ export class PartitionHost {
       } catch {
         this.#context.logger.warn('dropping a malformed inbox message', { subject: message.subject })
         message.term()
+        this.#context.backlog.release()
         continue
       }
       this.#enqueue(type, name, { kind: 'inbox', event, seq: message.seq, message, replyTo: message.headers?.get(headers.replyTo) || undefined })
@@ -145,7 +158,10 @@ export class PartitionHost {
   }
 
   #enqueue(type: string, name: string, item: Item): void {
-    if (this.#stopped) return
+    if (this.#stopped) {
+      if (item.kind === 'inbox') this.#context.backlog.release()
+      return
+    }
     const key = `${type}/${name}`
     let cell = this.#cells.get(key)
     if (!cell) this.#cells.set(key, (cell = { type, name, queue: [], draining: false }))
@@ -162,6 +178,7 @@ export class PartitionHost {
       while (cell.queue.length > 0 && !this.#stopped) {
         const batch = cell.queue.splice(0, MAX_BATCH)
         let done = false
+        await this.#context.slots.acquire()
         try {
           done = await this.#process(key, cell, batch)
           failures = 0
@@ -170,6 +187,8 @@ export class PartitionHost {
           this.#context.logger.warn('applying events failed; retrying', { actor: key, error: String(error) })
           for (const item of batch) if (item.kind === 'inbox') item.message.working()
           await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)))
+        } finally {
+          this.#context.slots.release()
         }
         if (!done) cell.queue.unshift(...batch)
       }
@@ -185,8 +204,7 @@ export class PartitionHost {
     let cached = cache.get(key)
     const fromCache = cached !== undefined
     if (!cached) {
-      const { values } = await readKeys(this.#context.connections.etcd, [keys.actor(cell.type, cell.name)])
-      const stored = values[0]
+      const stored = await this.#context.reads.read(keys.actor(cell.type, cell.name))
       if (!stored) {
         for (const item of batch) if (item.kind === 'inbox') this.#finish(item, problem(404, 'not-found', `resource ${cell.type}/${cell.name} not found`))
         return true
@@ -296,6 +314,7 @@ export class PartitionHost {
 
   #finish(item: Item & { kind: 'inbox' }, reply: EventReply): void {
     item.message.ack()
+    this.#context.backlog.release()
     if (item.replyTo) this.#context.connections.nats.publish(item.replyTo, JSON.stringify({ ...reply, body: { ...reply.body, id: item.event.id } }))
   }
 
@@ -348,6 +367,8 @@ export class PartitionHost {
     trace('loop')
     await Promise.allSettled([...this.#drains])
     trace('drains')
+    // Messages still queued go unacked: the next owner gets them again.
+    for (const cell of this.#cells.values()) for (const item of cell.queue) if (item.kind === 'inbox') this.#context.backlog.release()
     this.#cells.clear()
     this.#context.cache.deleteWhere((key) => {
       const [type, name] = key.split('/')

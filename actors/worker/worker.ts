@@ -6,11 +6,13 @@ import { TxnBatcher } from '../../runtime/txn-batcher.ts'
 import { Outbox } from '../../runtime/outbox.ts'
 import { createLogger, type Logger } from '../../runtime/logger.ts'
 import { readKeys } from '../../runtime/etcd-ops.ts'
+import { ReadBatcher, Semaphore } from '../../runtime/read-batcher.ts'
 import { keys } from '../../runtime/keys.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
 import { DEFAULT_LIFECYCLE_ID, machineFor } from '../lifecycle/machine.ts'
 import { systemClock, type Clock } from './clock.ts'
 import { Ownership } from './ownership.ts'
+import { boundHeap } from './memory.ts'
 import { PartitionHost, RecordCache, parseTimerKey, type HostContext } from './partition-host.ts'
 
 /** Options of an actor worker; anything omitted has a production default. */
@@ -25,6 +27,12 @@ export interface WorkerOptions {
   readonly leaseTtlSeconds?: number
   /** Actor records kept in memory (least recently used are dropped). @default 10000 */
   readonly maxCachedActors?: number
+  /** Actor batches applied at once across all partitions; more wait their turn. @default 512 */
+  readonly maxActiveActors?: number
+  /** Inbox messages held in memory, not yet applied; the consumers wait beyond it. @default 2048 */
+  readonly maxPendingEvents?: number
+  /** Heap size past which the worker runs a full collection (once a second at most), keeping RSS near the live set; 0 turns it off. @default 96 */
+  readonly heapSoftLimitMb?: number
   /** Timers due within this window are armed in memory; later ones are found by a rescan. @default 60000 */
   readonly timerHorizonMs?: number
   /** Redelivery delay of an inbox message whose worker died. @default 10000 */
@@ -71,9 +79,13 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     clock: options.clock ?? systemClock,
     machine,
     cache: new RecordCache(options.maxCachedActors ?? 10_000),
+    reads: new ReadBatcher(connections.etcd),
+    slots: new Semaphore(options.maxActiveActors ?? 512),
+    backlog: new Semaphore(options.maxPendingEvents ?? 2048),
     timerHorizonMs: options.timerHorizonMs ?? 60_000,
     ackWaitMs: options.ackWaitMs ?? 10_000,
   }
+  const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 96)
   const hosts = new Map<number, PartitionHost>()
   const ownership = new Ownership(connections.etcd, id, options.leaseTtlSeconds ?? 5, {
     acquire: async (partition, token) => {
@@ -107,6 +119,7 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      unboundHeap()
       await timerWatch.cancel().catch(() => {})
       await ownership.close()
       await outbox.close()

@@ -38,7 +38,7 @@ export async function up(flags: ServeFlags): Promise<number> {
   try {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
     const gateway = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
-    const actorWorker = await startWorker({ connections })
+    const actorWorker = await startWorker({ connections, heapSoftLimitMb: 256 })
     out(`Conveyor is up.`)
     out(`  API:  ${gateway.url}`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
@@ -84,7 +84,11 @@ export async function gateway(flags: ServeFlags): Promise<number> {
 export async function worker(flags: ServeFlags): Promise<number> {
   const config = resolveConfig(flags)
   const connections = await connectServers(config, { name: 'conveyor worker' })
-  const running = await startWorker({ connections, ...(process.env.CONVEYOR_WORKER_LEASE_TTL ? { leaseTtlSeconds: Number(process.env.CONVEYOR_WORKER_LEASE_TTL) } : {}) })
+  const running = await startWorker({
+    connections,
+    ...(process.env.CONVEYOR_WORKER_LEASE_TTL ? { leaseTtlSeconds: Number(process.env.CONVEYOR_WORKER_LEASE_TTL) } : {}),
+    ...(process.env.CONVEYOR_WORKER_HEAP_MB ? { heapSoftLimitMb: Number(process.env.CONVEYOR_WORKER_HEAP_MB) } : {}),
+  })
   process.stdout.write(`Conveyor worker ${running.id} running\n`)
   return await untilSignal(async () => {
     await running.close()
@@ -95,6 +99,11 @@ export async function worker(flags: ServeFlags): Promise<number> {
 /** `conveyor driver FILE`: runs the driver a module exports (default export or `driver`). */
 export async function driver(flags: ServeFlags, file: string | undefined): Promise<number> {
   if (!file) throw new TypeError('usage: conveyor driver ./my-driver.ts')
+  if (/\.[cm]?tsx?$/.test(file)) {
+    // Running from the compiled dist/, a TypeScript driver file still needs the loader.
+    const { register } = await import('tsx/esm/api')
+    register()
+  }
   const module = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown; driver?: unknown }
   const definition = module.default ?? module.driver
   if (!isDriverDefinition(definition)) throw new TypeError(`${file} must export a driver made with defineDriver() as its default export`)
