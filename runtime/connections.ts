@@ -52,6 +52,8 @@ export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'e
       timeout,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      // nats.js otherwise builds an Error per request to keep its stack: a tenth of a busy worker's CPU.
+      noAsyncTraces: true,
       name: options.name ?? 'conveyor',
     })
   } catch (error) {

@@ -47,10 +47,10 @@ export function step(machine: AnyStateMachine, record: ActorRecord, event: Actor
   const current = restore(machine, record.snapshot)
   const from = stateString(current.value)
   if (current.status !== 'active') return { kind: 'rejected', reason: 'final', state: from }
-  const internal = event.type.startsWith('xstate.after.')
-  if (!internal && !current.can(event)) return { kind: 'rejected', reason: 'not-accepted', state: from }
   const [next, actions] = transition(machine, current, event)
-  if (internal && next === current) return { kind: 'rejected', reason: 'not-accepted', state: from }
+  // transition() returns the same snapshot when no transition is enabled; only then is can() asked
+  // (a targetless transition without actions is accepted but changes nothing).
+  if (next === current && (event.type.startsWith('xstate.after.') || !current.can(event))) return { kind: 'rejected', reason: 'not-accepted', state: from }
   const timers = applyTimerActions(record.timers, actions as unknown as ActionLike[], now, next.status !== 'active')
   const recentIds = event.id ? [...record.recentIds, event.id].slice(-RECENT_IDS) : record.recentIds
   return {
