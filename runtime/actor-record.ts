@@ -48,4 +48,4 @@ export interface ActorInitializer {
   initial(input: { uid: string; type: string; name: string; runid: string; lifecycle: Record<string, unknown> | undefined; now: number }): { record: ActorRecord; lifecycleId: string; lifecycle: Record<string, unknown> }
 }
 
-export const RECENT_IDS = 64
+export const RECENT_IDS = 16

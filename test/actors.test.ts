@@ -5,6 +5,7 @@ import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
 import { sendToActor } from '../runtime/inbox.ts'
 import { keys } from '../runtime/keys.ts'
 import { createLogger } from '../runtime/logger.ts'
+import { defineDriver, runDriver } from 'conveyor'
 
 let stack: Stack
 let worker: ActorWorker
@@ -15,6 +16,7 @@ const counter = {
   context: { count: 0, seen: [] },
   states: {
     open: {
+      tags: ['accepting'],
       on: {
         INC: { actions: { type: 'assign', params: { count: { $inc: 1 }, seen: { $append: { $event: 'n' } } } } },
         CLOSE: { target: 'closed', actions: [{ type: 'assign', params: { closedBy: { $event: 'by' } } }] },
@@ -131,6 +133,31 @@ describe('the events API', () => {
   })
 })
 
+describe('drivers drive the lifecycle', () => {
+  it('a driver sends events to its resource through NATS with ctx.send', async () => {
+    const handle = await runDriver(
+      defineDriver({
+        name: 'lifecycle-driver',
+        resources: ['plain'],
+        async reconcile(ctx) {
+          await ctx.send({ type: 'START' })
+          await ctx.send({ type: 'SUCCEED', id: `done-${ctx.runid}` })
+          return { success: true }
+        },
+      }),
+      { connections: stack.connections, logger: createLogger('driver', 'error') },
+    )
+    try {
+      await api(stack.url, 'POST', '/resources', { name: 'driven', resource: 'plain', spec: {} })
+      await eventually(async () => ((await api(stack.url, 'GET', '/resources/plain/driven')).body.status.state === 'succeeded' ? true : undefined), 'the driver to finish the run')
+      const history = await api(stack.url, 'GET', '/resources/plain/driven/history?kind=transitioned')
+      expect(history.body.items.map((h: any) => `${h.event.from}->${h.event.to}`)).toEqual(['pending->running', 'running->succeeded'])
+    } finally {
+      await handle.close()
+    }
+  })
+})
+
 describe('inspection', () => {
   it('shows state, context, accepted events, the machine, the revision and a Mermaid diagram', async () => {
     await api(stack.url, 'POST', '/resources', { name: 'look', resource: 'counter', spec: {} })
@@ -139,6 +166,7 @@ describe('inspection', () => {
     expect(actor.status).toBe(200)
     expect(actor.body.accepts.sort()).toEqual(['CLOSE', 'INC'])
     expect(actor.body).toMatchObject({ state: 'open', status: 'active', context: { count: 1 }, seq: 1, revision: expect.any(Number), lifecycle: { machine: counter } })
+    expect(actor.body.tags).toEqual(['accepting'])
     expect(actor.body.mermaid).toContain('stateDiagram-v2')
     expect(actor.body.mermaid).toContain('open --> closed : CLOSE')
     expect(actor.body.mermaid).toContain('class open current')

@@ -85,7 +85,7 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     timerHorizonMs: options.timerHorizonMs ?? 60_000,
     ackWaitMs: options.ackWaitMs ?? 10_000,
   }
-  const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 96, 2000)
+  const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 96)
   const hosts = new Map<number, PartitionHost>()
   const ownership = new Ownership(connections.etcd, id, options.leaseTtlSeconds ?? 5, {
     acquire: async (partition, token) => {

@@ -10,9 +10,9 @@ import type { ActorEvent } from '../../runtime/actor-record.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
 import { DEFAULT_LIFECYCLE_ID, machineFor } from '../../actors/lifecycle/machine.ts'
-import { acceptedEvents } from '../../actors/lifecycle/step.ts'
+import { acceptedEvents, restore } from '../../actors/lifecycle/step.ts'
 import { mermaid } from '../../actors/lifecycle/mermaid.ts'
-import { parseJson, problem, type ApiReply } from '../http.ts'
+import { parseJson, type ApiReply } from '../http.ts'
 import type { Router } from '../router.ts'
 import { nameParam, positiveIntegerQuery } from './common.ts'
 
@@ -89,6 +89,7 @@ export function registerActorRoutes(router: Router, connections: Connections, re
           done: record.snapshot.status !== 'active',
           context: record.snapshot.context,
           accepts: acceptedEvents(machine, record),
+          tags: [...restore(machine, record.snapshot).tags],
           timers: record.timers.map((t) => ({ id: t.id, event: t.event.type, dueAt: new Date(t.dueAt).toISOString() })),
           seq: record.seq,
           revision,
