@@ -117,18 +117,22 @@ export class ResourceStore {
     return { record: parse<ActorRecord>(actor)!, revision: actor.modRevision }
   }
 
+  /** One version: a copy for earlier ones (made when they were replaced), the resource itself for the current one. */
   async getVersion(type: string, name: string, version: number): Promise<Resource> {
     const { values } = await readKeys(this.#connections.etcd, [keys.version(type, name, version), keys.resource(type, name)])
     const [copy, current] = values
-    if (!copy) throw notFound(current ? `resource ${type}/${name} has no version ${version}` : `resource ${type}/${name} not found`)
-    return present(parse<StoredResource>(copy)!, copy.modRevision, undefined, undefined)
+    if (copy) return present(parse<StoredResource>(copy)!, copy.modRevision, undefined, undefined)
+    const stored = parse<StoredResource>(current)
+    if (!current || !stored) throw notFound(`resource ${type}/${name} not found`)
+    if (stored.metadata.version !== version) throw notFound(`resource ${type}/${name} has no version ${version}`)
+    return present(stored, current.modRevision, undefined, undefined)
   }
 
-  /** Lists the version numbers stored for a resource, oldest first. */
+  /** Lists the version numbers of a resource, oldest first. */
   async versions(type: string, name: string): Promise<number[]> {
     const { values } = await readPrefix(this.#connections.etcd, keys.versions(type, name))
-    if (values.length === 0) await this.get(type, name)
-    return values.map((v) => parse<StoredResource>(v)!.metadata.version)
+    const current = await this.get(type, name)
+    return [...values.map((v) => parse<StoredResource>(v)!.metadata.version), current.version]
   }
 
   async list(type: string, options: ListOptions = {}): Promise<{ items: Resource[]; continueAfter?: string }> {
@@ -171,7 +175,8 @@ export class ResourceStore {
         'updated',
         definition,
         [compare.modRevision(keys.definition(type), definition.revision), compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
-        oldActor ? timerOps(oldActor, op.delete) : [],
+        // The replaced version is copied aside now, so a create writes no copy at all.
+        [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : [])],
       )
       if (resource) return resource
     }
@@ -271,7 +276,7 @@ export class ResourceStore {
     return { kind, uid: stored.metadata.uid, revision: 0, time: stored.metadata.updatedAt, type: stored.resource, name: stored.name, runid: stored.run.runid, version: stored.metadata.version, object }
   }
 
-  /** Writes the resource, its version copy, a fresh actor (and its timers) and the outbox entry in one transaction. */
+  /** Writes the resource, a fresh actor (and its timers) and the outbox entry in one transaction. */
   async #commit(stored: StoredResource, kind: 'created' | 'updated', definition: { definition: { lifecycle?: Record<string, unknown> } }, compares: ICompare[], extraOps: IRequestOp[]): Promise<Resource | undefined> {
     const type = stored.resource
     const { record } = this.#actors.initial({ uid: stored.metadata.uid, type, name: stored.name, runid: stored.run.runid, lifecycle: definition.definition.lifecycle, now: Date.now() })
@@ -284,7 +289,6 @@ export class ResourceStore {
       ops: [
         ...extraOps.filter((o) => !newTimers.has(o.request_delete_range?.key?.toString() ?? '')),
         op.put(keys.resource(type, stored.name), value),
-        op.put(keys.version(type, stored.name, stored.metadata.version), value),
         op.put(keys.actor(type, stored.name), JSON.stringify(record)),
         ...timerOps(record, (key) => op.put(key, '')),
         outboxOp,

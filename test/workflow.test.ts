@@ -73,10 +73,11 @@ describe('the whole workflow: define, submit, validate, store, publish, route, e
     const { runid } = created.body
     const revision = created.body.metadata.revision
 
-    // 4. Stored in etcd, with its version copy, at the revision the API reported.
+    // 4. Stored in etcd with its actor, in one transaction, at the revision the API reported.
     const stored = await stack.connections.etcd.get(keys.resource('flutter-builder', 'my-app')).exec()
     expect(Number(stored.kvs[0]!.mod_revision)).toBe(revision)
-    expect(await stack.connections.etcd.get(keys.version('flutter-builder', 'my-app', 1)).string()).not.toBeNull()
+    const actor = await stack.connections.etcd.get(keys.actor('flutter-builder', 'my-app')).exec()
+    expect(Number(actor.kvs[0]!.mod_revision)).toBe(revision)
 
     // 5. Published to JetStream once, with a message id from uid and revision.
     const published = await eventsOf('flutter-builder', 'my-app', 1)
@@ -118,6 +119,7 @@ describe('the whole workflow: define, submit, validate, store, publish, route, e
     expect((await api(stack.url, 'GET', '/resources/flutter-builder/my-app/1')).body.spec.branch).toBeUndefined()
     expect((await api(stack.url, 'GET', '/resources/flutter-builder/my-app/2')).body.spec.branch).toBe('dev')
     expect((await api(stack.url, 'GET', '/resources/flutter-builder/my-app/versions')).body.items).toEqual([1, 2])
+    expect((await api(stack.url, 'GET', '/resources/flutter-builder/my-app/3')).status).toBe(404)
     await eventually(() => (received.length === 2 ? true : undefined), 'the update to reach the driver')
     expect(received[1]).toMatchObject({ kind: 'updated', version: 2 })
 
