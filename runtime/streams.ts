@@ -27,9 +27,11 @@ function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig>
       duplicate_window: duplicateWindow,
     },
     {
+      // Limits, not a work queue: a work queue deletes a message per ack, which costs more than the
+      // event itself; partition consumers ack in bulk (AckAll) and old events age out.
       name: streams.inbox,
       subjects: [subjects.allInbox()],
-      retention: RetentionPolicy.Workqueue,
+      retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       discard: DiscardPolicy.Old,
       max_age: nanos(retention.eventsMaxAgeMs ?? WEEK_MS),
@@ -51,12 +53,17 @@ function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig>
 export async function ensureStreams(jsm: JetStreamManager, retention?: RetentionOptions): Promise<void> {
   for (const config of streamConfigs(retention)) {
     const name = config.name
-    try {
-      await jsm.streams.info(name)
-      await jsm.streams.update(name, config)
-    } catch (error) {
-      if (!(error instanceof Error) || !/stream not found/i.test(error.message)) throw error
+    const existing = await jsm.streams.info(name).catch((error: unknown) => {
+      if (error instanceof Error && /stream not found/i.test(error.message)) return undefined
+      throw error
+    })
+    if (!existing) {
       await jsm.streams.add(config)
+      continue
     }
+    if (existing.config.retention !== config.retention) {
+      throw new Error(`stream ${name} has retention ${existing.config.retention}, this version needs ${config.retention}; drain it and delete it (nats stream rm ${name}) to upgrade`)
+    }
+    await jsm.streams.update(name, config)
   }
 }

@@ -106,6 +106,11 @@ export class PartitionHost {
   readonly #drains = new Set<Promise<void>>()
   #messages: ConsumerMessages | undefined
   #loop: Promise<void> | undefined
+  /** Delivered inbox messages in stream order, until everything before them is applied and acked. */
+  readonly #outstanding: { seq: number; message: JsMsg; done: boolean }[] = []
+  readonly #tracked = new Map<number, { seq: number; message: JsMsg; done: boolean }>()
+  #ackedFloor = 0
+  #pendingAck: JsMsg | undefined
   #scanTimer: unknown
   #stopped = false
 
@@ -115,15 +120,22 @@ export class PartitionHost {
     this.#context = context
   }
 
-  /** Recreates the partition's consumer from the oldest unacknowledged message (a work queue keeps only those), so redeliveries come back in stream order. */
+  /**
+   * Recreates the partition's consumer just past its ack floor (everything at or below it is
+   * applied), so whatever the previous owner left unacknowledged comes back first, in stream order.
+   */
   async start(): Promise<void> {
     const { jsm, js } = this.#context.connections
     const name = partitionConsumerName(this.partition)
-    await jsm.consumers.delete(streams.inbox, name).catch(() => false)
+    const previous = await jsm.consumers.info(streams.inbox, name).catch(() => undefined)
+    const floor = previous?.ack_floor.stream_seq ?? 0
+    this.#ackedFloor = floor
+    if (previous) await jsm.consumers.delete(streams.inbox, name).catch(() => false)
     await jsm.consumers.add(streams.inbox, {
       durable_name: name,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      // One ack covers every earlier message: far cheaper than an ack per event.
+      ack_policy: AckPolicy.All,
+      ...(floor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.All }),
       filter_subject: subjects.inboxOfPartition(this.partition),
       ack_wait: nanos(this.#context.ackWaitMs),
       max_ack_pending: 20_000,
@@ -142,17 +154,24 @@ export class PartitionHost {
         this.#context.backlog.release()
         break
       }
+      if (message.seq <= this.#ackedFloor || this.#tracked.has(message.seq)) {
+        // A redelivery of something already applied, or still being applied.
+        this.#context.backlog.release()
+        continue
+      }
       const [, , , type, name] = message.subject.split('.')
       let event: ActorEvent
       try {
         event = message.json<ActorEvent>()
         if (typeof event.type !== 'string' || typeof event.id !== 'string' || !type || !name) throw new Error('not an actor event')
       } catch {
-        this.#context.logger.warn('dropping a malformed inbox message', { subject: message.subject })
-        message.term()
+        this.#context.logger.warn('skipping a malformed inbox message', { subject: message.subject })
+        this.#track(message).done = true
+        this.#advanceAckFloor()
         this.#context.backlog.release()
         continue
       }
+      this.#track(message)
       this.#enqueue(type, name, { kind: 'inbox', event, seq: message.seq, message, replyTo: message.headers?.get(headers.replyTo) || undefined })
     }
   }
@@ -312,8 +331,36 @@ export class PartitionHost {
     return { kind: 'transitioned', uid: record.uid, revision: 0, time: record.updatedAt, type: record.type, name: record.name, runid: record.runid, from, to, event, seq: record.seq }
   }
 
+  #track(message: JsMsg): { seq: number; message: JsMsg; done: boolean } {
+    const entry = { seq: message.seq, message, done: false }
+    this.#outstanding.push(entry)
+    this.#tracked.set(message.seq, entry)
+    return entry
+  }
+
+  /** Acks the highest message below which everything is applied (one ack for many, coalesced). */
+  #advanceAckFloor(): void {
+    let last: JsMsg | undefined
+    while (this.#outstanding[0]?.done) {
+      const entry = this.#outstanding.shift()!
+      this.#tracked.delete(entry.seq)
+      last = entry.message
+    }
+    if (!last) return
+    this.#ackedFloor = last.seq
+    const pending = this.#pendingAck
+    this.#pendingAck = last
+    if (pending === undefined) setImmediate(() => {
+      const message = this.#pendingAck
+      this.#pendingAck = undefined
+      message?.ack()
+    })
+  }
+
   #finish(item: Item & { kind: 'inbox' }, reply: EventReply): void {
-    item.message.ack()
+    const entry = this.#tracked.get(item.seq)
+    if (entry) entry.done = true
+    this.#advanceAckFloor()
     this.#context.backlog.release()
     if (item.replyTo) this.#context.connections.nats.publish(item.replyTo, JSON.stringify({ ...reply, body: { ...reply.body, id: item.event.id } }))
   }
