@@ -15,37 +15,22 @@ export interface RetentionOptions {
 const WEEK_MS = 7 * 24 * 3600 * 1000
 
 function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig> & { name: string })[] {
-  const duplicateWindow = nanos(retention.duplicateWindowMs ?? 120_000)
+  const stream = (name: string, subject: string, maxAgeMs: number): Partial<StreamConfig> & { name: string } => ({
+    name,
+    subjects: [subject],
+    // Limits everywhere; for the inbox this matters most: a work queue deletes a message per ack,
+    // which costs more than the event itself, while partition consumers ack in bulk (AckAll).
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(maxAgeMs),
+    duplicate_window: nanos(retention.duplicateWindowMs ?? 120_000),
+  })
+  const eventsMaxAge = retention.eventsMaxAgeMs ?? WEEK_MS
   return [
-    {
-      name: streams.events,
-      subjects: [subjects.allEvents()],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(retention.eventsMaxAgeMs ?? WEEK_MS),
-      duplicate_window: duplicateWindow,
-    },
-    {
-      // Limits, not a work queue: a work queue deletes a message per ack, which costs more than the
-      // event itself; partition consumers ack in bulk (AckAll) and old events age out.
-      name: streams.inbox,
-      subjects: [subjects.allInbox()],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(retention.eventsMaxAgeMs ?? WEEK_MS),
-      duplicate_window: duplicateWindow,
-    },
-    {
-      name: streams.logs,
-      subjects: [subjects.allLogs()],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(retention.logsMaxAgeMs ?? WEEK_MS),
-      duplicate_window: duplicateWindow,
-    },
+    stream(streams.events, subjects.allEvents(), eventsMaxAge),
+    stream(streams.inbox, subjects.allInbox(), eventsMaxAge),
+    stream(streams.logs, subjects.allLogs(), retention.logsMaxAgeMs ?? WEEK_MS),
   ]
 }
 
