@@ -141,7 +141,7 @@ export class PartitionHost {
       max_ack_pending: 20_000,
     })
     const consumer = await js.consumers.get(streams.inbox, name)
-    this.#messages = await consumer.consume({ max_messages: 16 })
+    this.#messages = await consumer.consume({ max_messages: 32 })
     this.#loop = this.#consume(this.#messages)
     await this.#scanTimers()
   }

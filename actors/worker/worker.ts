@@ -31,7 +31,7 @@ export interface WorkerOptions {
   readonly maxActiveActors?: number
   /** Inbox messages held in memory, not yet applied; the consumers wait beyond it. @default 1024 */
   readonly maxPendingEvents?: number
-  /** Heap size past which the worker runs a full collection (twice a second at most), keeping RSS near the live set; 0 turns it off. @default 80 */
+  /** Heap size past which the worker runs a full collection (once a second at most), keeping RSS near the live set; 0 turns it off. @default 96 */
   readonly heapSoftLimitMb?: number
   /** Timers due within this window are armed in memory; later ones are found by a rescan. @default 60000 */
   readonly timerHorizonMs?: number
@@ -85,7 +85,7 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     timerHorizonMs: options.timerHorizonMs ?? 60_000,
     ackWaitMs: options.ackWaitMs ?? 10_000,
   }
-  const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 80, 500)
+  const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 96)
   const hosts = new Map<number, PartitionHost>()
   const ownership = new Ownership(connections.etcd, id, options.leaseTtlSeconds ?? 5, {
     acquire: async (partition, token) => {
