@@ -225,7 +225,8 @@ export class PartitionHost {
     if (!cached) {
       const stored = await this.#context.reads.read(keys.actor(cell.type, cell.name))
       if (!stored) {
-        for (const item of batch) if (item.kind === 'inbox') this.#finish(item, problem(404, 'not-found', `resource ${cell.type}/${cell.name} not found`))
+        const missing = (): EventReply => problem(404, 'not-found', `resource ${cell.type}/${cell.name} not found`)
+        for (const item of batch) if (item.kind === 'inbox') this.#finish(item, missing, 0)
         return true
       }
       cached = { record: JSON.parse(stored.value) as ActorRecord, revision: stored.modRevision }
@@ -236,12 +237,12 @@ export class PartitionHost {
     let record = before
     let dirty = false
     const transitions: ConveyorEvent[] = []
-    const answers: { item: Item & { kind: 'inbox' }; reply: EventReply | ((revision: number) => EventReply) }[] = []
+    const answers: { item: Item & { kind: 'inbox' }; reply: (revision: number) => EventReply }[] = []
     const now = clock.now()
     for (const item of batch) {
       if (item.kind === 'inbox') {
         if (item.seq <= record.inboxSeq) {
-          answers.push({ item, reply: this.#current(record, cached.revision, { duplicate: true }) })
+          answers.push({ item, reply: (revision) => this.#current(record, revision, { duplicate: true }) })
           continue
         }
         const result = step(machine, record, item.event, now, item.seq)
@@ -250,13 +251,14 @@ export class PartitionHost {
           transitions.push(this.#transitioned(record, result.from, result.to, item.event))
           const snapshot = record
           answers.push({ item, reply: (revision) => ({ status: 200, body: { ...this.#view(snapshot, revision), id: item.event.id, from: result.from, to: result.to, accepted: true } }) })
-        } else if (result.kind === 'duplicate') answers.push({ item, reply: this.#current(record, cached.revision, { duplicate: true }) })
+        } else if (result.kind === 'duplicate') answers.push({ item, reply: (revision) => this.#current(record, revision, { duplicate: true }) })
         else {
           const detail =
             result.reason === 'final'
               ? `resource ${cell.type}/${cell.name} is in final state ${result.state} and accepts no more events`
               : `resource ${cell.type}/${cell.name} is in state ${result.state}, which does not accept ${item.event.type}`
-          answers.push({ item, reply: problem(409, result.reason === 'final' ? 'actor-done' : 'event-not-accepted', detail, { state: result.state, accepts: acceptedEvents(machine, record) }) })
+          const current = record
+          answers.push({ item, reply: () => problem(409, result.reason === 'final' ? 'actor-done' : 'event-not-accepted', detail, { state: result.state, accepts: acceptedEvents(machine, current) }) })
         }
       } else {
         const timer = record.timers.find((t) => t.id === item.id && t.dueAt === item.dueAt)
@@ -277,7 +279,7 @@ export class PartitionHost {
         cache.delete(key)
         return false
       }
-      for (const { item, reply } of answers) this.#finish(item, typeof reply === 'function' ? reply(cached.revision) : reply)
+      for (const { item, reply } of answers) this.#finish(item, reply, cached.revision)
       return true
     }
     const added = record.timers.filter((t) => !before.timers.some((b) => timerKeyOf(before, b) === timerKeyOf(record, t)))
@@ -302,7 +304,7 @@ export class PartitionHost {
       return false
     }
     cache.set(key, { record, revision: outcome.revision })
-    for (const { item, reply } of answers) this.#finish(item, typeof reply === 'function' ? reply(outcome.revision) : reply)
+    for (const { item, reply } of answers) this.#finish(item, reply, outcome.revision)
     if (entry) this.#context.outbox.publishInBackground([entry.entry], outcome.revision)
     for (const timer of removed) this.#cancelTimer(timerKeyOf(before, timer))
     for (const timer of added) this.scheduleTimer(cell.type, cell.name, timer.dueAt, timer.id)
@@ -357,12 +359,15 @@ export class PartitionHost {
     })
   }
 
-  #finish(item: Item & { kind: 'inbox' }, reply: EventReply): void {
+  /** Marks an inbox message applied (the ack floor may move) and answers whoever waits for it. */
+  #finish(item: Item & { kind: 'inbox' }, reply: (revision: number) => EventReply, revision: number): void {
     const entry = this.#tracked.get(item.seq)
     if (entry) entry.done = true
     this.#advanceAckFloor()
     this.#context.backlog.release()
-    if (item.replyTo) this.#context.connections.nats.publish(item.replyTo, JSON.stringify({ ...reply, body: { ...reply.body, id: item.event.id } }))
+    if (!item.replyTo) return
+    const answer = reply(revision)
+    this.#context.connections.nats.publish(item.replyTo, JSON.stringify({ ...answer, body: { ...answer.body, id: item.event.id } }))
   }
 
   /** Arms an in-memory timer for a durable one due within the horizon; later ones are found by the periodic scan. */
