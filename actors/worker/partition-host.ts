@@ -408,17 +408,14 @@ export class PartitionHost {
   }
 
   /** Stops taking events, lets the batches in flight finish, and forgets this partition's state. */
-  async stop(trace: (step: string) => void = () => {}): Promise<void> {
+  async stop(): Promise<void> {
     this.#stopped = true
     this.#context.clock.clearTimeout(this.#scanTimer)
     for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
     this.#timers.clear()
     await this.#messages?.close().catch(() => {})
-    trace('closed')
     await this.#loop?.catch(() => {})
-    trace('loop')
     await Promise.allSettled([...this.#drains])
-    trace('drains')
     // Messages still queued go unacked: the next owner gets them again.
     for (const cell of this.#cells.values()) for (const item of cell.queue) if (item.kind === 'inbox') this.#context.backlog.release()
     this.#cells.clear()

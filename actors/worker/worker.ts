@@ -91,17 +91,12 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     acquire: async (partition, token) => {
       const host = new PartitionHost(partition, token, context)
       hosts.set(partition, host)
-      const t0 = Date.now()
-      const watchdog = setInterval(() => logger.info('slow partition start', { partition, ms: Date.now() - t0 }), 2000)
-      await host.start().finally(() => clearInterval(watchdog))
+      await host.start()
     },
     release: async (partition) => {
       const host = hosts.get(partition)
       hosts.delete(partition)
-      const t0 = Date.now()
-      let at = 'start'
-      const watchdog = setInterval(() => logger.info('slow partition stop', { partition, at, ms: Date.now() - t0 }), 2000)
-      await host?.stop((step) => { at = step }).finally(() => clearInterval(watchdog))
+      await host?.stop()
     },
   }, logger)
 
