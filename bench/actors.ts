@@ -105,7 +105,7 @@ export async function driveTransitions(connections: Connections, type: string, n
   let next = 0
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
-      for (let i = next++; i < total; i = next++) await sendToActor(connections.js, type, names[i % names.length]!, { type: 'INC', id: `e-${start}-${i}` })
+      for (let i = next++; i < total; i = next++) await sendToActor(connections.publisher, type, names[i % names.length]!, { type: 'INC', id: `e-${start}-${i}` })
     }),
   )
   const deadline = performance.now() + 120_000

@@ -2,6 +2,7 @@ import { Etcd3, isRecoverableError } from 'etcd3'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import { ConveyorError } from './errors.ts'
+import { StreamPublisher } from './stream-publisher.ts'
 import { ensureStreams, type RetentionOptions } from './streams.ts'
 import type { ConveyorConfig } from './config.ts'
 
@@ -11,6 +12,8 @@ export interface Connections {
   readonly nats: NatsConnection
   readonly js: JetStreamClient
   readonly jsm: JetStreamManager
+  /** JetStream publishing for the hot paths (outbox, actor inbox). */
+  readonly publisher: StreamPublisher
   /** True while the NATS connection is up (false while it reconnects). */
   natsConnected(): boolean
   close(): Promise<void>
@@ -70,6 +73,7 @@ export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'e
   const jsm = await jetstreamManager(nats)
   await ensureStreams(jsm, options.retention)
   const js = jetstream(nats)
+  const publisher = new StreamPublisher(nats)
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
     closing ??= (async () => {
@@ -83,6 +87,7 @@ export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'e
     nats,
     js,
     jsm,
+    publisher,
     natsConnected: () => connected && !nats.isClosed(),
     close,
     [Symbol.asyncDispose]: close,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { headers as natsHeaders, type NatsConnection, type Subscription } from '@nats-io/transport-node'
-import type { JetStreamClient, PubAck } from '@nats-io/jetstream'
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import type { StreamAck, StreamPublisher } from './stream-publisher.ts'
 import { headers, subjects } from './keys.ts'
 import type { ActorEvent } from './actor-record.ts'
 
@@ -14,10 +14,8 @@ export interface EventReply {
  * Sends an event to a resource's actor through its JetStream inbox. The message id derives from
  * the event id, so a retry inside the duplicate window is dropped by JetStream.
  */
-export async function sendToActor(js: JetStreamClient, type: string, name: string, event: ActorEvent, replyTo?: string): Promise<PubAck> {
-  const h = natsHeaders()
-  if (replyTo) h.set(headers.replyTo, replyTo)
-  return await js.publish(subjects.inbox(type, name), JSON.stringify(event), { msgID: `${type}.${name}.${event.id}`, headers: h })
+export async function sendToActor(publisher: StreamPublisher, type: string, name: string, event: ActorEvent, replyTo?: string): Promise<StreamAck> {
+  return await publisher.publish(subjects.inbox(type, name), JSON.stringify(event), { msgID: `${type}.${name}.${event.id}`, ...(replyTo ? { headers: { [headers.replyTo]: replyTo } } : {}) })
 }
 
 /** One subscription per process for the answers of actor hosts, matched to waiting requests by token. */

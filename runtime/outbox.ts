@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import { headers as natsHeaders } from '@nats-io/transport-node'
 import type { IRequestOp } from 'etcd3'
 import type { Connections } from './connections.ts'
 import type { ConveyorEvent } from '../definitions/objects.ts'
@@ -103,9 +102,7 @@ export class Outbox {
   }
 
   async #send(subject: string, event: ConveyorEvent): Promise<void> {
-    const h = natsHeaders()
-    h.set(headers.kind, event.kind)
-    await this.#connections.js.publish(subject, JSON.stringify(event), { msgID: messageId(event), headers: h })
+    await this.#connections.publisher.publish(subject, JSON.stringify(event), { msgID: messageId(event), headers: { [headers.kind]: event.kind } })
   }
 
   #scheduleDelete(key: string): void {

@@ -56,7 +56,7 @@ describe('actor workers scale out and survive a kill -9', () => {
       Array.from({ length: 100 }, async () => {
         for (let name = queue.shift(); name !== undefined; name = queue.shift()) {
           for (let n = 1; n <= EVENTS_PER_ACTOR; n++) {
-            await sendToActor(stack.connections.js, 'tally', name, { type: 'INC', id: `${name}-${n}`, n })
+            await sendToActor(stack.connections.publisher, 'tally', name, { type: 'INC', id: `${name}-${n}`, n })
             published++
           }
         }

@@ -119,7 +119,7 @@ describe('the events API', () => {
   it('group-commits a hot actor: many pending events share transactions, all applied once and in order', async () => {
     await api(stack.url, 'POST', '/resources', { name: 'hot', resource: 'counter', spec: {} })
     const total = 300
-    await Promise.all(Array.from({ length: total }, (_, i) => sendToActor(stack.connections.js, 'counter', 'hot', { type: 'INC', id: `hot-${i}`, n: i })))
+    await Promise.all(Array.from({ length: total }, (_, i) => sendToActor(stack.connections.publisher, 'counter', 'hot', { type: 'INC', id: `hot-${i}`, n: i })))
     const resource = await eventually(async () => {
       const current = await api(stack.url, 'GET', '/resources/counter/hot')
       return current.body.status.context.count === total ? current.body : undefined

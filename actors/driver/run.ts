@@ -145,7 +145,7 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       log: (...args) => log.write('log', args),
       heartbeat,
       send: async (sent) => {
-        await sendToActor(connections.js, event.type!, event.name, { ...sent, id: sent.id ?? randomUUID() })
+        await sendToActor(connections.publisher, event.type!, event.name, { ...sent, id: sent.id ?? randomUUID() })
       },
     }
     try {

@@ -1,4 +1,4 @@
-import { initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate'
+import { createActor, initialTransition, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventObject } from 'xstate'
 import type { ActorEvent, ActorInitializer, ActorRecord, DurableTimer, PersistedSnapshot } from '../../runtime/actor-record.ts'
 import { RECENT_IDS } from '../../runtime/actor-record.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
@@ -30,8 +30,47 @@ function applyTimerActions(timers: readonly DurableTimer[], actions: readonly Ac
   return { timers: next, added: next.filter((t) => !timers.includes(t)), removed: timers.filter((t) => !next.includes(t)) }
 }
 
+/** Live snapshots of persisted ones this process produced or restored, so a hot actor is not re-resolved per event. */
+const restored = new WeakMap<PersistedSnapshot, AnyMachineSnapshot>()
+
 export function restore(machine: AnyStateMachine, snapshot: PersistedSnapshot): AnyMachineSnapshot {
-  return machine.resolveState(snapshot as never)
+  let live = restored.get(snapshot)
+  if (live?.machine !== machine) {
+    live = machine.resolveState(snapshot as never)
+    restored.set(snapshot, live)
+  }
+  return live
+}
+
+/**
+ * One inert actor scope per machine, reused by every step. XState's `transition()` helper builds
+ * a fresh actor (which computes the machine's initial state) on every call; our lifecycles spawn
+ * nothing, so a shared scope whose executor collects into the current call's list is equivalent.
+ */
+const scopes = new WeakMap<AnyStateMachine, { scope: AnyActorScope; collected: unknown[] }>()
+
+function pureTransition(machine: AnyStateMachine, snapshot: AnyMachineSnapshot, event: EventObject): [AnyMachineSnapshot, unknown[]] {
+  let entry = scopes.get(machine)
+  if (!entry) {
+    const self = createActor(machine)
+    const holder: { scope: AnyActorScope; collected: unknown[] } = { collected: [], scope: undefined as never }
+    holder.scope = {
+      self,
+      system: self.system,
+      id: '',
+      sessionId: '',
+      logger: () => {},
+      defer: () => {},
+      emit: () => {},
+      stopChild: () => {},
+      actionExecutor: (action: unknown) => void holder.collected.push(action),
+    } as unknown as AnyActorScope
+    scopes.set(machine, (entry = holder))
+  }
+  const collected: unknown[] = []
+  entry.collected = collected
+  const next = machine.transition(snapshot, event, entry.scope) as AnyMachineSnapshot
+  return [next, collected]
 }
 
 export function persist(machine: AnyStateMachine, snapshot: AnyMachineSnapshot): PersistedSnapshot {
@@ -47,11 +86,13 @@ export function step(machine: AnyStateMachine, record: ActorRecord, event: Actor
   const current = restore(machine, record.snapshot)
   const from = stateString(current.value)
   if (current.status !== 'active') return { kind: 'rejected', reason: 'final', state: from }
-  const [next, actions] = transition(machine, current, event)
+  const [next, actions] = pureTransition(machine, current, event)
   // transition() returns the same snapshot when no transition is enabled; only then is can() asked
   // (a targetless transition without actions is accepted but changes nothing).
   if (next === current && (event.type.startsWith('xstate.after.') || !current.can(event))) return { kind: 'rejected', reason: 'not-accepted', state: from }
   const timers = applyTimerActions(record.timers, actions as unknown as ActionLike[], now, next.status !== 'active')
+  const persisted = persist(machine, next)
+  restored.set(persisted, next)
   const recentIds = event.id ? [...record.recentIds, event.id].slice(-RECENT_IDS) : record.recentIds
   return {
     kind: 'applied',
@@ -62,7 +103,7 @@ export function step(machine: AnyStateMachine, record: ActorRecord, event: Actor
     record: {
       ...record,
       state: stateString(next.value),
-      snapshot: persist(machine, next),
+      snapshot: persisted,
       seq: record.seq + 1,
       inboxSeq: inboxSeq ?? record.inboxSeq,
       recentIds,

@@ -56,7 +56,7 @@ export function registerActorRoutes(router: Router, connections: Connections, re
         const event = parseEvent(parseJson(request.body))
         beforeWrite()
         const waiting = replies.expect(timeout)
-        const ack = await sendToActor(connections.js, type, name, event, waiting.subject).catch((error: unknown) => {
+        const ack = await sendToActor(connections.publisher, type, name, event, waiting.subject).catch((error: unknown) => {
           waiting.cancel()
           throw error
         })
