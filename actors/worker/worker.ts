@@ -31,7 +31,7 @@ export interface WorkerOptions {
   readonly maxActiveActors?: number
   /** Inbox messages held in memory, not yet applied; the consumers wait beyond it. @default 1024 */
   readonly maxPendingEvents?: number
-  /** Heap size past which the worker runs a full collection (once a second at most), keeping RSS near the live set; 0 turns it off. @default 96 */
+  /** Old-space heap size past which the worker runs a full collection (checked every 250 ms), keeping RSS near the live set; 0 turns it off. @default 96 */
   readonly heapSoftLimitMb?: number
   /** Timers due within this window are armed in memory; later ones are found by a rescan. @default 60000 */
   readonly timerHorizonMs?: number
