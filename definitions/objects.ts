@@ -1,4 +1,5 @@
 /** The stored shapes of Conveyor's API objects, as the gateway returns them. */
+import type { StepDispatch } from './pipeline.ts'
 
 export interface ObjectMetadata {
   readonly uid: string
@@ -43,6 +44,9 @@ export interface ResourceStatus {
   readonly done?: boolean
   /** Events the actor applied in this run. */
   readonly seq?: number
+  /** The pipeline run, for resources created with `pipeline`. */
+  readonly pipeline?: { readonly name: string; readonly status: string; readonly startedAt: string; readonly finishedAt?: string; readonly message?: string }
+  readonly steps?: readonly Record<string, unknown>[]
 }
 
 export interface Resource {
@@ -68,6 +72,13 @@ export const EventKind = {
   definitionCreated: 'definition.created',
   definitionUpdated: 'definition.updated',
   definitionDeleted: 'definition.deleted',
+  pipelineCreated: 'pipeline.created',
+  pipelineUpdated: 'pipeline.updated',
+  pipelineDeleted: 'pipeline.deleted',
+  stepDispatched: 'step.dispatched',
+  stepResult: 'step.result',
+  stepCancelled: 'step.cancelled',
+  runFinished: 'run.finished',
 } as const
 export type EventKind = (typeof EventKind)[keyof typeof EventKind]
 
@@ -91,6 +102,10 @@ export interface ConveyorEvent {
   readonly to?: string
   readonly event?: { readonly type: string; readonly id?: string; readonly [key: string]: unknown }
   readonly seq?: number
+  /** Pipeline events: the pipeline, the step (dispatch, result, cancel) and the run's status. */
+  readonly pipeline?: string
+  readonly step?: StepDispatch & { readonly status?: string; readonly message?: string; readonly data?: Readonly<Record<string, unknown>> }
+  readonly status?: string
 }
 
 /** One stored log line (Conveyor's log shape plus the stream sequence that orders it). */
@@ -98,6 +113,8 @@ export interface LogLine {
   readonly runid: string
   readonly driver: string
   readonly pipeline?: string
+  /** The pipeline step the line belongs to. */
+  readonly step?: string
   readonly message: string
   /** `stdout`, `stderr` or `log`. */
   readonly stream: string

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import type { Connections } from '../runtime/connections.ts'
-import { headers, streams, subjects } from '../runtime/keys.ts'
+import { headers, RUN_LOG, streams, subjects } from '../runtime/keys.ts'
 import type { Logger } from '../runtime/logger.ts'
 import type { LogEnd, LogLine } from '../definitions/objects.ts'
 
@@ -132,7 +132,7 @@ export class LogStore {
   #listenersOf(runid: string, driver: string): LogListener[] {
     const set = this.#listeners.get(runid)
     if (!set) return []
-    return [...set].filter((l) => l.filter.driver === undefined || l.filter.driver === driver)
+    return [...set].filter((l) => l.filter.driver === undefined || l.filter.driver === driver || driver === RUN_LOG)
   }
 
   /** Resolves once every message up to `seq` is stored (used after a publish through this gateway). */
@@ -184,8 +184,8 @@ export class LogStore {
     const held: (LogLine | LogEnd)[] = []
     const deliver = (item: LogLine | LogEnd): void => {
       if (ended || item.seq <= lastSent) return
-      // One driver's end does not end a subscription to every driver of the run.
-      if ('success' in item && filter.driver === undefined) return
+      // A driver's end ends that driver's stream; the run's end (a pipeline finished) ends every stream of the run.
+      if ('success' in item && item.driver !== RUN_LOG && item.driver !== filter.driver) return
       lastSent = item.seq
       if ('success' in item) {
         ended = true
@@ -210,8 +210,8 @@ export class LogStore {
       held.sort((a, b) => a.seq - b.seq)
       for (const item of held) deliver(item)
       replayed = true
-      if (filter.driver && !ended) {
-        const end = (await this.ends(filter.runid)).find((e) => e.driver === filter.driver)
+      if (!ended) {
+        const end = (await this.ends(filter.runid)).find((e) => e.driver === filter.driver || e.driver === RUN_LOG)
         if (end) deliver({ ...end, seq: Math.max(end.seq, lastSent + 1) })
       }
     })().catch((error) => this.#logger.error('log backlog read failed', { error: String(error) }))
@@ -246,6 +246,7 @@ function parseLogMessage(message: JsMsg): LogLine | LogEnd | undefined {
     runid,
     driver,
     ...(typeof body.pipeline === 'string' && body.pipeline ? { pipeline: body.pipeline } : {}),
+    ...(typeof body.step === 'string' && body.step ? { step: body.step } : {}),
     message: String(body.message ?? ''),
     stream: typeof body.stream === 'string' ? body.stream : 'log',
     timestamp,

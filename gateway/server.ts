@@ -13,6 +13,8 @@ import { registerLogSockets, streamSse } from './log-streaming.ts'
 import { problem, readBody, readRequestHead, replyForError, send, type ApiReply } from './http.ts'
 import { Router } from './router.ts'
 import { registerDefinitionRoutes } from './routes/definitions.ts'
+import { registerPipelineRoutes } from './routes/pipelines.ts'
+import { PipelineStore } from '../runtime/pipeline-store.ts'
 import { registerResourceRoutes } from './routes/resources.ts'
 import { registerLogRoutes } from './routes/logs.ts'
 import { registerHealthRoutes } from './routes/health.ts'
@@ -75,6 +77,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const router = new Router()
   registerHealthRoutes(router, connections)
   registerDefinitionRoutes(router, definitions)
+  registerPipelineRoutes(router, new PipelineStore(connections, batcher, outbox))
   const replies = new ReplyInbox(connections.nats)
   // Before the resource routes: `/resources/:type/:name/actor` must win over `/:version`.
   registerActorRoutes(router, connections, resources, replies, requireNats, options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {})

@@ -1,3 +1,6 @@
+import type { PipelineRun, StepPlan } from '../definitions/pipeline.ts'
+import type { OutboxMessage } from './outbox.ts'
+
 /** What etcd holds for one resource's actor, beside the resource: `keys.actor(type, name)`. */
 export interface ActorRecord {
   /** uid of the resource incarnation this actor belongs to. */
@@ -20,6 +23,8 @@ export interface ActorRecord {
   /** Pending durable timers (`after` delays). */
   readonly timers: readonly DurableTimer[]
   readonly updatedAt: string
+  /** The pipeline run, for a resource created with `pipeline`. */
+  readonly run?: PipelineRun
 }
 
 export interface PersistedSnapshot {
@@ -45,7 +50,18 @@ export interface ActorEvent {
 
 /** Computes a resource's first actor record (and its timers) when the resource is created or replaced. */
 export interface ActorInitializer {
-  initial(input: { uid: string; type: string; name: string; runid: string; lifecycle: Record<string, unknown> | undefined; now: number }): { record: ActorRecord; lifecycleId: string; lifecycle: Record<string, unknown> }
+  /** The first record; with a pipeline, the run starts: `messages` dispatch its first steps. */
+  initial(input: {
+    uid: string
+    type: string
+    name: string
+    runid: string
+    lifecycle: Record<string, unknown> | undefined
+    pipeline?: { readonly name: string; readonly plan: readonly StepPlan[] }
+    now: number
+  }): { record: ActorRecord; lifecycleId: string; lifecycle: Record<string, unknown>; messages: OutboxMessage[] }
+  /** Messages that stop what a record's run still has going, when the resource is replaced or deleted. */
+  retire(record: ActorRecord, reason: string, now: number): OutboxMessage[]
 }
 
 export const RECENT_IDS = 16

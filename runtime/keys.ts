@@ -45,6 +45,11 @@ export const keys = {
   partitionClaims: (): string => `${ROOT}/partitions/`,
   outbox: (id: string): string => `${ROOT}/outbox/${id}`,
   outboxes: (): string => `${ROOT}/outbox/`,
+  pipeline: (name: string): string => `${ROOT}/pipelines/${name}`,
+  pipelines: (): string => `${ROOT}/pipelines/`,
+  /** Idempotency record of one pipeline step in one run (executions, and the result once done). */
+  stepRun: (type: string, name: string, runid: string, step: string): string => `${ROOT}/stepruns/${type}/${name}/${runid}/${step}`,
+  stepRunsOf: (type: string, name: string): string => `${ROOT}/stepruns/${type}/${name}/`,
 } as const
 
 export const streams = {
@@ -53,17 +58,32 @@ export const streams = {
   inbox: 'CONVEYOR_INBOX',
 } as const
 
+/** The last token of an event subject: the event's kind with `.` (a token separator) as `-`. */
+const kindToken = (kind: string): string => kind.replace(/\./g, '-')
+
+/**
+ * Every per-resource event subject is `conveyor.ev.{class}.{pNN}.{type}.{name}.{detail}`: one
+ * filter subject (all nats-server 2.9 allows) then selects a resource's whole history, a type's
+ * changes, or the steps of one driver.
+ */
 export const subjects = {
-  /** created / updated / deleted of a resource: what drivers consume. */
-  resource: (type: string, name: string): string => `conveyor.ev.resource.${partitionToken(type, name)}.${type}.${name}`,
-  /** driver results (and, later, transitions) of a resource. */
-  outcome: (type: string, name: string): string => `conveyor.ev.outcome.${partitionToken(type, name)}.${type}.${name}`,
+  /** created / updated / deleted of a resource: what drivers of its type consume. */
+  resource: (type: string, name: string, kind: 'created' | 'updated' | 'deleted'): string => `conveyor.ev.resource.${partitionToken(type, name)}.${type}.${name}.${kind}`,
+  /** What happened to a resource afterwards: transitions, driver and step results, run ends. */
+  outcome: (type: string, name: string, kind: string): string => `conveyor.ev.outcome.${partitionToken(type, name)}.${type}.${name}.${kindToken(kind)}`,
+  /** A pipeline step dispatched to a driver (consumed by that driver's step consumer). */
+  step: (type: string, name: string, driver: string): string => `conveyor.ev.step.${partitionToken(type, name)}.${type}.${name}.${driver}`,
+  /** A running step the driver must abort (cancel, timeout, run failed); every instance listens. */
+  cancel: (type: string, name: string, driver: string): string => `conveyor.ev.cancel.${partitionToken(type, name)}.${type}.${name}.${driver}`,
   definition: (name: string): string => `conveyor.ev.definition.${name}`,
-  /** Every event of one resource, in order (one filter subject, as nats-server 2.9 allows). */
-  history: (type: string, name: string): string => `conveyor.ev.*.${partitionToken(type, name)}.${type}.${name}`,
+  pipeline: (name: string): string => `conveyor.ev.pipeline.${name}`,
+  /** Every event of one resource, in order. */
+  history: (type: string, name: string): string => `conveyor.ev.*.${partitionToken(type, name)}.${type}.${name}.*`,
   /** Resource changes of one type, for a driver's consumer. */
-  resourceChangesOfType: (type: string): string => `conveyor.ev.resource.*.${type}.*`,
-  /** Events sent to a resource's actor (work-queue stream, consumed by the partition's owner). */
+  resourceChangesOfType: (type: string): string => `conveyor.ev.resource.*.${type}.*.*`,
+  stepsOfDriver: (driver: string): string => `conveyor.ev.step.*.*.*.${driver}`,
+  cancelsOfDriver: (driver: string): string => `conveyor.ev.cancel.*.*.*.${driver}`,
+  /** Events sent to a resource's actor (consumed by the partition's owner). */
   inbox: (type: string, name: string): string => `conveyor.in.${partitionToken(type, name)}.${type}.${name}`,
   inboxOfPartition: (partition: number): string => `conveyor.in.${partitionName(partition)}.>`,
   allInbox: (): string => 'conveyor.in.>',
@@ -73,6 +93,9 @@ export const subjects = {
   allEvents: (): string => 'conveyor.ev.>',
   allResourceChanges: (): string => 'conveyor.ev.resource.>',
 } as const
+
+/** The log "driver" whose end marker ends a whole pipeline run (not a valid driver name, so no clash). */
+export const RUN_LOG = '_run'
 
 export const headers = {
   kind: 'Conveyor-Kind',

@@ -7,11 +7,10 @@ import { op, readPrefix } from './etcd-ops.ts'
 import { faultPoint } from './faults.ts'
 import type { Logger } from './logger.ts'
 
-/** One message of an outbox entry. */
-export interface OutboxMessage {
-  readonly subject: string
-  readonly event: ConveyorEvent
-}
+/** One message of an outbox entry: an event, or the end marker of a run's log. */
+export type OutboxMessage =
+  | { readonly subject: string; readonly event: ConveyorEvent }
+  | { readonly subject: string; readonly logEnd: { readonly id: string; readonly success: boolean; readonly message: string } }
 
 /** Events of one commit, waiting in etcd until JetStream has acknowledged them. */
 export interface OutboxEntry {
@@ -25,7 +24,11 @@ interface StoredEntry {
 
 /** `uid:revision`, plus the actor's sequence for transitions (several can share one commit). */
 export function messageId(event: ConveyorEvent): string {
-  return event.kind === 'transitioned' ? `${event.uid}:${event.revision}:${event.seq}` : `${event.uid}:${event.revision}`
+  if (event.kind === 'transitioned') return `${event.uid}:${event.revision}:${event.seq}`
+  // One commit can emit several step events (a result, the dispatches it unblocks, a run end).
+  if (event.step) return `${event.uid}:${event.revision}:${event.kind}:${event.step.id}`
+  if (event.kind === 'run.finished') return `${event.uid}:${event.revision}:${event.kind}`
+  return `${event.uid}:${event.revision}`
 }
 
 export interface OutboxOptions {
@@ -84,7 +87,7 @@ export class Outbox {
   async #publishEntry(key: string, messages: readonly OutboxMessage[], revision: number): Promise<void> {
     try {
       // Sent in call order on one connection, so JetStream stores them in this order.
-      await Promise.all(messages.map((message) => this.#send(message.subject, stamp(message.event, revision))))
+      await Promise.all(messages.map((message) => this.#send(message, revision)))
       this.#scheduleDelete(key)
     } catch (error) {
       this.#logger.warn('publish failed; the outbox sweeper will retry', { subject: messages[0]?.subject, error: String(error) })
@@ -101,8 +104,14 @@ export class Outbox {
     void publishing.finally(() => this.#background.delete(publishing))
   }
 
-  async #send(subject: string, event: ConveyorEvent): Promise<void> {
-    await this.#connections.publisher.publish(subject, JSON.stringify(event), { msgID: messageId(event), headers: { [headers.kind]: event.kind } })
+  async #send(message: OutboxMessage, revision: number): Promise<void> {
+    if ('logEnd' in message) {
+      const { id, success, text } = { id: message.logEnd.id, success: message.logEnd.success, text: message.logEnd.message }
+      await this.#connections.publisher.publish(message.subject, JSON.stringify({ success, message: text, timestamp: new Date().toISOString() }), { msgID: id, headers: { [headers.logEnd]: '1' } })
+      return
+    }
+    const event = stamp(message.event, revision)
+    await this.#connections.publisher.publish(message.subject, JSON.stringify(event), { msgID: messageId(event), headers: { [headers.kind]: event.kind } })
   }
 
   #scheduleDelete(key: string): void {
@@ -149,7 +158,7 @@ export class Outbox {
         if (stored.modRevision > threshold) continue
         try {
           const entry = JSON.parse(stored.value) as StoredEntry
-          for (const message of entry.messages) await this.#send(message.subject, stamp(message.event, stored.modRevision))
+          for (const message of entry.messages) await this.#send(message, stored.modRevision)
           this.#scheduleDelete(stored.key)
           published++
         } catch (error) {

@@ -4,11 +4,12 @@ import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix, type StoredValue } from './etcd-ops.ts'
 import { conflict, invalid, notFound } from './errors.ts'
 import { keys, subjects } from './keys.ts'
-import type { Outbox } from './outbox.ts'
+import type { Outbox, OutboxMessage } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
 import { staleRevision, type DefinitionStore } from './definition-store.ts'
 import type { ActorInitializer, ActorRecord } from './actor-record.ts'
 import type { ResourceInput } from '../definitions/api-types.ts'
+import { planOf, stepView, type Pipeline } from '../definitions/pipeline.ts'
 import type { ConveyorEvent, DriverOutcome, EventKind, ObjectMetadata, Resource, ResourceStatus } from '../definitions/objects.ts'
 
 type StoredMetadata = Omit<ObjectMetadata, 'revision'>
@@ -58,6 +59,18 @@ function present(stored: StoredResource, revision: number, status: StoredStatus 
     context: current?.snapshot.context ?? {},
     drivers,
     ...(current ? { done: current.snapshot.status !== 'active', seq: current.seq } : {}),
+    ...(current?.run
+      ? {
+          pipeline: {
+            name: current.run.pipeline,
+            status: current.run.status,
+            startedAt: current.run.startedAt,
+            ...(current.run.finishedAt ? { finishedAt: current.run.finishedAt } : {}),
+            ...(current.run.message ? { message: current.run.message } : {}),
+          },
+          steps: current.run.steps.map(stepView),
+        }
+      : {}),
   }
   return {
     name: stored.name,
@@ -94,7 +107,8 @@ export class ResourceStore {
       const definition = await this.#validated(input, attempt > 0)
       const now = new Date().toISOString()
       const stored = this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: input.labels ?? labelsOf(input.metadata) ?? {} })
-      const resource = await this.#commit(stored, 'created', definition, [compare.modRevision(keys.definition(input.resource), definition.revision), compare.absent(keys.resource(input.resource, input.name))], [])
+      const pipeline = await this.#pipeline(input)
+      const resource = await this.#commit(stored, 'created', definition, pipeline, [compare.modRevision(keys.definition(input.resource), definition.revision), compare.absent(keys.resource(input.resource, input.name))], [], [])
       if (resource) return resource
       const { values } = await readKeys(this.#connections.etcd, [keys.resource(input.resource, input.name)])
       if (values[0]) throw conflict('already-exists', `resource ${input.resource}/${input.name} already exists`)
@@ -170,13 +184,16 @@ export class ResourceStore {
       const previous = parse<StoredResource>(current)!
       const stored = this.#build(input, { ...previous.metadata, version: previous.metadata.version + 1, updatedAt: new Date().toISOString(), labels: input.labels ?? labelsOf(input.metadata) ?? previous.metadata.labels })
       const oldActor = parse<ActorRecord>(actor)
+      const pipeline = await this.#pipeline(input)
       const resource = await this.#commit(
         stored,
         'updated',
         definition,
+        pipeline,
         [compare.modRevision(keys.definition(type), definition.revision), compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
         // The replaced version is copied aside now, so a create writes no copy at all.
-        [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : [])],
+        [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : []), op.deletePrefix(keys.stepRunsOf(type, name))],
+        oldActor ? this.#actors.retire(oldActor, `resource ${type}/${name} was replaced by version ${stored.metadata.version}`, Date.now()) : [],
       )
       if (resource) return resource
     }
@@ -192,7 +209,8 @@ export class ResourceStore {
       const stored = parse<StoredResource>(current)!
       const record = parse<ActorRecord>(actor)
       const last = present(stored, current.modRevision, parse<StoredStatus>(status), record)
-      const { entry, op: outboxOp } = this.#outbox.entry(subjects.resource(type, name), this.#event('deleted', stored, last))
+      const retired = record ? this.#actors.retire(record, `resource ${type}/${name} was deleted`, Date.now()) : []
+      const { entry, op: outboxOp } = this.#outbox.entryOf([{ subject: subjects.resource(type, name, 'deleted'), event: this.#event('deleted', stored, last) }, ...retired])
       const outcome = await this.#batcher.commit({
         compares: [compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
         ops: [
@@ -201,6 +219,7 @@ export class ResourceStore {
           op.delete(keys.actor(type, name)),
           ...(record ? timerOps(record, op.delete) : []),
           op.deletePrefix(keys.versions(type, name)),
+          op.deletePrefix(keys.stepRunsOf(type, name)),
           outboxOp,
         ],
       })
@@ -227,7 +246,7 @@ export class ResourceStore {
       const recorded = previous?.uid === uid ? previous.drivers[driver] : undefined
       if (recorded && recorded.forRevision > outcome.forRevision) return true
       const next: StoredStatus = { uid, drivers: { ...(previous?.uid === uid ? previous.drivers : {}), [driver]: outcome } }
-      const { entry, op: outboxOp } = this.#outbox.entry(subjects.outcome(type, name), {
+      const { entry, op: outboxOp } = this.#outbox.entry(subjects.outcome(type, name, 'driver.result'), {
         kind: 'driver.result', uid, revision: 0, time: outcome.finishedAt, type, name, runid: outcome.runid, version: stored.metadata.version, driver, outcome,
       })
       const committed = await this.#batcher.commit({
@@ -276,16 +295,43 @@ export class ResourceStore {
     return { kind, uid: stored.metadata.uid, revision: 0, time: stored.metadata.updatedAt, type: stored.resource, name: stored.name, runid: stored.run.runid, version: stored.metadata.version, object }
   }
 
-  /** Writes the resource, a fresh actor (and its timers) and the outbox entry in one transaction. */
-  async #commit(stored: StoredResource, kind: 'created' | 'updated', definition: { definition: { lifecycle?: Record<string, unknown> } }, compares: ICompare[], extraOps: IRequestOp[]): Promise<Resource | undefined> {
+  /** The pipeline a resource names, checked against its type; its revision joins the write's compares. */
+  async #pipeline(input: ResourceInput): Promise<{ pipeline: Pipeline; revision: number } | undefined> {
+    if (input.pipeline === undefined) return undefined
+    const { values } = await readKeys(this.#connections.etcd, [keys.pipeline(input.pipeline)])
+    const value = values[0]
+    if (!value) throw invalid(`pipeline ${input.pipeline} does not exist`, [{ path: '/pipeline', message: `pipeline ${input.pipeline} not found` }])
+    const pipeline = JSON.parse(value.value) as Pipeline
+    if (pipeline.resource !== input.resource) throw invalid(`pipeline ${input.pipeline} runs ${pipeline.resource} resources, not ${input.resource}`, [{ path: '/pipeline', message: `runs resources of type ${pipeline.resource}` }])
+    return { pipeline, revision: value.modRevision }
+  }
+
+  /** Writes the resource, a fresh actor (and its timers, and its run) and the outbox entry in one transaction. */
+  async #commit(
+    stored: StoredResource,
+    kind: 'created' | 'updated',
+    definition: { definition: { lifecycle?: Record<string, unknown> } },
+    pipeline: { pipeline: Pipeline; revision: number } | undefined,
+    compares: ICompare[],
+    extraOps: IRequestOp[],
+    extraMessages: OutboxMessage[],
+  ): Promise<Resource | undefined> {
     const type = stored.resource
-    const { record } = this.#actors.initial({ uid: stored.metadata.uid, type, name: stored.name, runid: stored.run.runid, lifecycle: definition.definition.lifecycle, now: Date.now() })
+    const { record, messages } = this.#actors.initial({
+      uid: stored.metadata.uid,
+      type,
+      name: stored.name,
+      runid: stored.run.runid,
+      lifecycle: definition.definition.lifecycle,
+      ...(pipeline ? { pipeline: { name: pipeline.pipeline.name, plan: planOf(pipeline.pipeline.steps) } } : {}),
+      now: Date.now(),
+    })
     const resource = present(stored, 0, undefined, record)
-    const { entry, op: outboxOp } = this.#outbox.entry(subjects.resource(type, stored.name), this.#event(kind, stored, resource))
+    const { entry, op: outboxOp } = this.#outbox.entryOf([...extraMessages, { subject: subjects.resource(type, stored.name, kind), event: this.#event(kind, stored, resource) }, ...messages])
     const value = JSON.stringify(stored)
     const newTimers = new Set(record.timers.map((t) => keys.timer(type, stored.name, t.dueAt, t.id)))
     const outcome = await this.#batcher.commit({
-      compares,
+      compares: [...compares, ...(pipeline ? [compare.modRevision(keys.pipeline(pipeline.pipeline.name), pipeline.revision)] : [])],
       ops: [
         ...extraOps.filter((o) => !newTimers.has(o.request_delete_range?.key?.toString() ?? '')),
         op.put(keys.resource(type, stored.name), value),

@@ -94,8 +94,8 @@ describe('a crash between the etcd commit and the JetStream publish', () => {
 
   it('a republish of an already-published event is dropped by JetStream (message id from uid and revision)', async () => {
     const event = { kind: 'created', uid: 'u-1', revision: 42, time: new Date().toISOString(), type: 'app', name: 'dedup' }
-    const first = await connections.js.publish(subjects.resource('app', 'dedup'), JSON.stringify(event), { msgID: 'u-1:42' })
-    const second = await connections.js.publish(subjects.resource('app', 'dedup'), JSON.stringify(event), { msgID: 'u-1:42' })
+    const first = await connections.js.publish(subjects.resource('app', 'dedup', 'created'), JSON.stringify(event), { msgID: 'u-1:42' })
+    const second = await connections.js.publish(subjects.resource('app', 'dedup', 'created'), JSON.stringify(event), { msgID: 'u-1:42' })
     expect(first.duplicate).toBe(false)
     expect(second.duplicate).toBe(true)
     expect(second.seq).toBe(first.seq)

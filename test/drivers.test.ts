@@ -130,7 +130,8 @@ describe('drivers', () => {
 
   it('defineDriver names the bad property', () => {
     expect(() => defineDriver({ name: 'Bad', resources: ['x'], reconcile: () => {} })).toThrow(/driver\.name/)
-    expect(() => defineDriver({ name: 'ok', resources: [], reconcile: () => {} })).toThrow(/driver\.resources/)
+    expect(() => defineDriver({ name: 'ok', resources: 'x', reconcile: () => {} } as never)).toThrow(/driver\.resources/)
+    expect(() => defineDriver({ name: 'ok', resources: ['Bad'], reconcile: () => {} })).toThrow(/driver\.resources\[0\]/)
     expect(() => defineDriver({ name: 'ok', resources: ['x'], concurrency: 0, reconcile: () => {} })).toThrow(/driver\.concurrency/)
     expect(() => defineDriver({ name: 'ok', resources: ['x'] } as never)).toThrow(/driver\.reconcile/)
   })

@@ -8,7 +8,7 @@ const EVENT_KINDS = new Set(['created', 'updated', 'deleted'])
 export function defineDriver<const D extends DriverDefinition>(definition: D): D {
   if (typeof definition !== 'object' || definition === null) throw new TypeError('defineDriver expects an object')
   if (!isValidName(definition.name)) throw new TypeError(`driver.name must match ${NAME_PATTERN} and be at most 63 characters, got ${JSON.stringify(definition.name)}`)
-  if (!Array.isArray(definition.resources) || definition.resources.length === 0) throw new TypeError('driver.resources must be a non-empty array of resource type names')
+  if (!Array.isArray(definition.resources)) throw new TypeError('driver.resources must be an array of resource type names (empty for a driver that only runs pipeline steps)')
   definition.resources.forEach((type, i) => {
     if (!isValidName(type)) throw new TypeError(`driver.resources[${i}] must match ${NAME_PATTERN}, got ${JSON.stringify(type)}`)
   })

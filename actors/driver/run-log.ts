@@ -13,19 +13,21 @@ export class RunLog {
   readonly #js: JetStreamClient
   readonly #subject: string
   readonly #pipeline: string | undefined
+  readonly #step: string | undefined
   #pending: Promise<unknown>[] = []
   #failed: unknown
 
-  constructor(js: JetStreamClient, driver: string, runid: string, pipeline?: string) {
+  constructor(js: JetStreamClient, driver: string, runid: string, pipeline?: string, step?: string) {
     this.#js = js
     this.#subject = subjects.log(driver, runid)
     this.#pipeline = pipeline
+    this.#step = step
   }
 
   write(stream: string, args: readonly unknown[]): void {
     let message = formatWithOptions({ colors: false, depth: 4 }, ...args)
     if (message.length > MAX_LINE) message = message.slice(0, MAX_LINE) + ' …[truncated]'
-    const body = JSON.stringify({ message, stream, timestamp: new Date().toISOString(), ...(this.#pipeline ? { pipeline: this.#pipeline } : {}) })
+    const body = JSON.stringify({ message, stream, timestamp: new Date().toISOString(), ...(this.#pipeline ? { pipeline: this.#pipeline } : {}), ...(this.#step ? { step: this.#step } : {}) })
     this.#pending.push(this.#js.publish(this.#subject, body).catch((error: unknown) => (this.#failed = error)))
   }
 

@@ -15,6 +15,8 @@ import type { ConveyorEvent, DriverOutcome, Resource } from '../../definitions/o
 import { isDriverDefinition } from './define.ts'
 import { RetryableError, TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
+import { StepRunner } from './step-runs.ts'
+import { Semaphore } from '../../runtime/read-batcher.ts'
 import { lifecycles } from '../lifecycle/lifecycles.ts'
 import { actorInitializer } from '../lifecycle/step.ts'
 import type { DriverContext, DriverDefinition, DriverHandle, DriverResult, RunDriverOptions } from './types.ts'
@@ -40,8 +42,9 @@ function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): Re
   }
 }
 
-/** Durable consumer name shared by every instance of a driver. */
+/** Durable consumer names shared by every instance of a driver: resource changes, pipeline steps. */
 export const driverConsumerName = (driver: string): string => `driver_${driver}`
+export const driverStepConsumerName = (driver: string): string => `driver_${driver}_steps`
 
 /** One filter subject (nats-server 2.9): the exact type when a driver serves one, else every resource change. */
 const filterFor = (driver: DriverDefinition): string => (driver.resources.length === 1 ? subjects.resourceChangesOfType(driver.resources[0]!) : subjects.allResourceChanges())
@@ -64,25 +67,66 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   const batcher = new TxnBatcher(connections.etcd)
   const outbox = new Outbox(connections, logger)
   const store = new ResourceStore(connections, batcher, outbox, new DefinitionStore(connections, batcher, outbox, lifecycles), actorInitializer)
-  await ensureConsumer(connections, driver, resolved)
-  const consumer = await connections.js.consumers.get(streams.events, driverConsumerName(driver.name))
   const abort = new AbortController()
   const types = new Set(driver.resources)
   const pulls = new Set<ConsumerMessages>()
+  const running = new Semaphore(resolved.concurrency)
   let closing = false
+  const steps = new StepRunner({
+    connections,
+    driver,
+    logger,
+    maxDeliver: resolved.maxDeliver,
+    ackWaitMs: resolved.ackWaitMs,
+    shutdown: abort.signal,
+    resource: (type, name) => store.get(type, name).catch((error: unknown) => (error instanceof ConveyorError && error.code === 'not-found' ? undefined : Promise.reject(error))),
+  })
+  const cancels = connections.nats.subscribe(subjects.cancelsOfDriver(driver.name), {
+    callback: (error, message) => {
+      if (error) return
+      try {
+        steps.cancel(message.json<ConveyorEvent>())
+      } catch {
+        // not a cancel event: nothing to abort
+      }
+    },
+  })
 
-  // One loop per unit of concurrency, each pulling a message only when it is free: nothing waits
-  // in a client buffer (where its ack_wait would run out) while another instance sits idle.
-  const slots = Array.from({ length: resolved.concurrency }, () => slot(consumer))
+  // Per consumer, one loop per unit of concurrency, each pulling a message only when it is free:
+  // nothing waits in a client buffer (where its ack_wait would run out) while another instance
+  // sits idle. The semaphore keeps both consumers together within `concurrency`.
+  const loops: Promise<void>[] = []
+  await ensureStepConsumer(connections, driver, resolved)
+  const stepConsumer = await connections.js.consumers.get(streams.events, driverStepConsumerName(driver.name))
+  for (let i = 0; i < resolved.concurrency; i++) loops.push(slot(stepConsumer, (message) => steps.handle(message)))
+  if (driver.resources.length > 0) {
+    await ensureConsumer(connections, driver, resolved)
+    const consumer = await connections.js.consumers.get(streams.events, driverConsumerName(driver.name))
+    for (let i = 0; i < resolved.concurrency; i++) loops.push(slot(consumer, handle))
+  }
 
-  async function slot(from: Consumer): Promise<void> {
+  async function slot(from: Consumer, handler: (message: JsMsg) => Promise<void>): Promise<void> {
     let failures = 0
     while (!closing) {
       try {
         const pull = await from.fetch({ max_messages: 1, expires: 5000 })
         pulls.add(pull)
         try {
-          for await (const message of pull) await handle(message)
+          for await (const message of pull) {
+            // Waiting for a free unit of concurrency: keep the message from being redelivered meanwhile.
+            const keepAlive = setInterval(() => message.working(), Math.max(500, resolved.ackWaitMs / 3))
+            await running.acquire()
+            clearInterval(keepAlive)
+            try {
+              await handler(message)
+            } catch (error) {
+              if (closing) throw error
+              logger.warn('handling a message failed; it will be redelivered', { error: String(error) })
+              message.nak(1000)
+            } finally {
+              running.release()
+            }
+          }
         } finally {
           pulls.delete(pull)
         }
@@ -105,7 +149,8 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       return
     }
     const resource = event.object as Resource | undefined
-    if (!event.type || !types.has(event.type) || !resolved.events.has(event.kind) || !resource) {
+    // A resource with a pipeline is served through its steps, not by every driver of its type.
+    if (!event.type || !types.has(event.type) || !resolved.events.has(event.kind) || !resource || resource.pipeline !== undefined) {
       await message.ackAck()
       return
     }
@@ -143,6 +188,7 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       replayed: message.headers?.get('Conveyor-Replay') === '1',
       signal: abort.signal,
       log: (...args) => log.write('log', args),
+      output: (stream, line) => log.write(stream, [line]),
       heartbeat,
       send: async (sent) => {
         await sendToActor(connections.publisher, event.type!, event.name, { ...sent, id: sent.id ?? randomUUID() })
@@ -204,7 +250,8 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       closing = true
       for (const pull of pulls) await pull.close().catch(() => {})
       const grace = setTimeout(() => abort.abort(new Error('driver is shutting down')), resolved.shutdownGraceMs)
-      await Promise.allSettled(slots)
+      await Promise.allSettled(loops)
+      cancels.unsubscribe()
       clearTimeout(grace)
       await outbox.close()
       if (ownConnections) await connections.close()
@@ -214,8 +261,12 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   return { name: driver.name, close, [Symbol.asyncDispose]: close }
 }
 
-async function ensureConsumer(connections: Connections, driver: DriverDefinition, options: ResolvedOptions): Promise<void> {
-  const name = driverConsumerName(driver.name)
+/** The step consumer delivers every dispatch still in the stream (steps can be dispatched before a driver first starts). */
+async function ensureStepConsumer(connections: Connections, driver: DriverDefinition, options: ResolvedOptions): Promise<void> {
+  await ensureConsumer(connections, driver, { ...options, startFrom: 'all' }, driverStepConsumerName(driver.name), subjects.stepsOfDriver(driver.name))
+}
+
+async function ensureConsumer(connections: Connections, driver: DriverDefinition, options: ResolvedOptions, name = driverConsumerName(driver.name), filter = filterFor(driver)): Promise<void> {
   // One delivery more than the limit: the extra one records "gave up" for a run that never finished.
   const config = {
     durable_name: name,
@@ -223,7 +274,7 @@ async function ensureConsumer(connections: Connections, driver: DriverDefinition
     ack_wait: nanos(options.ackWaitMs),
     max_deliver: options.maxDeliver + 1,
     max_ack_pending: 10_000,
-    filter_subject: filterFor(driver),
+    filter_subject: filter,
   }
   const existing = await connections.jsm.consumers.info(streams.events, name).catch(() => undefined)
   if (!existing) {
@@ -245,5 +296,5 @@ async function ensureConsumer(connections: Connections, driver: DriverDefinition
 /** A deleted resource has no status to record on: the outcome is only emitted (deduplicated per driver). */
 async function publishDeletedOutcome(connections: Connections, event: ConveyorEvent, driver: string, outcome: DriverOutcome): Promise<void> {
   const result: ConveyorEvent = { kind: 'driver.result', uid: event.uid, revision: event.revision, time: outcome.finishedAt, type: event.type!, name: event.name, runid: outcome.runid, driver, outcome }
-  await connections.js.publish(subjects.outcome(event.type!, event.name), JSON.stringify(result), { msgID: `${event.uid}:${event.revision}:${driver}` })
+  await connections.js.publish(subjects.outcome(event.type!, event.name, 'driver.result'), JSON.stringify(result), { msgID: `${event.uid}:${event.revision}:${driver}` })
 }

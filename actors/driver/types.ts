@@ -1,4 +1,5 @@
 import type { ConveyorEvent, Resource } from '../../definitions/objects.ts'
+import type { StepDispatch } from '../../definitions/pipeline.ts'
 
 /** What a reconcile reports; recorded on the resource's `status.drivers[name]` and emitted as `driver.result`. */
 export interface DriverResult {
@@ -15,14 +16,23 @@ export interface DriverContext {
   readonly resource: Resource
   readonly event: ConveyorEvent
   readonly runid: string
-  /** 1 on the first delivery, 2 on the first redelivery, and so on. */
+  /**
+   * 1 on the first execution, then +1 for every re-execution: a redelivery after a crash, or a
+   * pipeline step's retry.
+   */
   readonly attempt: number
+  /** For a pipeline step: which step, its dispatch number, its timeout, and (shell) its commands. */
+  readonly step?: StepDispatch
+  /** The pipeline of the run, when this is a step. */
+  readonly pipeline?: string
   /** True when this event was delivered by a replay rather than live. */
   readonly replayed: boolean
-  /** Fires when the run must stop (the driver is shutting down). */
+  /** Fires when the run must stop: cancelled, timed out, or the driver is shutting down. */
   readonly signal: AbortSignal
   /** Appends a line to the run's log (`GET /logs/streams/:driver/:runid`); arguments are formatted as `console.log` does. */
   log(...args: unknown[]): void
+  /** Appends a line under a stream name (`stdout`, `stderr`, …) instead of `log`. */
+  output(stream: string, line: string): void
   /** Tells JetStream the run is alive so it is not redelivered. Sent automatically while reconcile runs; call it in tight loops too. */
   heartbeat(): void
   /** Sends an event to the resource's actor (through its inbox); `id` makes it idempotent and defaults to a new one. */
@@ -44,7 +54,11 @@ export interface DriverContext {
 export interface DriverDefinition {
   /** Unique driver name; instances with the same name share work. */
   readonly name: string
-  /** Resource types (definition names) this driver serves. */
+  /**
+   * Resource types (definition names) whose changes this driver handles when the resource has no
+   * pipeline. Pipeline steps that name the driver reach it whatever the type; a driver that only
+   * runs steps lists none.
+   */
   readonly resources: readonly string[]
   /** Runs at once per instance. @default 1 */
   readonly concurrency?: number

@@ -3,6 +3,11 @@ import type { ActorEvent, ActorInitializer, ActorRecord, DurableTimer, Persisted
 import { RECENT_IDS } from '../../runtime/actor-record.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
 import { lifecycleId, machineFor, stateString } from './machine.ts'
+import { subjects } from '../../runtime/keys.ts'
+import type { OutboxMessage } from '../../runtime/outbox.ts'
+import type { ConveyorEvent } from '../../definitions/objects.ts'
+import { cancelRun, startRun } from '../pipeline/run.ts'
+import { runMessages } from '../pipeline/effects.ts'
 
 /** What applying one event did. */
 export type StepResult =
@@ -121,18 +126,34 @@ export function acceptedEvents(machine: AnyStateMachine, record: ActorRecord): s
   return all.filter((type) => !type.startsWith('xstate.') && current.can({ type }))
 }
 
-/** The actor initializer the resource store uses: the definition's lifecycle, or the built-in one. */
+/** The actor initializer the resource store uses: the definition's lifecycle, or the built-in one; and the pipeline run. */
 export const actorInitializer: ActorInitializer = {
-  initial({ uid, type, name, runid, lifecycle, now }) {
+  initial({ uid, type, name, runid, lifecycle, pipeline, now }) {
     const config = lifecycle ?? DEFAULT_LIFECYCLE
     const id = lifecycleId(config)
     const machine = machineFor(id, config)
     const [snapshot, actions] = initialTransition(machine)
     const timers = applyTimerActions([], actions as unknown as ActionLike[], now, snapshot.status !== 'active')
-    return {
-      lifecycleId: id,
-      lifecycle: config,
-      record: { uid, type, name, runid, lifecycle: id, state: stateString(snapshot.value), snapshot: persist(machine, snapshot), seq: 0, inboxSeq: 0, recentIds: [], timers: timers.timers, updatedAt: new Date(now).toISOString() },
+    let record: ActorRecord = { uid, type, name, runid, lifecycle: id, state: stateString(snapshot.value), snapshot: persist(machine, snapshot), seq: 0, inboxSeq: 0, recentIds: [], timers: timers.timers, updatedAt: new Date(now).toISOString() }
+    const messages: OutboxMessage[] = []
+    if (pipeline) {
+      // The run starts with the resource: the lifecycle moves to running when it has START.
+      const started = step(machine, record, { type: 'START', id: '' }, now)
+      if (started.kind === 'applied') {
+        record = started.record
+        const event: ConveyorEvent = { kind: 'transitioned', uid, revision: 0, time: record.updatedAt, type, name, runid, from: started.from, to: started.to, event: { type: 'START' }, seq: record.seq }
+        messages.push({ subject: subjects.outcome(type, name, event.kind), event })
+      }
+      const run = startRun(pipeline.name, pipeline.plan, record.timers, now)
+      record = { ...record, run: run.run, timers: run.timers }
+      messages.push(...runMessages(record, run.effects, now))
     }
+    return { lifecycleId: id, lifecycle: config, record, messages }
+  },
+  retire(record, reason, now) {
+    if (!record.run || record.run.status !== 'running') return []
+    const ended = cancelRun({ run: record.run, timers: record.timers }, reason, now)
+    // Only the drivers are told: the record itself is replaced or deleted by the same commit.
+    return runMessages(record, { dispatched: [], reported: [], cancelled: ended.effects.cancelled }, now)
   },
 }

@@ -8,11 +8,12 @@ import type { Outbox, OutboxMessage } from '../../runtime/outbox.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import type { ActorEvent, ActorRecord, DurableTimer } from '../../runtime/actor-record.ts'
 import type { EventReply } from '../../runtime/inbox.ts'
-import type { ConveyorEvent } from '../../definitions/objects.ts'
 import { compare, op, readKeys, readRange } from '../../runtime/etcd-ops.ts'
 import type { ReadBatcher, Semaphore } from '../../runtime/read-batcher.ts'
 import { headers, keys, partitionName, partitionOf, streams, subjects } from '../../runtime/keys.ts'
 import { acceptedEvents, step } from '../lifecycle/step.ts'
+import { applyRunEvent, settleRun, transitionedEvent } from '../pipeline/host.ts'
+import { isRunEvent } from '../pipeline/run.ts'
 import type { Clock } from './clock.ts'
 
 /** Shared by every partition a worker hosts. */
@@ -236,19 +237,40 @@ export class PartitionHost {
     const before = cached.record
     let record = before
     let dirty = false
-    const transitions: ConveyorEvent[] = []
+    const messages: OutboxMessage[] = []
     const answers: { item: Item & { kind: 'inbox' }; reply: (revision: number) => EventReply }[] = []
     const now = clock.now()
+    const transitioned = (from: string, to: string, event: ActorEvent | DurableTimer['event']): void =>
+      void messages.push({ subject: subjects.outcome(cell.type, cell.name, 'transitioned'), event: transitionedEvent(record, from, to, event) })
+    const settle = (): void => {
+      const settled = settleRun(machine, record, now)
+      if (!settled) return
+      record = settled.record
+      messages.push(...settled.messages)
+    }
     for (const item of batch) {
       if (item.kind === 'inbox') {
         if (item.seq <= record.inboxSeq) {
           answers.push({ item, reply: (revision) => this.#current(record, revision, { duplicate: true }) })
           continue
         }
+        if (isRunEvent(item.event.type)) {
+          // A driver's step report: it moves the run (or is stale and changes nothing).
+          const outcome = applyRunEvent(machine, record, item.event, now)
+          if (outcome) {
+            record = { ...outcome.record, inboxSeq: item.seq }
+            messages.push(...outcome.messages)
+            dirty = true
+          }
+          const applied = outcome !== undefined
+          answers.push({ item, reply: (revision) => ({ status: 200, body: { ...this.#view(record, revision), accepted: applied } }) })
+          continue
+        }
         const result = step(machine, record, item.event, now, item.seq)
         if (result.kind === 'applied') {
           record = result.record
-          transitions.push(this.#transitioned(record, result.from, result.to, item.event))
+          transitioned(result.from, result.to, item.event)
+          settle()
           const snapshot = record
           answers.push({ item, reply: (revision) => ({ status: 200, body: { ...this.#view(snapshot, revision), id: item.event.id, from: result.from, to: result.to, accepted: true } }) })
         } else if (result.kind === 'duplicate') answers.push({ item, reply: (revision) => this.#current(record, revision, { duplicate: true }) })
@@ -264,15 +286,22 @@ export class PartitionHost {
         const timer = record.timers.find((t) => t.id === item.id && t.dueAt === item.dueAt)
         if (!timer) continue
         const withoutTimer = { ...record, timers: record.timers.filter((t) => t !== timer) }
-        const result = step(machine, withoutTimer, { ...timer.event, id: '' } as ActorEvent, now)
         dirty = true
+        if (isRunEvent(timer.event.type)) {
+          const outcome = applyRunEvent(machine, withoutTimer, timer.event, now)
+          record = outcome?.record ?? withoutTimer
+          if (outcome) messages.push(...outcome.messages)
+          continue
+        }
+        const result = step(machine, withoutTimer, { ...timer.event, id: '' } as ActorEvent, now)
         if (result.kind === 'applied') {
           record = result.record
-          transitions.push(this.#transitioned(record, result.from, result.to, timer.event))
+          transitioned(result.from, result.to, timer.event)
+          settle()
         } else record = withoutTimer
       }
     }
-    if (!dirty && transitions.length === 0) {
+    if (!dirty && messages.length === 0) {
       // Nothing to commit, so no compare guards the cached record: a resource replaced or deleted
       // through the API since it was cached must not answer with its old state.
       if (fromCache && (await this.#revisionOf(cell)) !== cached.revision) {
@@ -284,7 +313,7 @@ export class PartitionHost {
     }
     const added = record.timers.filter((t) => !before.timers.some((b) => timerKeyOf(before, b) === timerKeyOf(record, t)))
     const removed = before.timers.filter((b) => !record.timers.some((t) => timerKeyOf(record, t) === timerKeyOf(before, b)))
-    const entry = transitions.length > 0 ? this.#context.outbox.entryOf(transitions.map((event): OutboxMessage => ({ subject: subjects.outcome(cell.type, cell.name), event }))) : undefined
+    const entry = messages.length > 0 ? this.#context.outbox.entryOf(messages) : undefined
     const ops: IRequestOp[] = [
       op.put(keys.actor(cell.type, cell.name), JSON.stringify(record)),
       ...added.map((t) => op.put(timerKeyOf(record, t), '')),
@@ -327,10 +356,6 @@ export class PartitionHost {
 
   #current(record: ActorRecord, revision: number, extra: Record<string, unknown>): EventReply {
     return { status: 200, body: { ...this.#view(record, revision), accepted: true, ...extra } }
-  }
-
-  #transitioned(record: ActorRecord, from: string, to: string, event: ActorEvent | DurableTimer['event']): ConveyorEvent {
-    return { kind: 'transitioned', uid: record.uid, revision: 0, time: record.updatedAt, type: record.type, name: record.name, runid: record.runid, from, to, event, seq: record.seq }
   }
 
   #track(message: JsMsg): { seq: number; message: JsMsg; done: boolean } {

@@ -27,7 +27,7 @@ export function parseEvent(body: unknown): ActorEvent {
   const { type, id } = body as { type?: unknown; id?: unknown }
   const errors = []
   if (typeof type !== 'string' || !EVENT_TYPE.test(type)) errors.push({ path: '/type', message: 'is required: 1-128 letters, digits, _ . : or -' })
-  else if (type.startsWith('xstate.')) errors.push({ path: '/type', message: 'may not start with xstate. (reserved for timers and internals)' })
+  else if (type.startsWith('xstate.') || type.startsWith('conveyor.')) errors.push({ path: '/type', message: 'may not start with xstate. or conveyor. (reserved for timers, pipeline steps and internals)' })
   if (id !== undefined && (typeof id !== 'string' || !EVENT_ID.test(id))) errors.push({ path: '/id', message: 'must be 1-128 letters, digits, _ . : or -' })
   if (errors.length > 0) throw invalid(`invalid event: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
   return { ...(body as Record<string, unknown>), type: type as string, id: (id as string | undefined) ?? randomUUID() }
