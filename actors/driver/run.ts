@@ -248,8 +248,9 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   const close = (): Promise<void> => {
     closed ??= (async () => {
       closing = true
-      for (const pull of pulls) await pull.close().catch(() => {})
+      // The grace period starts now: a pull's close() waits for the run it is delivering.
       const grace = setTimeout(() => abort.abort(new Error('driver is shutting down')), resolved.shutdownGraceMs)
+      for (const pull of pulls) void pull.close().catch(() => {})
       await Promise.allSettled(loops)
       cancels.unsubscribe()
       clearTimeout(grace)
