@@ -7,9 +7,14 @@ import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
 import { startGateway } from '../../gateway/server.ts'
 import { loadUws } from '../../gateway/uws.ts'
 import { runDriver } from '../../actors/driver/run.ts'
+import { shellDriver } from '../../actors/drivers/shell.ts'
+import type { DriverDefinition } from '../../actors/driver/types.ts'
 import { startWorker } from '../../actors/worker/worker.ts'
 import { isDriverDefinition } from '../../actors/driver/define.ts'
 import { untilSignal } from '../signals.ts'
+
+/** Drivers that ship with Conveyor: `conveyor up` runs them, `conveyor driver NAME` runs one. */
+const BUILT_IN_DRIVERS: Readonly<Record<string, DriverDefinition>> = { shell: shellDriver }
 
 export interface ServeFlags extends ConfigOverrides {
   readonly natsPort?: string | undefined
@@ -39,14 +44,18 @@ export async function up(flags: ServeFlags): Promise<number> {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
     const gateway = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
     const actorWorker = await startWorker({ connections, heapSoftLimitMb: 256 })
+    process.env.CONVEYOR_DATA_DIR ??= config.dataDir
+    const builtIns = await Promise.all(Object.values(BUILT_IN_DRIVERS).map((d) => runDriver(d, { connections })))
     out(`Conveyor is up.`)
     out(`  API:  ${gateway.url}`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
     out(`  etcd: ${(servers?.etcdEndpoints ?? config.etcdEndpoints).join(',')}`)
     out(`  data: ${config.dataDir}`)
+    out(`  drivers: ${Object.keys(BUILT_IN_DRIVERS).join(', ')} (built in)`)
     out(`Press Ctrl-C to stop.`)
     return await untilSignal(
       async () => {
+        for (const handle of builtIns) await handle.close()
         await actorWorker.close()
         await gateway.close()
         await connections.close()
@@ -96,9 +105,17 @@ export async function worker(flags: ServeFlags): Promise<number> {
   })
 }
 
-/** `conveyor driver FILE`: runs the driver a module exports (default export or `driver`). */
+/** `conveyor driver FILE | NAME`: runs the driver a module exports (default export or `driver`), or a built-in one by name. */
 export async function driver(flags: ServeFlags, file: string | undefined): Promise<number> {
-  if (!file) throw new TypeError('usage: conveyor driver ./my-driver.ts')
+  if (!file) throw new TypeError(`usage: conveyor driver ./my-driver.ts (or a built-in driver: ${Object.keys(BUILT_IN_DRIVERS).join(', ')})`)
+  const builtIn = BUILT_IN_DRIVERS[file]
+  if (builtIn) {
+    const config = resolveConfig(flags)
+    process.env.CONVEYOR_DATA_DIR ??= config.dataDir
+    const handle = await runDriver(builtIn, { natsUrl: config.natsUrl, etcdEndpoints: config.etcdEndpoints })
+    process.stdout.write(`Conveyor driver ${builtIn.name} running (built in)\n`)
+    return await untilSignal(() => handle.close())
+  }
   if (/\.[cm]?tsx?$/.test(file)) {
     // Running from the compiled dist/, a TypeScript driver file still needs the loader.
     const { register } = await import('tsx/esm/api')
@@ -109,6 +126,6 @@ export async function driver(flags: ServeFlags, file: string | undefined): Promi
   if (!isDriverDefinition(definition)) throw new TypeError(`${file} must export a driver made with defineDriver() as its default export`)
   const config = resolveConfig(flags)
   const handle = await runDriver(definition, { natsUrl: config.natsUrl, etcdEndpoints: config.etcdEndpoints })
-  process.stdout.write(`Conveyor driver ${definition.name} running (serves ${definition.resources.join(', ')})\n`)
+  process.stdout.write(`Conveyor driver ${definition.name} running (${definition.resources.length > 0 ? `serves ${definition.resources.join(', ')} and its pipeline steps` : 'runs its pipeline steps'})\n`)
   return await untilSignal(() => handle.close())
 }

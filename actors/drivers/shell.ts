@@ -1,0 +1,109 @@
+import { spawn } from 'node:child_process'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { defineDriver } from '../driver/define.ts'
+import { TerminalError } from '../driver/errors.ts'
+import type { DriverContext, DriverResult } from '../driver/types.ts'
+
+/** How long a process group gets between SIGTERM and SIGKILL. */
+const KILL_GRACE_MS = 2000
+
+/**
+ * Spec values as environment variables, never as shell text: `spec.repoUrl` becomes
+ * `SPEC_REPOURL` (strings as they are, other values as JSON), the whole spec `CONVEYOR_SPEC`.
+ */
+export function specEnvironment(spec: Readonly<Record<string, unknown>>): Record<string, string> {
+  const clean = (value: string): string => value.replace(/\0/g, '')
+  const env: Record<string, string> = { CONVEYOR_SPEC: clean(JSON.stringify(spec)) }
+  for (const [key, value] of Object.entries(spec)) {
+    const name = `SPEC_${key.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`
+    env[name] = clean(typeof value === 'string' ? value : JSON.stringify(value))
+  }
+  return env
+}
+
+/** Runs one command with `sh -c` in its own process group; resolves with its exit code (or the signal that ended it). */
+function runCommand(command: string, options: { cwd: string; env: Record<string, string>; signal: AbortSignal; output: (stream: string, line: string) => void }): Promise<{ code: number | null; signal: string | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', command], { cwd: options.cwd, env: options.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    const group = (signal: NodeJS.Signals): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal)
+      } catch {
+        // the group is gone already
+      }
+    }
+    let killTimer: NodeJS.Timeout | undefined
+    const onAbort = (): void => {
+      group('SIGTERM')
+      killTimer = setTimeout(() => group('SIGKILL'), KILL_GRACE_MS)
+    }
+    options.signal.addEventListener('abort', onAbort)
+    if (options.signal.aborted) onAbort()
+    const pending = [child.stdout, child.stderr].map(
+      (stream, i) =>
+        new Promise<void>((done) => {
+          const lines = createInterface({ input: stream, crlfDelay: Infinity })
+          lines.on('line', (line) => options.output(i === 0 ? 'stdout' : 'stderr', line))
+          lines.on('close', done)
+        }),
+    )
+    child.once('error', reject)
+    child.once('exit', (code, signal) => {
+      // Whatever the command left running in its group goes with it.
+      group('SIGKILL')
+      void Promise.all(pending).then(() => {
+        clearTimeout(killTimer)
+        options.signal.removeEventListener('abort', onAbort)
+        resolve({ code, signal })
+      })
+    })
+  })
+}
+
+/**
+ * The built-in `shell` driver: runs a pipeline step's `commands` one after another in a fresh
+ * workspace directory, with the resource's spec as environment variables, streaming every
+ * stdout/stderr line to the run's log. A timeout or a cancel kills the whole process group.
+ */
+export const shellDriver = defineDriver({
+  name: 'shell',
+  resources: [],
+  concurrency: 4,
+  async reconcile(ctx: DriverContext): Promise<DriverResult> {
+    const commands = ctx.step?.commands
+    if (!ctx.step || !commands || commands.length === 0) throw new TerminalError('the shell driver runs pipeline steps that list commands')
+    const root = join(process.env.CONVEYOR_DATA_DIR ?? tmpdir(), 'workspaces')
+    await mkdir(root, { recursive: true })
+    const workspace = await mkdtemp(join(root, `${ctx.resource.name}-${ctx.step.id}-`))
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      HOME: workspace,
+      LANG: 'C.UTF-8',
+      ...specEnvironment(ctx.resource.spec),
+      ...ctx.step.env,
+      CONVEYOR_WORKSPACE: workspace,
+      CONVEYOR_RUNID: ctx.runid,
+      CONVEYOR_STEP: ctx.step.id,
+      CONVEYOR_ATTEMPT: String(ctx.attempt),
+      CONVEYOR_RESOURCE: ctx.resource.name,
+      CONVEYOR_RESOURCE_TYPE: ctx.resource.resource,
+    }
+    try {
+      for (const [index, command] of commands.entries()) {
+        ctx.log(`$ ${command}`)
+        const { code, signal } = await runCommand(command, { cwd: workspace, env, signal: ctx.signal, output: ctx.output })
+        if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted')
+        if (code !== 0) {
+          const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`
+          return { success: false, message: `command ${index + 1} of ${commands.length} ${how}`, data: { exitCode: code, signal, command: index } }
+        }
+      }
+      return { success: true, message: `${commands.length} command(s) succeeded`, data: { exitCode: 0 } }
+    } finally {
+      if (process.env.CONVEYOR_SHELL_KEEP_WORKSPACE !== '1') await rm(workspace, { recursive: true, force: true })
+    }
+  },
+})

@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runDriver, type DriverHandle } from 'conveyor'
+import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
+import { shellDriver } from '../actors/drivers/shell.ts'
+import { createLogger } from '../runtime/logger.ts'
+import { api, eventually, startStack, type Stack } from './harness.ts'
+
+let stack: Stack
+let worker: ActorWorker
+let shell: DriverHandle
+let dir: string
+
+beforeAll(async () => {
+  stack = await startStack()
+  dir = await mkdtemp(join(tmpdir(), 'conveyor-shell-'))
+  process.env.CONVEYOR_DATA_DIR = dir
+  worker = await startWorker({ connections: stack.connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
+  await eventually(() => (worker.owned().size === 64 ? true : undefined), 'the worker to own every partition')
+  shell = await runDriver(shellDriver, { connections: stack.connections, logger: createLogger('shell', 'error') })
+  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } })).status).toBe(201)
+})
+afterAll(async () => {
+  await shell?.close()
+  await worker?.close()
+  await stack?.close()
+  delete process.env.CONVEYOR_DATA_DIR
+  await rm(dir, { recursive: true, force: true })
+})
+
+async function finishedRun(name: string): Promise<any> {
+  return await eventually(async () => {
+    const got = await api(stack.url, 'GET', `/resources/build/${name}`)
+    return ['succeeded', 'failed', 'cancelled'].includes(got.body.status?.pipeline?.status) ? got.body : undefined
+  }, `run ${name} to finish`, 20_000)
+}
+
+async function logsOf(runid: string): Promise<any[]> {
+  const text = await (await fetch(`${stack.url}/logs/pipeline/${runid}`)).text()
+  return text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)))
+}
+
+describe('the built-in shell driver', () => {
+  it('runs commands in a fresh workspace, passes spec values only as environment, streams stdout and stderr, reports the exit code', async () => {
+    const marker = join(dir, 'pwned')
+    await api(stack.url, 'POST', '/pipelines', {
+      name: 'sh',
+      resource: 'build',
+      steps: [
+        {
+          id: 'script',
+          driver: 'shell',
+          env: { GREETING: 'hello' },
+          commands: ['echo "$GREETING $SPEC_TARGET"', 'echo "msg=$SPEC_MESSAGE"', 'echo to-stderr >&2', 'pwd; ls -A | wc -l', 'echo "$SPEC_OPTIONS"', 'exit 3', 'echo never'],
+        },
+      ],
+    })
+    const hostile = `"; touch ${marker}; echo "`
+    const created = await api(stack.url, 'POST', '/resources', { name: 'b1', resource: 'build', pipeline: 'sh', spec: { target: 'world', message: hostile, options: { fast: true } } })
+    expect(created.status).toBe(201)
+    const done = await finishedRun('b1')
+    expect(done.status.pipeline.status).toBe('failed')
+    expect(done.status.steps[0]).toMatchObject({ status: 'failed', message: 'command 6 of 7 exited with code 3', data: { exitCode: 3, command: 5 } })
+    const lines = await logsOf(done.runid)
+    const output = lines.filter((l) => l.stream === 'stdout' || l.stream === 'stderr').map((l) => `${l.stream}: ${l.message}`)
+    expect(output[0]).toBe('stdout: hello world')
+    expect(output[1]).toBe(`stdout: msg=${hostile}`)
+    expect(output[2]).toBe('stderr: to-stderr')
+    expect(output[3]).toMatch(new RegExp(`^stdout: ${join(dir, 'workspaces')}/b1-script-`))
+    expect(output[4]).toBe('stdout: 0')
+    expect(output[5]).toBe('stdout: {"fast":true}')
+    expect(output.join('\n')).not.toContain('never')
+    expect(lines.filter((l) => l.stream === 'log').map((l) => l.message)).toContain('$ exit 3')
+    expect(lines.at(-1)).toMatchObject({ event: 'end', success: false })
+    await expect(stat(marker)).rejects.toThrow()
+  })
+
+  it('kills the whole process group when the step times out', async () => {
+    const pidFile = join(dir, 'background.pid')
+    await api(stack.url, 'POST', '/pipelines', {
+      name: 'sh-slow',
+      resource: 'build',
+      steps: [{ id: 'hang', driver: 'shell', timeout: '1s', retries: 0, commands: [`sleep 60 & echo $! > ${pidFile}; echo started; wait`] }],
+    })
+    await api(stack.url, 'POST', '/resources', { name: 'b2', resource: 'build', pipeline: 'sh-slow', spec: {} })
+    const done = await finishedRun('b2')
+    expect(done.status.steps[0].message).toMatch(/timed out after 1000 ms/)
+    const pid = Number(await readFile(pidFile, 'utf8'))
+    expect(pid).toBeGreaterThan(0)
+    await eventually(() => {
+      try {
+        process.kill(pid, 0)
+        return undefined
+      } catch {
+        return true
+      }
+    }, 'the background process to be killed')
+  })
+})
