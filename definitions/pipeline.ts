@@ -11,7 +11,10 @@ export const StepInput = Type.Object({
   name: Type.Optional(Type.String({ maxLength: 256 })),
   driver: Name,
   description: Type.Optional(Type.String({ maxLength: 4096 })),
-  /** Ids of steps that must succeed first; steps without `needs` start at once, in parallel. */
+  /**
+   * Ids of steps that must succeed first. When no step of a pipeline has `needs`, steps run in
+   * order (as in Conveyor CI); otherwise steps without `needs` start at once, in parallel.
+   */
   needs: Type.Optional(Type.Array(Name, { maxItems: 64 })),
   /** Further attempts after a retryable failure (each after a backoff). @default 2 */
   retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 20 })),
@@ -70,13 +73,18 @@ export function durationMs(value: number | string): number {
   return Number(match[1]) * UNITS[match[2]!]!
 }
 
-/** The plan a run follows: what a stored pipeline's steps mean once defaults are applied. */
+/**
+ * The plan a run follows: what a stored pipeline's steps mean once defaults are applied. A
+ * pipeline where no step says `needs` runs its steps one after another, in order, as Conveyor CI
+ * does; once any step says `needs`, the steps form a DAG and a step without `needs` starts at once.
+ */
 export function planOf(steps: readonly StepInput[]): StepPlan[] {
-  return steps.map((step) => ({
+  const linear = steps.every((step) => step.needs === undefined)
+  return steps.map((step, i) => ({
     id: step.id,
     name: step.name ?? step.id,
     driver: step.driver,
-    needs: step.needs ?? [],
+    needs: linear ? (i > 0 ? [steps[i - 1]!.id] : []) : (step.needs ?? []),
     retries: step.retries ?? DEFAULT_RETRIES,
     ...(step.timeout !== undefined ? { timeoutMs: durationMs(step.timeout) } : {}),
     backoffMs: step.backoff !== undefined ? durationMs(step.backoff) : DEFAULT_BACKOFF_MS,
