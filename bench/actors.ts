@@ -1,6 +1,4 @@
 import { readFile } from 'node:fs/promises'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import type { Connections } from '../runtime/connections.ts'
 import { compare, op, readPrefix } from '../runtime/etcd-ops.ts'
 import { keys, PARTITIONS } from '../runtime/keys.ts'
@@ -9,8 +7,6 @@ import { TxnBatcher } from '../runtime/txn-batcher.ts'
 import { actorInitializer } from '../actors/lifecycle/step.ts'
 import { lifecycleId } from '../actors/lifecycle/machine.ts'
 import { percentile, type Rate } from './stats.ts'
-
-const CLI = fileURLToPath(new URL('../cli/bin.js', import.meta.url))
 
 /** The lifecycle the benchmarks drive: every INC is a transition that counts. */
 export const COUNTER = { initial: 'open', context: { count: 0 }, states: { open: { on: { INC: { actions: { type: 'assign', params: { count: { $inc: 1 } } } } } } } }
@@ -36,26 +32,6 @@ export async function rawCas(connections: Connections, loops: number, keyCount: 
   )
   const seconds = (performance.now() - started) / 1000
   return { ops: latencies.length, seconds, perSecond: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) }
-}
-
-export interface WorkerProcess {
-  readonly child: ChildProcess
-  stop(): Promise<void>
-}
-
-export async function startWorkerProcess(env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...env, CONVEYOR_LOG_LEVEL: 'error' }, stdio: ['ignore', 'pipe', 'inherit'] })
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('running') && resolve())
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)))
-  })
-  return {
-    child,
-    stop: async () => {
-      child.kill('SIGTERM')
-      await new Promise((resolve) => child.once('exit', resolve))
-    },
-  }
 }
 
 export async function waitForPartitions(connections: Connections, workers: number): Promise<void> {

@@ -1,13 +1,14 @@
 import type { Connections } from '../runtime/connections.ts'
 import type { LocalServers } from '../runtime/servers/local-cluster.ts'
-import { driveTransitions, rawCas, rssMb, seedActors, startWorkerProcess, waitForPartitions } from './actors.ts'
+import { driveTransitions, rawCas, rssMb, seedActors, waitForPartitions } from './actors.ts'
+import { serverEnv, startWorkerProcess } from './processes.ts'
 import { round } from './stats.ts'
 
 const log = (line: string): void => void process.stderr.write(line + '\n')
 
 /** Actor transitions (one hot actor, 1,000 actors; 1 and 2 workers) beside raw etcd CAS, and worker memory with 100,000 actors. */
 export async function actorBenchmarks(servers: LocalServers, connections: Connections, seconds: number) {
-  const env = { CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','), CONVEYOR_DATA_DIR: '/tmp/conveyor-bench-unused' }
+  const env = { ...serverEnv(servers), CONVEYOR_DATA_DIR: '/tmp/conveyor-bench-unused' }
   log('raw etcd CAS…')
   const casSequential = await rawCas(connections, 1, 1, seconds * 1000)
   const casConcurrent = await rawCas(connections, 64, 1000, seconds * 1000)

@@ -1,33 +1,16 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { spawn } from 'node:child_process'
 import type { Connections } from '../runtime/connections.ts'
 import type { LocalServers } from '../runtime/servers/local-cluster.ts'
 import { createToDriverLatency, httpCreates, rawEtcdCreates, rawJetStreamPublishes } from './creates.ts'
 import { round } from './stats.ts'
+import { startGatewayProcess } from './processes.ts'
 
 const log = (line: string): void => void process.stderr.write(line + '\n')
-const cli = fileURLToPath(new URL('../cli/bin.js', import.meta.url))
 
 /** HTTP creates at 1 and 64 clients beside raw etcd create transactions and raw JetStream publishes; create → driver latency at 200/s. */
 export async function createBenchmarks(servers: LocalServers, connections: Connections, seconds: number) {
-  const gatewayDir = await mkdtemp(join(tmpdir(), 'conveyor-bench-gw-'))
-  const gateway = spawn(process.execPath, [cli, 'gateway', '--port', '0'], {
-    env: { ...process.env, CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','), CONVEYOR_DATA_DIR: gatewayDir, CONVEYOR_LOG_LEVEL: 'error' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+  const gateway = await startGatewayProcess(servers)
+  const url = gateway.url
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = ''
-      gateway.stdout!.on('data', (chunk: Buffer) => {
-        out += chunk.toString()
-        const match = /listening on (http:\/\/\S+)/.exec(out)
-        if (match) resolve(match[1]!)
-      })
-      gateway.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)))
-    })
     const define = (body: unknown) => fetch(`${url}/resource-definitions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
     await define({ name: 'bench', version: '1', schema: { type: 'object', required: ['repository'], properties: { repository: { type: 'string' }, branch: { type: 'string' } } } })
     await define({ name: 'latency', version: '1', schema: { type: 'object' } })
@@ -57,8 +40,6 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
       },
     }
   } finally {
-    gateway.kill('SIGTERM')
-    await new Promise((resolve) => gateway.once('exit', resolve))
-    await rm(gatewayDir, { recursive: true, force: true })
+    await gateway.stop()
   }
 }

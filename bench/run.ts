@@ -5,14 +5,15 @@ import { startLocalServers } from '../runtime/servers/local-cluster.ts'
 import { connectServers } from '../runtime/connections.ts'
 import { createBenchmarks } from './run-creates.ts'
 import { actorBenchmarks } from './run-actors.ts'
+import { pipelineBenchmarks } from './run-pipelines.ts'
 
 /**
- * `npm run bench [-- creates actors]`: every figure beside its raw baseline measured in the same
+ * `npm run bench [-- creates actors pipelines]`: every figure beside its raw baseline measured in the same
  * run, on the same fresh servers. Prints a table to stderr and JSON to stdout (and to
  * bench/results/latest.json).
  */
 const seconds = Number(process.env.BENCH_SECONDS ?? 8)
-const sections = new Set(process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['creates', 'actors'])
+const sections = new Set(process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['creates', 'actors', 'pipelines'])
 const log = (line: string): void => void process.stderr.write(line + '\n')
 
 const results: Record<string, unknown> = { when: new Date().toISOString(), seconds }
@@ -37,7 +38,15 @@ for (const section of sections) {
         ['1,000 actors, 1 / 2 workers', `${r.transitionsPerSecond.workers1!.thousandActors} / ${r.transitionsPerSecond.workers2!.thousandActors} transitions/s`, `64 concurrent CAS ${r.rawEtcdCas.concurrent64Over1000Keys}/s`, `${r.ratios.thousandActorsVsConcurrentCas.workers1} / ${r.ratios.thousandActorsVsConcurrentCas.workers2} (≥ 0.8)`],
         ['worker, 100,000 actors', `peak RSS ${r.memory.peakRssMb} MB`, `${r.memory.touchedPerSecond} first events/s`, '< 300 MB'],
       )
-    } else throw new Error(`unknown benchmark section ${section}: use creates or actors`)
+    } else if (section === 'pipelines') {
+      const r = await pipelineBenchmarks(servers, connections, seconds)
+      results.pipelines = r
+      const d = r.at50RunsPerSecond.stepDispatch
+      rows.push(
+        ['3-step pipeline, step dispatch @50 runs/s', `p50 ${d.p50Ms} p99 ${d.p99Ms} ms (${r.at50RunsPerSecond.finished}/${r.at50RunsPerSecond.runs} runs)`, `JetStream publish→consume p50 ${r.rawJetStreamRoundTrip150PerSecond.p50Ms} p99 ${r.rawJetStreamRoundTrip150PerSecond.p99Ms} ms`, 'p99 ≤ 50 ms'],
+        ['3-step pipeline, flat out', `${r.flatOut.runsPerSecond} runs/s (${r.flatOut.stepsPerSecond} steps/s)`, '', ''],
+      )
+    } else throw new Error(`unknown benchmark section ${section}: use creates, actors or pipelines`)
   } finally {
     await connections.close()
     await servers.stop()

@@ -30,11 +30,16 @@ interface ResolvedOptions {
   readonly shutdownGraceMs: number
 }
 
+const envNumber = (name: string): number | undefined => {
+  const value = Number(process.env[name])
+  return process.env[name] && Number.isFinite(value) ? value : undefined
+}
+
 function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): ResolvedOptions {
   const clamp = (value: number, min: number, max: number): number => Math.min(max, Math.max(min, value))
   return {
-    ackWaitMs: clamp(options.ackWaitMs ?? 30_000, 1000, 3_600_000),
-    maxDeliver: clamp(options.maxDeliver ?? 5, 1, 100),
+    ackWaitMs: clamp(options.ackWaitMs ?? envNumber('CONVEYOR_DRIVER_ACK_WAIT_MS') ?? 30_000, 1000, 3_600_000),
+    maxDeliver: clamp(options.maxDeliver ?? envNumber('CONVEYOR_DRIVER_MAX_DELIVER') ?? 5, 1, 100),
     startFrom: options.startFrom ?? 'new',
     concurrency: driver.concurrency ?? 1,
     events: new Set(driver.events ?? ['created', 'updated', 'deleted']),

@@ -71,9 +71,9 @@ export interface DriverDefinition {
 export interface RunDriverOptions {
   readonly natsUrl?: string
   readonly etcdEndpoints?: readonly string[]
-  /** Time JetStream waits for an ack or heartbeat before redelivering. @default 30000 */
+  /** Time JetStream waits for an ack or heartbeat before redelivering (env `CONVEYOR_DRIVER_ACK_WAIT_MS`). @default 30000 */
   readonly ackWaitMs?: number
-  /** Deliveries of one event before the run is recorded as failed. @default 5 */
+  /** Deliveries of one event before the run is recorded as failed (env `CONVEYOR_DRIVER_MAX_DELIVER`). @default 5 */
   readonly maxDeliver?: number
   /** Where a newly created consumer starts: only new events, or the whole retained history. @default 'new' */
   readonly startFrom?: 'new' | 'all'
