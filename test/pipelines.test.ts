@@ -247,4 +247,81 @@ describe('pipeline runs', () => {
     expect(done.status.pipeline.status).toBe('failed')
     expect(stepsOf(done).gone.message).toMatch(/gave up: 1 deliveries/)
   })
+
+  it('{success:false} fails a step at once; a long step heartbeats and is not redelivered while alive', async () => {
+    let falseRuns = 0
+    await serve('says-no', () => {
+      falseRuns++
+      return { success: false, message: 'lint errors' }
+    })
+    const longAttempts: number[] = []
+    await serve('long-haul', async (ctx) => {
+      longAttempts.push(ctx.attempt)
+      await new Promise((resolve) => setTimeout(resolve, 2500))
+      return { success: true }
+    }, { ackWaitMs: 1000 })
+    await api(stack.url, 'POST', '/pipelines', { name: 'no-pipe', resource: 'app', steps: [{ id: 'lint', driver: 'says-no', retries: 5 }] })
+    await api(stack.url, 'POST', '/pipelines', { name: 'long-pipe', resource: 'app', steps: [{ id: 'haul', driver: 'long-haul' }] })
+    await api(stack.url, 'POST', '/resources', { name: 'no-run', resource: 'app', pipeline: 'no-pipe', spec: {} })
+    await api(stack.url, 'POST', '/resources', { name: 'long-run', resource: 'app', pipeline: 'long-pipe', spec: {} })
+    const no = await runOf('no-run', finished, 'the failing run')
+    expect(stepsOf(no).lint).toMatchObject({ status: 'failed', attempt: 1, message: 'lint errors' })
+    expect(falseRuns).toBe(1)
+    const long = await runOf('long-run', finished, 'the long run')
+    expect(long.status.pipeline.status).toBe('succeeded')
+    expect(longAttempts).toEqual([1])
+  })
+
+  it('respects concurrency per instance, and a slow driver does not hold up another driver', async () => {
+    let inFlight = 0
+    let most = 0
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    await serve('one-at-a-time', async () => {
+      inFlight++
+      most = Math.max(most, inFlight)
+      await gate
+      inFlight--
+      return { success: true }
+    }, { concurrency: 1 })
+    await serve('quick', () => ({ success: true }))
+    await api(stack.url, 'POST', '/pipelines', { name: 'slow-lane', resource: 'app', steps: [{ id: 'wait', driver: 'one-at-a-time' }] })
+    await api(stack.url, 'POST', '/pipelines', { name: 'fast-lane', resource: 'app', steps: [{ id: 'go', driver: 'quick' }] })
+    for (const i of [1, 2, 3]) await api(stack.url, 'POST', '/resources', { name: `slow-${i}`, resource: 'app', pipeline: 'slow-lane', spec: {} })
+    await eventually(() => (inFlight === 1 ? true : undefined), 'the slow driver to hold its one slot')
+    await api(stack.url, 'POST', '/resources', { name: 'fast-1', resource: 'app', pipeline: 'fast-lane', spec: {} })
+    expect((await runOf('fast-1', finished, 'the fast run while the slow one waits')).status.pipeline.status).toBe('succeeded')
+    release()
+    for (const i of [1, 2, 3]) expect((await runOf(`slow-${i}`, finished, `slow run ${i}`)).status.pipeline.status).toBe('succeeded')
+    expect(most).toBe(1)
+  })
+
+  it('replacing a resource cancels its running step and starts a new run; deleting cancels too; drivers of the type skip pipeline resources', async () => {
+    const seen: string[] = []
+    const watcher = await runDriver(defineDriver({ name: 'type-watcher', resources: ['app'], reconcile: (ctx) => void seen.push(ctx.resource.name) }), { connections: stack.connections, logger: quiet })
+    drivers.push(watcher)
+    const aborted: string[] = []
+    const starts: string[] = []
+    await serve('blocker', async (ctx) => {
+      starts.push(ctx.runid)
+      await until(ctx.signal)
+      aborted.push(ctx.runid)
+      return { success: false }
+    })
+    await api(stack.url, 'POST', '/pipelines', { name: 'blocking', resource: 'app', steps: [{ id: 'block', driver: 'blocker' }] })
+    const first = await api(stack.url, 'POST', '/resources', { name: 'replace-me', resource: 'app', pipeline: 'blocking', spec: { n: 1 } })
+    await eventually(() => (starts.includes(first.body.runid) ? true : undefined), 'the first run to start')
+    const replaced = await api(stack.url, 'PUT', '/resources/app/replace-me', { name: 'replace-me', resource: 'app', pipeline: 'blocking', spec: { n: 2 } })
+    expect(replaced.status).toBe(200)
+    expect(replaced.body.runid).not.toBe(first.body.runid)
+    await eventually(() => (aborted.includes(first.body.runid) ? true : undefined), 'the old run step to be aborted')
+    await eventually(() => (starts.includes(replaced.body.runid) ? true : undefined), 'the new run to start')
+    expect((await api(stack.url, 'DELETE', '/resources/app/replace-me')).status).toBe(200)
+    await eventually(() => (aborted.includes(replaced.body.runid) ? true : undefined), 'the deleted run step to be aborted')
+    // A resource without a pipeline goes to the drivers of its type; one with a pipeline does not.
+    await api(stack.url, 'POST', '/resources', { name: 'plain', resource: 'app', spec: {} })
+    await eventually(() => (seen.includes('plain') ? true : undefined), 'the type driver to see the plain resource')
+    expect(seen.filter((name) => name !== 'plain')).toEqual([])
+  })
 })
+
