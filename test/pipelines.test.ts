@@ -66,6 +66,10 @@ describe('pipelines API', () => {
     expect(await bad([{ id: 'a', driver: 'd', timeout: 'soon' }])).toMatch(/^\/steps\/0\/timeout/)
     expect(await bad([{ id: 'a', driver: 'd' }], 'no-such-type')).toMatch(/^\/resource resource definition no-such-type not found/)
 
+    const forged = await api(stack.url, 'POST', '/resources/app/anything/events', { type: 'conveyor.step.result', step: 'a', attempt: 1, success: true })
+    expect(forged.status).toBe(400)
+    expect(forged.body.errors[0].path).toBe('/type')
+
     const resource = await api(stack.url, 'POST', '/resources', { name: 'orphan', resource: 'app', pipeline: 'no-such-pipe', spec: {} })
     expect(resource.status).toBe(400)
     expect(resource.body.errors[0].path).toBe('/pipeline')
