@@ -10,6 +10,8 @@ import { createLogger, type Logger } from '../runtime/logger.ts'
 import { isValidName } from '../definitions/names.ts'
 import { LogStore } from './log-store.ts'
 import { registerLogSockets, streamSse } from './log-streaming.ts'
+import { WatchHub } from './watch-hub.ts'
+import { registerWsApi } from './ws-api.ts'
 import { problem, readBody, readRequestHead, replyForError, send, type ApiReply } from './http.ts'
 import { Router } from './router.ts'
 import { registerDefinitionRoutes } from './routes/definitions.ts'
@@ -91,6 +93,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const pipelineFilter = (params: string[]) => (RUNID.test(params[0] ?? '') ? { runid: params[0]! } : undefined)
   registerLogSockets(app, '/logs/pipeline/:runid', logs, pipelineFilter)
   registerLogSockets(app, '/logs/pipeline/:runid/', logs, pipelineFilter)
+  const watches = new WatchHub(connections.etcd, logger)
+  registerWsApi(app, watches, logs, logger)
 
   app.any('/*', (res, req) => {
     const state = { aborted: false }
@@ -136,6 +140,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       uws.us_listen_socket_close(listenSocket)
       ;(app as { close?: () => void }).close?.()
       replies.close()
+      watches.close()
       await outbox.close()
       await logs.close()
     })()

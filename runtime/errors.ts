@@ -54,3 +54,9 @@ export function ensureError(value: unknown): Error {
   if (value instanceof Error) return value
   return new Error(typeof value === 'string' ? value : JSON.stringify(value))
 }
+
+/** True when etcd refused a read or watch because the revision was compacted away. */
+export const isCompactedError = (error: unknown): boolean => error instanceof Error && /required revision has been compacted/.test(error.message)
+
+/** True when etcd refused a read because the revision is ahead of the store. */
+export const isFutureRevisionError = (error: unknown): boolean => error instanceof Error && /required revision is a future revision/.test(error.message)

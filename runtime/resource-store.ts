@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { ICompare, IRequestOp } from 'etcd3'
 import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix, type StoredValue } from './etcd-ops.ts'
-import { conflict, invalid, notFound } from './errors.ts'
+import { ConveyorError, conflict, invalid, isCompactedError, isFutureRevisionError, notFound } from './errors.ts'
 import { keys, subjects } from './keys.ts'
 import type { Outbox, OutboxMessage } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
@@ -116,10 +116,20 @@ export class ResourceStore {
     throw conflict('contention', `resource definition ${input.resource} kept changing; retry`)
   }
 
+  /**
+   * The resource now, or as it was at an etcd revision (spec, labels, and the actor's state then):
+   * 410 once etcd compacted that revision away, 400 for a revision it has not reached.
+   */
   async get(type: string, name: string, atRevision?: number): Promise<Resource> {
-    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name), keys.actor(type, name)], atRevision)
+    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name), keys.actor(type, name)], atRevision).catch((error: unknown) => {
+      if (atRevision !== undefined && isCompactedError(error)) {
+        throw new ConveyorError('compacted', `revision ${atRevision} has been compacted: etcd no longer keeps it (see the retention settings); read the resource without atRevision or at a later revision`, { kind: 'gone' })
+      }
+      if (atRevision !== undefined && isFutureRevisionError(error)) throw invalid(`revision ${atRevision} is in the future`, [{ path: '?atRevision', message: 'is ahead of the store' }])
+      throw error
+    })
     const [resource, status, actor] = values
-    if (!resource) throw notFound(`resource ${type}/${name} not found`)
+    if (!resource) throw notFound(atRevision === undefined ? `resource ${type}/${name} not found` : `resource ${type}/${name} did not exist at revision ${atRevision}`)
     return present(parse<StoredResource>(resource)!, resource.modRevision, parse<StoredStatus>(status), parse<ActorRecord>(actor))
   }
 

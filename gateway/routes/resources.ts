@@ -48,7 +48,10 @@ export function registerResourceRoutes(router: Router, resources: ResourceStore,
       })
       return { status: 200, body: { items: page.items, ...(page.continueAfter ? { continue: Buffer.from(page.continueAfter).toString('base64url') } : {}) } }
     })
-    .add('GET', '/resources/:type/:name', async (request) => ({ status: 200, body: await resources.get(...typeAndName(request)) }))
+    .add('GET', '/resources/:type/:name', async (request) => {
+      const atRevision = positiveIntegerQuery(request, 'atRevision', Number.MAX_SAFE_INTEGER)
+      return { status: 200, body: await resources.get(...typeAndName(request), atRevision) }
+    })
     .add('PUT', '/resources/:type/:name', async (request) => {
       const [type, name] = typeAndName(request)
       const body = parseJson(request.body)
