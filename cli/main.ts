@@ -1,13 +1,20 @@
 import { parseArgs } from 'node:util'
 import { ConveyorError } from '../runtime/errors.ts'
 import { up, gateway, worker, driver } from './commands/serve.ts'
+import { history, replay, verify } from './commands/client.ts'
 
 const USAGE = `usage: conveyor <command> [options]
 
   up                 start etcd, NATS and every Conveyor role in one process
   gateway            run the HTTP/WebSocket API against external etcd and NATS
   worker             run background workers against external etcd and NATS
-  driver FILE        run the driver exported by FILE
+  driver FILE|NAME   run the driver exported by FILE, or a built-in one (shell)
+
+client commands (talk to the API at --api or CONVEYOR_API_URL, default http://127.0.0.1:8080):
+  history TYPE/NAME  the resource's events in order [--kind k1,k2] [--after SEQ] [--limit N] [--json]
+  verify [TYPE/NAME] rebuild actors from their history and compare with etcd (all without an argument)
+  replay             re-deliver history to a driver: --driver NAME [--type T] [--resource N]
+                     [--from-seq S | --since TIME] [--until SEQ|TIME] [--force]; prints progress
 
 options:
   --nats URL         NATS server (env CONVEYOR_NATS_URL, default nats://127.0.0.1:4222)
@@ -35,6 +42,18 @@ export async function main(argv: readonly string[]): Promise<number> {
         'nats-port': { type: 'string' },
         'etcd-port': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        api: { type: 'string' },
+        json: { type: 'boolean' },
+        kind: { type: 'string' },
+        after: { type: 'string' },
+        limit: { type: 'string' },
+        driver: { type: 'string' },
+        type: { type: 'string' },
+        resource: { type: 'string' },
+        'from-seq': { type: 'string' },
+        since: { type: 'string' },
+        until: { type: 'string' },
+        force: { type: 'boolean' },
       },
     })
   } catch (error) {
@@ -58,6 +77,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await worker(flags)
       case 'driver':
         return await driver(flags, rest[0])
+      case 'history':
+        return await history({ api: values.api, json: values.json, kind: values.kind, after: values.after, limit: values.limit }, rest[0])
+      case 'verify':
+        return await verify({ api: values.api, json: values.json }, rest[0])
+      case 'replay':
+        return await replay({ api: values.api, json: values.json, driver: values.driver, type: values.type, resource: values.resource, fromSeq: values['from-seq'], since: values.since, until: values.until, force: values.force })
       default:
         process.stderr.write(`conveyor: unknown command ${JSON.stringify(command)}\n${USAGE}`)
         return 2

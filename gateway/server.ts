@@ -12,10 +12,12 @@ import { LogStore } from './log-store.ts'
 import { registerLogSockets, streamSse } from './log-streaming.ts'
 import { WatchHub } from './watch-hub.ts'
 import { registerWsApi } from './ws-api.ts'
+import { replayProgress } from '../runtime/replays.ts'
 import { problem, readBody, readRequestHead, replyForError, send, type ApiReply } from './http.ts'
 import { Router } from './router.ts'
 import { registerDefinitionRoutes } from './routes/definitions.ts'
 import { registerPipelineRoutes } from './routes/pipelines.ts'
+import { registerReplayRoutes } from './routes/replay.ts'
 import { PipelineStore } from '../runtime/pipeline-store.ts'
 import { registerResourceRoutes } from './routes/resources.ts'
 import { registerLogRoutes } from './routes/logs.ts'
@@ -85,6 +87,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   registerActorRoutes(router, connections, resources, replies, requireNats, options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {})
   registerResourceRoutes(router, resources, requireNats)
   registerLogRoutes(router, connections, logs, requireNats)
+  registerReplayRoutes(router, connections, requireNats)
 
   const app: TemplatedApp = uws.App()
   const runFilter = (params: string[]) => (isValidName(params[0]) && RUNID.test(params[1] ?? '') ? { driver: params[0], runid: params[1]! } : undefined)
@@ -94,7 +97,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   registerLogSockets(app, '/logs/pipeline/:runid', logs, pipelineFilter)
   registerLogSockets(app, '/logs/pipeline/:runid/', logs, pipelineFilter)
   const watches = new WatchHub(connections.etcd, logger)
-  registerWsApi(app, watches, logs, logger)
+  registerWsApi(app, watches, logs, (id) => replayProgress(connections, id), logger)
 
   app.any('/*', (res, req) => {
     const state = { aborted: false }

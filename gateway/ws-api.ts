@@ -55,9 +55,10 @@ const isRevision = (value: unknown): value is number => typeof value === 'number
  *   every change after that revision (a resume). Changes are `{"type":"change","kind","revision","object"}`
  *   in commit order. A compacted revision answers `{"type":"error","code":"compacted"}`: list again.
  * - `{"op":"logs","id","runid","driver"?,"after"?}`: a run's log lines (`{"type":"log","line"}`), then `{"type":"end"}`.
+ * - `{"op":"replay","id","replay"}`: a replay's progress (`{"type":"progress","delivered","total","status"}`) until it is done.
  * - `{"op":"unsubscribe","id"}`.
  */
-export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogStore, logger: Logger): void {
+export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogStore, replays: (id: string) => Promise<{ delivered: number; total: number; status: string }>, logger: Logger): void {
   app.ws<SocketState>('/ws', {
     maxPayloadLength: 16 * 1024,
     idleTimeout: 120,
@@ -107,7 +108,7 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
 
   function handle(ws: WebSocket<SocketState>, request: Record<string, unknown>): void {
     const state = ws.getUserData()
-    const op = field(request, 'op', isString, 'watch, logs or unsubscribe')!
+    const op = field(request, 'op', isString, 'watch, logs, replay or unsubscribe')!
     const id = field(request, 'id', (v): v is string => isString(v) && ID.test(v), '1-64 letters, digits, _ . : or -')!
     if (op === 'unsubscribe') {
       state.subscriptions.get(id)?.()
@@ -170,6 +171,27 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
       state.subscriptions.set(id, unsubscribe)
       return
     }
-    throw new RequestError('/op', `unknown op ${op}: use watch, logs or unsubscribe`)
+    if (op === 'replay') {
+      const replay = field(request, 'replay', (v): v is string => isString(v) && /^[a-f0-9]{12}$/.test(v), 'a replay id (12 hex digits)')!
+      let last = ''
+      let timer: NodeJS.Timeout | undefined
+      const poll = async (): Promise<void> => {
+        try {
+          const progress = await replays(replay)
+          const text = `${progress.delivered}/${progress.total}/${progress.status}`
+          if (text !== last) out({ type: 'progress', replay, delivered: progress.delivered, total: progress.total, status: progress.status })
+          last = text
+          if (progress.status === 'done') return void state.subscriptions.delete(id)
+        } catch (error) {
+          state.subscriptions.delete(id)
+          return out({ type: 'error', code: error instanceof ConveyorError ? error.code : 'unavailable', message: error instanceof Error ? error.message : String(error) })
+        }
+        if (state.subscriptions.has(id)) timer = setTimeout(() => void poll(), 200)
+      }
+      state.subscriptions.set(id, () => clearTimeout(timer))
+      void poll()
+      return
+    }
+    throw new RequestError('/op', `unknown op ${op}: use watch, logs, replay or unsubscribe`)
   }
 }

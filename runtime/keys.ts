@@ -50,6 +50,11 @@ export const keys = {
   /** Idempotency record of one pipeline step in one run (executions, and the result once done). */
   stepRun: (type: string, name: string, runid: string, step: string): string => `${ROOT}/stepruns/${type}/${name}/${runid}/${step}`,
   stepRunsOf: (type: string, name: string): string => `${ROOT}/stepruns/${type}/${name}/`,
+  replay: (id: string): string => `${ROOT}/replays/${id}`,
+  replays: (): string => `${ROOT}/replays/`,
+  /** Events of a replay each driver instance has handled: the replay's progress is their sum. */
+  replayCount: (id: string, instance: string): string => `${ROOT}/replay-counts/${id}/${instance}`,
+  replayCounts: (id: string): string => `${ROOT}/replay-counts/${id}/`,
 } as const
 
 export const streams = {

@@ -8,7 +8,7 @@ import { ResourceStore } from '../../runtime/resource-store.ts'
 import { Outbox } from '../../runtime/outbox.ts'
 import { TxnBatcher } from '../../runtime/txn-batcher.ts'
 import { sendToActor } from '../../runtime/inbox.ts'
-import { streams, subjects } from '../../runtime/keys.ts'
+import { headers, streams, subjects } from '../../runtime/keys.ts'
 import { createLogger, type Logger } from '../../runtime/logger.ts'
 import { ConveyorError, ensureError } from '../../runtime/errors.ts'
 import type { ConveyorEvent, DriverOutcome, Resource } from '../../definitions/objects.ts'
@@ -16,6 +16,7 @@ import { isDriverDefinition } from './define.ts'
 import { RetryableError, TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
 import { StepRunner } from './step-runs.ts'
+import { ReplayFollower } from './replay-runs.ts'
 import { Semaphore } from '../../runtime/read-batcher.ts'
 import { lifecycles } from '../lifecycle/lifecycles.ts'
 import { actorInitializer } from '../lifecycle/step.ts'
@@ -97,6 +98,19 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
     },
   })
 
+  const replays = new ReplayFollower({
+    connections,
+    driver: driver.name,
+    logger,
+    running,
+    handle: async (message, replay) => {
+      const kind = message.headers?.get(headers.kind)
+      if (kind === 'step.dispatched') return await steps.handle(message, { force: replay.force })
+      if (kind === 'created' || kind === 'updated' || kind === 'deleted') return await handle(message, { force: replay.force })
+      await message.ackAck()
+    },
+  })
+
   // Per consumer, one loop per unit of concurrency, each pulling a message only when it is free:
   // nothing waits in a client buffer (where its ack_wait would run out) while another instance
   // sits idle. The semaphore keeps both consumers together within `concurrency`.
@@ -107,8 +121,9 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   if (driver.resources.length > 0) {
     await ensureConsumer(connections, driver, resolved)
     const consumer = await connections.js.consumers.get(streams.events, driverConsumerName(driver.name))
-    for (let i = 0; i < resolved.concurrency; i++) loops.push(slot(consumer, handle))
+    for (let i = 0; i < resolved.concurrency; i++) loops.push(slot(consumer, (message) => handle(message)))
   }
+  await replays.start()
 
   async function slot(from: Consumer, handler: (message: JsMsg) => Promise<void>): Promise<void> {
     let failures = 0
@@ -145,7 +160,8 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
     }
   }
 
-  async function handle(message: JsMsg): Promise<void> {
+  /** A resource change; `replay` when it comes from a replay (`force`: even if its outcome is recorded). */
+  async function handle(message: JsMsg, replay?: { readonly force: boolean }): Promise<void> {
     let event: ConveyorEvent
     try {
       event = message.json<ConveyorEvent>()
@@ -162,11 +178,13 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
     const attempt = message.info.deliveryCount
     const runid = event.runid ?? resource.runid
     const log = new RunLog(connections.js, driver.name, runid, resource.pipeline)
+    // A replay skips quietly: the skip was logged when the event was first delivered.
+    const skipRun = (why: string): Promise<void> => (replay ? message.ackAck().then(() => {}) : skip(message, log, why))
     try {
-      if (event.kind !== 'deleted') {
+      if (event.kind !== 'deleted' && !replay?.force) {
         const view = await store.driverView(event.type, event.name, driver.name)
-        if (!view || view.uid !== event.uid) return await skip(message, log, 'the resource was deleted or replaced before this run started')
-        if (view.revision > event.revision) return await skip(message, log, `superseded by a newer version of the resource (revision ${view.revision})`)
+        if (!view || view.uid !== event.uid) return await skipRun('the resource was deleted or replaced before this run started')
+        if (view.revision > event.revision) return await skipRun(`superseded by a newer version of the resource (revision ${view.revision})`)
         if (view.outcome && view.outcome.forRevision >= event.revision) return void (await message.ackAck())
       }
       if (attempt > resolved.maxDeliver) {
@@ -177,12 +195,12 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       message.nak(backoffMs(attempt))
       return
     }
-    const result = await reconcile(message, event, resource, runid, attempt, log)
+    const result = await reconcile(message, event, resource, runid, attempt, log, replay !== undefined)
     if (result) await finish(message, event, runid, attempt, log, result)
   }
 
   /** Runs the user's reconcile; undefined means the message was nak'ed for a retry. */
-  async function reconcile(message: JsMsg, event: ConveyorEvent, resource: Resource, runid: string, attempt: number, log: RunLog): Promise<DriverResult | undefined> {
+  async function reconcile(message: JsMsg, event: ConveyorEvent, resource: Resource, runid: string, attempt: number, log: RunLog, replayed: boolean): Promise<DriverResult | undefined> {
     const heartbeat = (): void => message.working()
     const timer = setInterval(heartbeat, Math.max(500, resolved.ackWaitMs / 3))
     const context: DriverContext = {
@@ -190,7 +208,7 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       event,
       runid,
       attempt,
-      replayed: message.headers?.get('Conveyor-Replay') === '1',
+      replayed,
       signal: abort.signal,
       log: (...args) => log.write('log', args),
       output: (stream, line) => log.write(stream, [line]),
@@ -256,7 +274,7 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       // The grace period starts now: a pull's close() waits for the run it is delivering.
       const grace = setTimeout(() => abort.abort(new Error('driver is shutting down')), resolved.shutdownGraceMs)
       for (const pull of pulls) void pull.close().catch(() => {})
-      await Promise.allSettled(loops)
+      await Promise.allSettled([...loops, replays.close()])
       cancels.unsubscribe()
       clearTimeout(grace)
       await outbox.close()

@@ -56,7 +56,12 @@ export class StepRunner {
     this.#running.get(executionKey(event, event.step as StepDispatch))?.abort(new Error('the step was cancelled'))
   }
 
-  async handle(message: JsMsg): Promise<void> {
+  /**
+   * A step dispatch. From a replay (`replay`), only a step still waiting for this dispatch runs;
+   * with `force` the step runs again whatever its state, but its result is only logged: the run it
+   * belonged to has moved on.
+   */
+  async handle(message: JsMsg, replay?: { readonly force: boolean }): Promise<void> {
     const { connections, driver, maxDeliver } = this.#options
     let event: ConveyorEvent
     try {
@@ -74,6 +79,9 @@ export class StepRunner {
     const actor = actorValue ? (JSON.parse(actorValue.value) as ActorRecord) : undefined
     if (!resourceValue || !actor || actor.uid !== event.uid || actor.runid !== event.runid) return void (await message.ackAck())
     const record = recordValue ? (JSON.parse(recordValue.value) as StepRecord) : undefined
+    if (replay?.force) return await this.#rerun(message, event, dispatch, (record?.executions ?? 0) + 1)
+    // Without force a replay never touches a step that started: done, running, or interrupted (the live consumer has it).
+    if (replay && record && (record.done || record.dispatch === dispatch.attempt)) return void (await message.ackAck())
     if (record?.done && record.dispatch === dispatch.attempt && record.report) {
       // Finished before (the ack or the report got lost): report again, do not run again.
       await this.#report(event, record.report)
@@ -108,8 +116,20 @@ export class StepRunner {
     await this.#finish(message, event, recordKey, fence, Number(started.header.revision), { executions, dispatch: dispatch.attempt, done: true, report }, log)
   }
 
+  /** A forced replay of a step: run it, log the outcome, report nothing. */
+  async #rerun(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, attempt: number): Promise<void> {
+    const resource = (await this.#options.resource(event.type!, event.name)) ?? (event.object as Resource | undefined)
+    if (!resource) return void (await message.ackAck())
+    const log = new RunLog(this.#options.connections.js, this.#options.driver.name, event.runid!, event.pipeline, dispatch.id)
+    const report = await this.#execute(message, event, dispatch, resource, attempt, log, true)
+    if (!report) return
+    log.write('log', [`replayed step ${dispatch.id}: ${report.success ? 'succeeded' : 'failed'}${report.message ? `: ${report.message}` : ''}`])
+    await log.flush()
+    await message.ackAck()
+  }
+
   /** Runs reconcile for one execution; undefined when the driver is closing (the step is redelivered). */
-  async #execute(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, resource: Resource, attempt: number, log: RunLog): Promise<StepReport | undefined> {
+  async #execute(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, resource: Resource, attempt: number, log: RunLog, replayed = false): Promise<StepReport | undefined> {
     const { driver, ackWaitMs, shutdown } = this.#options
     const controller = new AbortController()
     const key = executionKey(event, dispatch)
@@ -127,7 +147,7 @@ export class StepRunner {
       attempt,
       step: dispatch,
       ...(event.pipeline ? { pipeline: event.pipeline } : {}),
-      replayed: message.headers?.get('Conveyor-Replay') === '1',
+      replayed,
       signal: controller.signal,
       log: (...args) => log.write('log', args),
       output: (stream, line) => log.write(stream, [line]),

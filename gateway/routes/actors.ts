@@ -5,6 +5,7 @@ import { invalid } from '../../runtime/errors.ts'
 import { ReplyInbox, sendToActor } from '../../runtime/inbox.ts'
 import { readKeys } from '../../runtime/etcd-ops.ts'
 import { keys, streams, subjects } from '../../runtime/keys.ts'
+import { verifyActor } from '../../actors/lifecycle/verify.ts'
 import type { ResourceStore } from '../../runtime/resource-store.ts'
 import type { ActorEvent } from '../../runtime/actor-record.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
@@ -97,6 +98,20 @@ export function registerActorRoutes(router: Router, connections: Connections, re
           mermaid: mermaid(lifecycle, record.state),
         },
       }
+    })
+    .add('GET', '/resources/:type/:name/verify', async (request) => {
+      const type = nameParam(request, 'type')
+      const name = nameParam(request, 'name')
+      const { record } = await resources.actor(type, name)
+      const machine = machineFor(record.lifecycle, await lifecycleOf(record.lifecycle))
+      const history: ConveyorEvent[] = []
+      for (let after = 0; ; ) {
+        const page = await readHistory(connections, type, name, after, 1000, new Set(['transitioned']))
+        history.push(...page.items.map((item) => item.event))
+        if (page.next === undefined) break
+        after = page.next
+      }
+      return { status: 200, body: verifyActor(machine, record, history) }
     })
     .add('GET', '/resources/:type/:name/history', async (request) => {
       const type = nameParam(request, 'type')

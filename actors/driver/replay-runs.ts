@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto'
+import type { JsMsg } from '@nats-io/jetstream'
+import type { IWatchResponse, Watcher } from 'etcd3'
+import type { Connections } from '../../runtime/connections.ts'
+import { readPrefix } from '../../runtime/etcd-ops.ts'
+import { keys, streams } from '../../runtime/keys.ts'
+import type { Logger } from '../../runtime/logger.ts'
+import type { Semaphore } from '../../runtime/read-batcher.ts'
+import { finishReplay, replayConsumerName, type Replay } from '../../runtime/replays.ts'
+
+export interface ReplayFollowerOptions {
+  readonly connections: Connections
+  readonly driver: string
+  readonly logger: Logger
+  /** The driver's units of concurrency, shared with its live work. */
+  readonly running: Semaphore
+  /** Handles one replayed message (and acks it). */
+  handle(message: JsMsg, replay: Replay): Promise<void>
+}
+
+/**
+ * Follows the replays addressed to a driver (`/conveyor/replays/`): every instance works through a
+ * replay's consumer, counts what it handled under its own key (the progress is their sum), and
+ * whoever sees the range exhausted marks the replay done and removes its consumer.
+ */
+export class ReplayFollower {
+  readonly #options: ReplayFollowerOptions
+  readonly #instance = randomUUID().slice(0, 8)
+  readonly #active = new Map<string, Promise<void>>()
+  #watcher: Watcher | undefined
+  #closing = false
+
+  constructor(options: ReplayFollowerOptions) {
+    this.#options = options
+  }
+
+  async start(): Promise<void> {
+    const { connections } = this.#options
+    const existing = await readPrefix(connections.etcd, keys.replays())
+    for (const value of existing.values) this.#consider(value.value)
+    this.#watcher = await connections.etcd.watch().prefix(keys.replays()).startRevision(String(existing.revision + 1)).create()
+    this.#watcher.on('data', (response: IWatchResponse) => {
+      for (const event of response.events) if (event.type === 'Put') this.#consider(event.kv.value.toString())
+    })
+    this.#watcher.on('error', (error: Error) => this.#options.logger.warn('watching replays failed', { error: error.message }))
+  }
+
+  #consider(value: string): void {
+    let replay: Replay
+    try {
+      replay = JSON.parse(value) as Replay
+    } catch {
+      return
+    }
+    if (this.#closing || replay.driver !== this.#options.driver || replay.status !== 'running' || this.#active.has(replay.id)) return
+    const work = this.#follow(replay)
+      .catch((error: unknown) => {
+        // Another instance finished the replay and removed its consumer: nothing is wrong.
+        if (!/consumer (not found|deleted)/i.test(String(error))) this.#options.logger.warn('replay failed; another instance or a restart resumes it', { replay: replay.id, error: String(error) })
+      })
+      .finally(() => this.#active.delete(replay.id))
+    this.#active.set(replay.id, work)
+  }
+
+  async #follow(replay: Replay): Promise<void> {
+    const { connections, running, handle } = this.#options
+    const consumer = await connections.js.consumers.get(streams.events, replayConsumerName(replay.id)).catch(() => undefined)
+    if (!consumer) return
+    let handled = 0
+    let saved = 0
+    const save = async (): Promise<void> => {
+      if (handled === saved) return
+      const count = handled
+      await connections.etcd.put(keys.replayCount(replay.id, this.#instance)).value(String(count))
+      saved = count
+    }
+    const saver = setInterval(() => void save().catch(() => {}), 250)
+    try {
+      while (!this.#closing) {
+        let beyond = false
+        let got = 0
+        const batch = await consumer.fetch({ max_messages: 16, expires: 1000 })
+        for await (const message of batch) {
+          got++
+          if (message.seq > replay.untilSequence) {
+            beyond = true
+            message.ack()
+            continue
+          }
+          await running.acquire()
+          try {
+            await handle(message, replay)
+          } finally {
+            running.release()
+          }
+          handled++
+        }
+        if (beyond || got === 0) {
+          const info = await consumer.info()
+          if (info.num_ack_pending === 0 && (beyond || info.num_pending === 0)) {
+            await save()
+            await finishReplay(connections, replay.id)
+            return
+          }
+        }
+      }
+    } finally {
+      clearInterval(saver)
+      await save().catch(() => {})
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true
+    await this.#watcher?.cancel().catch(() => {})
+    await Promise.allSettled([...this.#active.values()])
+  }
+}
