@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import { ConveyorError } from './errors.ts'
 import { StreamPublisher } from './stream-publisher.ts'
-import { ensureStreams, type RetentionOptions } from './streams.ts'
+import { ensureStreams, retentionFromEnv, type RetentionOptions } from './streams.ts'
 import type { ConveyorConfig } from './config.ts'
 
 /** The live connections to etcd and NATS shared by every component of one process. */
@@ -25,6 +25,7 @@ export interface ConnectOptions {
   readonly connectTimeoutMs?: number
   /** Deadline of one etcd call. @default 5000 */
   readonly etcdCallTimeoutMs?: number
+  /** Stream limits to apply. @default what the environment sets (`retentionFromEnv`) */
   readonly retention?: RetentionOptions
   /** Connection name shown by `nats-server` monitoring. */
   readonly name?: string
@@ -71,7 +72,7 @@ export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'e
     }
   })()
   const jsm = await jetstreamManager(nats)
-  await ensureStreams(jsm, options.retention)
+  await ensureStreams(jsm, options.retention ?? retentionFromEnv())
   const js = jetstream(nats)
   const publisher = new StreamPublisher(nats)
   let closing: Promise<void> | undefined

@@ -8,7 +8,9 @@ export interface EtcdServerOptions {
   /** Peer port; `0` picks a free one. @default 2380 */
   readonly peerPort?: number
   readonly dataDir: string
-  /** Extra flags, e.g. `--auto-compaction-retention=168h`. */
+  /** History etcd keeps before compacting it (time travel and watch resumes reach back this far). @default 7 days */
+  readonly compactionRetentionMs?: number
+  /** Extra flags. */
   readonly extraArgs?: readonly string[]
 }
 
@@ -17,6 +19,13 @@ export interface RunningEtcd {
   readonly port: number
   readonly child: SupervisedChild
   stop(): Promise<void>
+}
+
+/** etcd's periodic retention: whole hours as `168h`, else minutes, else seconds. */
+function etcdDuration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`
+  return `${Math.max(1, Math.round(ms / 1000))}s`
 }
 
 /** Starts a single-member `etcd` bound to 127.0.0.1 and waits until it reports healthy. */
@@ -41,7 +50,7 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<Runni
       '--logger=zap',
       '--log-level=warn',
       '--auto-compaction-mode=periodic',
-      '--auto-compaction-retention=168h',
+      `--auto-compaction-retention=${etcdDuration(options.compactionRetentionMs ?? 7 * 24 * 3600 * 1000)}`,
       ...(options.extraArgs ?? []),
     ],
     debianPackage: 'etcd-server',

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startEtcdServer, type RunningEtcd } from './etcd-server.ts'
 import { startNatsServer, type RunningNats } from './nats-server.ts'
+import { parseDuration } from '../streams.ts'
 
 /** A local `nats-server -js` and `etcd`, supervised as children of this process. */
 export interface LocalServers {
@@ -20,6 +21,8 @@ export interface LocalServersOptions {
   readonly dataDir?: string
   /** Fixed ports (`conveyor up`); ephemeral ports when omitted. */
   readonly ports?: { nats: number; natsMonitor: number; etcd: number; etcdPeer: number }
+  /** How much history the local etcd keeps. @default 7 days (env `CONVEYOR_ETCD_COMPACTION`) */
+  readonly etcdCompactionRetentionMs?: number
 }
 
 /** Starts both servers in parallel; stops whichever started when the other fails. */
@@ -29,7 +32,12 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
   const ports = options.ports ?? { nats: 0, natsMonitor: 0, etcd: 0, etcdPeer: 0 }
   const [nats, etcd] = await Promise.allSettled([
     startNatsServer({ port: ports.nats, monitorPort: ports.natsMonitor, dataDir: join(dataDir, 'nats') }),
-    startEtcdServer({ port: ports.etcd, peerPort: ports.etcdPeer, dataDir: join(dataDir, 'etcd') }),
+    startEtcdServer({
+      port: ports.etcd,
+      peerPort: ports.etcdPeer,
+      dataDir: join(dataDir, 'etcd'),
+      compactionRetentionMs: options.etcdCompactionRetentionMs ?? (process.env.CONVEYOR_ETCD_COMPACTION ? parseDuration(process.env.CONVEYOR_ETCD_COMPACTION, 'CONVEYOR_ETCD_COMPACTION') : undefined),
+    }),
   ])
   if (nats.status === 'rejected' || etcd.status === 'rejected') {
     if (nats.status === 'fulfilled') await nats.value.stop()
