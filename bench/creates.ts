@@ -91,7 +91,7 @@ export async function createToDriverLatency(url: string, type: string, connectio
   const deadline = performance.now() + 10_000
   while (latencies.length < total && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   await driver.close()
-  return { sent: total, received: latencies.length, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: Math.max(...latencies) }
+  return { sent: total, received: latencies.length, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.reduce((max, value) => Math.max(max, value), 0) }
 }
 
 export { round }

@@ -11,7 +11,7 @@ export interface Latency {
   readonly maxMs: number
 }
 
-const latencyOf = (samples: readonly number[]): Latency => ({ count: samples.length, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: samples.length > 0 ? Math.max(...samples) : Number.NaN })
+const latencyOf = (samples: readonly number[]): Latency => ({ count: samples.length, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: samples.reduce((max, value) => Math.max(max, value), 0) })
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Raw JetStream: publish (acked) at a steady rate, consumed by a durable pull consumer; publish start → message in hand. */

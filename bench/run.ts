@@ -6,14 +6,15 @@ import { connectServers } from '../runtime/connections.ts'
 import { createBenchmarks } from './run-creates.ts'
 import { actorBenchmarks } from './run-actors.ts'
 import { pipelineBenchmarks } from './run-pipelines.ts'
+import { historyBenchmarks } from './run-history.ts'
 
 /**
- * `npm run bench [-- creates actors pipelines]`: every figure beside its raw baseline measured in the same
+ * `npm run bench [-- creates actors pipelines history]`: every figure beside its raw baseline measured in the same
  * run, on the same fresh servers. Prints a table to stderr and JSON to stdout (and to
  * bench/results/latest.json).
  */
 const seconds = Number(process.env.BENCH_SECONDS ?? 8)
-const sections = new Set(process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['creates', 'actors', 'pipelines'])
+const sections = new Set(process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['creates', 'actors', 'pipelines', 'history'])
 const log = (line: string): void => void process.stderr.write(line + '\n')
 
 const results: Record<string, unknown> = { when: new Date().toISOString(), seconds }
@@ -46,7 +47,15 @@ for (const section of sections) {
         ['3-step pipeline, step dispatch @50 runs/s', `p50 ${d.p50Ms} p99 ${d.p99Ms} ms (${r.at50RunsPerSecond.finished}/${r.at50RunsPerSecond.runs} runs)`, `JetStream publish→consume p50 ${r.rawJetStreamRoundTrip150PerSecond.p50Ms} p99 ${r.rawJetStreamRoundTrip150PerSecond.p99Ms} ms`, 'p99 ≤ 50 ms'],
         ['3-step pipeline, flat out', `${r.flatOut.runsPerSecond} runs/s (${r.flatOut.stepsPerSecond} steps/s)`, '', ''],
       )
-    } else throw new Error(`unknown benchmark section ${section}: use creates, actors or pipelines`)
+    } else if (section === 'history') {
+      const r = await historyBenchmarks(servers, connections, seconds)
+      results.history = r
+      const w = r.watchFanOut
+      rows.push(
+        ['history read (GET …/history, pages of 1000)', `${r.history.httpPerSecond} events/s`, `JetStream ordered read ${r.history.rawJetStreamPerSecond} events/s`, `${r.history.ratio}`],
+        ['watch fan-out, 100 watchers @500 changes/s', `${w.deliveredPerSecond} deliveries/s, p50 ${w.p50Ms} p99 ${w.p99Ms} ms (${w.delivered}/${w.expected})`, `etcd watch p50 ${w.rawEtcdWatch.p50Ms} p99 ${w.rawEtcdWatch.p99Ms} ms`, 'p99 ≤ 50 ms'],
+      )
+    } else throw new Error(`unknown benchmark section ${section}: use creates, actors, pipelines or history`)
   } finally {
     await connections.close()
     await servers.stop()
