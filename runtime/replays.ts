@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { AckPolicy, DeliverPolicy, type ConsumerConfig } from '@nats-io/jetstream'
+import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix } from './etcd-ops.ts'
@@ -44,23 +44,37 @@ function filterOf(request: ReplayRequest): string {
   return 'conveyor.ev.*.*.*.*.*'
 }
 
-/** How many stream messages match `filter` from `start` on (an ephemeral consumer's pending count). */
-async function pendingFrom(connections: Connections, filter: string, start: { seq: number } | { time: string }): Promise<{ pending: number; first?: number }> {
-  const config: Partial<ConsumerConfig> = {
-    filter_subject: filter,
-    ack_policy: AckPolicy.None,
-    inactive_threshold: nanos(30_000),
-    ...('seq' in start ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, start.seq) } : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: start.time }),
-  }
-  const info = await connections.jsm.consumers.add(streams.events, config)
+/** The sequence of the first event at or after a time (one past the last event when none is). */
+async function sequenceAt(connections: Connections, time: string, last: number): Promise<number> {
+  const consumer = await connections.js.consumers.get(streams.events, { filter_subjects: 'conveyor.ev.>', deliver_policy: DeliverPolicy.StartTime, opt_start_time: time })
   try {
-    if (!('time' in start)) return { pending: info.num_pending }
-    // A time becomes the sequence of the first message at or after it.
-    const consumer = await connections.js.consumers.get(streams.events, info.name)
     const first = await consumer.next({ expires: 1000 })
-    return { pending: info.num_pending, ...(first ? { first: first.seq } : {}) }
+    return first ? first.seq : last + 1
   } finally {
-    await connections.jsm.consumers.delete(streams.events, info.name).catch(() => false)
+    await consumer.delete().catch(() => false)
+  }
+}
+
+/** Counts the events matching `filter` in [from, until] by reading them (a consumer's pending count is only an estimate on nats-server 2.9). */
+async function countRange(connections: Connections, filter: string, from: number, until: number): Promise<number> {
+  const consumer = await connections.js.consumers.get(streams.events, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from })
+  let count = 0
+  try {
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 })
+      let got = 0
+      let done = false
+      for await (const message of batch) {
+        got++
+        if (message.seq > until) done = true
+        else count++
+        if (message.seq >= until) done = true
+        if (done) break
+      }
+      if (done || got === 0) return count
+    }
+  } finally {
+    await consumer.delete().catch(() => false)
   }
 }
 
@@ -75,25 +89,18 @@ export async function startReplay(connections: Connections, request: ReplayReque
   const last = stream.state.last_seq
   const filter = filterOf(request)
   let fromSequence = request.fromSequence ?? stream.state.first_seq
-  if (request.since !== undefined) {
-    const found = await pendingFrom(connections, 'conveyor.ev.>', { time: request.since })
-    fromSequence = found.first ?? last + 1
-  }
+  if (request.since !== undefined) fromSequence = await sequenceAt(connections, request.since, last)
   let untilSequence = last
   if (typeof request.until === 'number') untilSequence = Math.min(last, request.until)
-  else if (typeof request.until === 'string') {
-    const after = await pendingFrom(connections, 'conveyor.ev.>', { time: new Date(Date.parse(request.until) + 1).toISOString() })
-    untilSequence = Math.min(last, (after.first ?? last + 1) - 1)
-  }
-  if (untilSequence < fromSequence) throw invalid(`the range is empty: from sequence ${fromSequence} to ${untilSequence}`, [{ path: '/until', message: 'is before the start' }])
-  const [inRange, beyond] = await Promise.all([pendingFrom(connections, filter, { seq: fromSequence }), pendingFrom(connections, filter, { seq: untilSequence + 1 })])
+  else if (typeof request.until === 'string') untilSequence = Math.min(last, (await sequenceAt(connections, new Date(Date.parse(request.until) + 1).toISOString(), last)) - 1)
+  if (untilSequence < fromSequence) throw invalid(`the range is empty: from sequence ${fromSequence} to ${untilSequence}`, [{ path: request.since !== undefined ? '/since' : '/until', message: 'leaves no event in the range' }])
   const replay: Replay = {
     id: randomUUID().replace(/-/g, '').slice(0, 12),
     driver: request.driver,
     filter,
     fromSequence,
     untilSequence,
-    total: Math.max(0, inRange.pending - beyond.pending),
+    total: await countRange(connections, filter, fromSequence, untilSequence),
     force: request.force === true,
     status: 'running',
     createdAt: new Date().toISOString(),

@@ -6,7 +6,7 @@ import { readPrefix } from '../../runtime/etcd-ops.ts'
 import { keys, streams } from '../../runtime/keys.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import type { Semaphore } from '../../runtime/read-batcher.ts'
-import { finishReplay, replayConsumerName, type Replay } from '../../runtime/replays.ts'
+import { finishReplay, replayConsumerName, replayProgress, type Replay } from '../../runtime/replays.ts'
 
 export interface ReplayFollowerOptions {
   readonly connections: Connections
@@ -97,7 +97,9 @@ export class ReplayFollower {
         }
         if (beyond || got === 0) {
           const info = await consumer.info()
-          if (info.num_ack_pending === 0 && (beyond || info.num_pending === 0)) {
+          // num_pending is an estimate on nats-server 2.9: the counts of every instance settle it.
+          const exhausted = beyond || info.num_pending === 0 || (await save().then(() => replayProgress(connections, replay.id))).delivered >= replay.total
+          if (info.num_ack_pending === 0 && exhausted) {
             await save()
             await finishReplay(connections, replay.id)
             return
