@@ -6,6 +6,9 @@ import { startLocalServers, type LocalServers } from '../runtime/servers/local-c
 import { connectServers, type Connections } from '../runtime/connections.ts'
 import { startGateway, type Gateway } from '../gateway/server.ts'
 import { createLogger } from '../runtime/logger.ts'
+import { PARTITIONS } from '../runtime/keys.ts'
+import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
+import type { DriverHandle } from '../actors/driver/types.ts'
 
 export interface Stack {
   readonly servers: LocalServers
@@ -13,23 +16,38 @@ export interface Stack {
   readonly gateway: Gateway
   readonly url: string
   readonly env: Record<string, string>
+  /** The actor worker, when the stack was started with one (it owns every partition). */
+  readonly worker: ActorWorker | undefined
+  /** Drivers to close (first) with the stack. */
+  readonly drivers: DriverHandle[]
   close(): Promise<void>
 }
 
-/** Real nats-server and etcd on ephemeral ports, plus a gateway on a free port, all torn down by close(). */
-export async function startStack(): Promise<Stack> {
+/** Real nats-server and etcd on ephemeral ports, a gateway on a free port, and optionally an actor worker, all torn down by close(). */
+export async function startStack(options: { worker?: boolean } = {}): Promise<Stack> {
   const servers = await startLocalServers()
   const connections = await connectServers(servers)
   const gatewayDir = await mkdtemp(join(tmpdir(), 'conveyor-gw-'))
   const gateway = await startGateway({ connections, port: 0, dataDir: gatewayDir, logger: createLogger('gateway', 'error'), outboxSweepIntervalMs: 500 })
   const env = { CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','), CONVEYOR_LOG_LEVEL: 'error' }
+  let worker: ActorWorker | undefined
+  if (options.worker) {
+    const started = await startWorker({ connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
+    worker = started
+    await eventually(() => (started.owned().size === PARTITIONS ? true : undefined), 'the worker to own every partition')
+  }
+  const drivers: DriverHandle[] = []
   return {
     servers,
     connections,
     gateway,
     url: gateway.url,
     env,
+    worker,
+    drivers,
     close: async () => {
+      for (const driver of drivers) await driver.close()
+      await worker?.close()
       await gateway.close()
       await connections.close()
       await servers.stop()

@@ -1,21 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { defineDriver, runDriver, type DriverContext, type DriverHandle } from 'conveyor'
-import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
+import { defineDriver, runDriver, type DriverContext } from 'conveyor'
 import { createLogger } from '../runtime/logger.ts'
 import { keys } from '../runtime/keys.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 import { ConveyorProcess } from './processes.ts'
 
 let stack: Stack
-let worker: ActorWorker
-const drivers: DriverHandle[] = []
 const quiet = createLogger('test', 'error')
 
 beforeAll(async () => {
-  stack = await startStack()
-  worker = await startWorker({ connections: stack.connections, leaseTtlSeconds: 2, logger: quiet })
-  await eventually(() => (worker.owned().size === 64 ? true : undefined), 'the worker to own every partition')
+  stack = await startStack({ worker: true })
   const lifecycle = {
     initial: 'open',
     context: { total: 0 },
@@ -25,8 +20,6 @@ beforeAll(async () => {
   expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'job', version: '1', schema: { type: 'object' } })).status).toBe(201)
 })
 afterAll(async () => {
-  for (const handle of drivers) await handle.close()
-  await worker?.close()
   await stack?.close()
 })
 
@@ -37,7 +30,7 @@ async function cli(args: string[]): Promise<{ code: number | null; output: strin
 }
 
 async function serve(name: string, resources: string[], reconcile: (ctx: DriverContext) => unknown): Promise<void> {
-  drivers.push(await runDriver(defineDriver({ name, resources, reconcile: reconcile as never }), { connections: stack.connections, logger: quiet }))
+  stack.drivers.push(await runDriver(defineDriver({ name, resources, reconcile: reconcile as never }), { connections: stack.connections, logger: quiet }))
 }
 
 describe('history, verify and time travel', () => {

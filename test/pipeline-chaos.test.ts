@@ -3,8 +3,6 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
-import { createLogger } from '../runtime/logger.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 import { ConveyorProcess } from './processes.ts'
 
@@ -12,17 +10,13 @@ const FIXTURE = fileURLToPath(new URL('./fixtures/chaos-driver.ts', import.meta.
 const RUNS = 100
 
 let stack: Stack
-let worker: ActorWorker
 let dir: string
 
 beforeAll(async () => {
-  stack = await startStack()
+  stack = await startStack({ worker: true })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-chaos-'))
-  worker = await startWorker({ connections: stack.connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
-  await eventually(() => (worker.owned().size === 64 ? true : undefined), 'the worker to own every partition')
 })
 afterAll(async () => {
-  await worker?.close()
   await stack?.close()
   await rm(dir, { recursive: true, force: true })
 })

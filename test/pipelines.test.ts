@@ -1,23 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defineDriver, runDriver, RetryableError, TerminalError, type DriverContext, type DriverHandle } from 'conveyor'
-import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
 import { createLogger } from '../runtime/logger.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 
 let stack: Stack
-let worker: ActorWorker
-const drivers: DriverHandle[] = []
 const quiet = createLogger('test', 'error')
 
 beforeAll(async () => {
-  stack = await startStack()
-  worker = await startWorker({ connections: stack.connections, leaseTtlSeconds: 2, logger: quiet })
-  await eventually(() => (worker.owned().size === 64 ? true : undefined), 'the worker to own every partition')
+  stack = await startStack({ worker: true })
   expect((await api(stack.url, 'POST', '/resource-definitions/', { name: 'app', version: '1', schema: { type: 'object' } })).status).toBe(201)
 })
 afterAll(async () => {
-  for (const handle of drivers) await handle.close()
-  await worker?.close()
   await stack?.close()
 })
 
@@ -29,7 +22,7 @@ async function serve(name: string, reconcile: (ctx: DriverContext) => unknown, o
     ...(options.ackWaitMs ? { ackWaitMs: options.ackWaitMs } : {}),
     ...(options.shutdownGraceMs !== undefined ? { shutdownGraceMs: options.shutdownGraceMs } : {}),
   })
-  drivers.push(handle)
+  stack.drivers.push(handle)
   return handle
 }
 
@@ -303,7 +296,7 @@ describe('pipeline runs', () => {
   it('replacing a resource cancels its running step and starts a new run; deleting cancels too; drivers of the type skip pipeline resources', async () => {
     const seen: string[] = []
     const watcher = await runDriver(defineDriver({ name: 'type-watcher', resources: ['app'], reconcile: (ctx) => void seen.push(ctx.resource.name) }), { connections: stack.connections, logger: quiet })
-    drivers.push(watcher)
+    stack.drivers.push(watcher)
     const aborted: string[] = []
     const starts: string[] = []
     await serve('blocker', async (ctx) => {

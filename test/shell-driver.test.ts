@@ -3,28 +3,23 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runDriver, type DriverHandle } from 'conveyor'
-import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
 import { shellDriver } from '../actors/drivers/shell.ts'
 import { createLogger } from '../runtime/logger.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 
 let stack: Stack
-let worker: ActorWorker
 let shell: DriverHandle
 let dir: string
 
 beforeAll(async () => {
-  stack = await startStack()
+  stack = await startStack({ worker: true })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-shell-'))
   process.env.CONVEYOR_DATA_DIR = dir
-  worker = await startWorker({ connections: stack.connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
-  await eventually(() => (worker.owned().size === 64 ? true : undefined), 'the worker to own every partition')
   shell = await runDriver(shellDriver, { connections: stack.connections, logger: createLogger('shell', 'error') })
   expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } })).status).toBe(201)
 })
 afterAll(async () => {
   await shell?.close()
-  await worker?.close()
   await stack?.close()
   delete process.env.CONVEYOR_DATA_DIR
   await rm(dir, { recursive: true, force: true })

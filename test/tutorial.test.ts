@@ -1,22 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { defineDriver, runDriver, type DriverHandle } from 'conveyor'
-import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
+import { defineDriver, runDriver } from 'conveyor'
 import { createLogger } from '../runtime/logger.ts'
-import { api, eventually, startStack, type Stack } from './harness.ts'
+import { api, startStack, type Stack } from './harness.ts'
 
 let stack: Stack
-let worker: ActorWorker
-const drivers: DriverHandle[] = []
 
 beforeAll(async () => {
-  stack = await startStack()
-  worker = await startWorker({ connections: stack.connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
-  await eventually(() => (worker.owned().size === 64 ? true : undefined), 'the worker to own every partition')
+  stack = await startStack({ worker: true })
 })
 afterAll(async () => {
-  for (const handle of drivers) await handle.close()
-  await worker?.close()
   await stack?.close()
 })
 
@@ -43,7 +36,7 @@ describe("Conveyor's pipeline tutorial, unchanged", () => {
   it('definition → pipeline of four drivers → resource with pipeline → drivers in order → the run log streams every step, then ends', async () => {
     const order: string[] = []
     for (const name of ['git-cloner', 'dependency-installer', 'test-runner', 'app-builder']) {
-      drivers.push(
+      stack.drivers.push(
         await runDriver(
           defineDriver({
             name,

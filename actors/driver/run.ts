@@ -16,6 +16,7 @@ import { isDriverDefinition } from './define.ts'
 import { RetryableError, TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
 import { StepRunner } from './step-runs.ts'
+import { eventOf } from './messages.ts'
 import { ReplayFollower } from './replay-runs.ts'
 import { Semaphore } from '../../runtime/read-batcher.ts'
 import { lifecycles } from '../lifecycle/lifecycles.ts'
@@ -162,13 +163,8 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
 
   /** A resource change; `replay` when it comes from a replay (`force`: even if its outcome is recorded). */
   async function handle(message: JsMsg, replay?: { readonly force: boolean }): Promise<void> {
-    let event: ConveyorEvent
-    try {
-      event = message.json<ConveyorEvent>()
-    } catch {
-      message.term()
-      return
-    }
+    const event = eventOf(message)
+    if (!event) return
     const resource = event.object as Resource | undefined
     // A resource with a pipeline is served through its steps, not by every driver of its type.
     if (!event.type || !types.has(event.type) || !resolved.events.has(event.kind) || !resource || resource.pipeline !== undefined) {

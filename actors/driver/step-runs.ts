@@ -11,6 +11,7 @@ import type { StepDispatch } from '../../definitions/pipeline.ts'
 import { STEP_RESULT, type StepReport } from '../pipeline/run.ts'
 import { TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
+import { eventOf } from './messages.ts'
 import type { DriverContext, DriverDefinition } from './types.ts'
 
 /**
@@ -63,13 +64,8 @@ export class StepRunner {
    */
   async handle(message: JsMsg, replay?: { readonly force: boolean }): Promise<void> {
     const { connections, driver, maxDeliver } = this.#options
-    let event: ConveyorEvent
-    try {
-      event = message.json<ConveyorEvent>()
-    } catch {
-      message.term()
-      return
-    }
+    const event = eventOf(message)
+    if (!event) return
     const dispatch = event.step as StepDispatch | undefined
     if (event.kind !== 'step.dispatched' || !dispatch || dispatch.driver !== driver.name || !event.type || !event.runid) return void (await message.ackAck())
     const type = event.type
