@@ -51,7 +51,8 @@ function changeOf(event: { type: 'Put' | 'Delete'; kv: IKeyValue; prev_kv?: IKey
  */
 class TypeWatch {
   readonly startRevision: number
-  readonly #listeners = new Set<WatchListener>()
+  /** Each listener with the revision it has everything up to: a listener that joined ahead of the etcd watch skips what it already has. */
+  readonly #listeners = new Map<WatchListener, number>()
   readonly #buffer: ResourceChange[] = []
   #evictedThrough = 0
   #watcher: Watcher | undefined
@@ -98,7 +99,7 @@ class TypeWatch {
   join(listener: WatchListener, revision: number): () => void {
     clearTimeout(this.#lingering)
     for (const change of this.#buffer) if (change.revision > revision) listener.change(change)
-    this.#listeners.add(listener)
+    this.#listeners.set(listener, revision)
     return () => {
       this.#listeners.delete(listener)
       if (this.#listeners.size === 0 && this.onIdle) this.#lingering = setTimeout(() => this.onIdle?.(), LINGER_MS)
@@ -112,14 +113,14 @@ class TypeWatch {
       if (!change) continue
       this.#buffer.push(change)
       if (this.#buffer.length > BUFFER) this.#evictedThrough = this.#buffer.shift()!.revision
-      for (const listener of this.#listeners) listener.change(change)
+      for (const [listener, floor] of this.#listeners) if (change.revision > floor) listener.change(change)
     }
   }
 
   #fail(code: 'compacted' | 'unavailable', message: string): void {
     if (this.#failed) return
     this.#failed = { code, message }
-    for (const listener of this.#listeners) listener.fail(code, message)
+    for (const listener of this.#listeners.keys()) listener.fail(code, message)
     this.#listeners.clear()
     this.onIdle?.()
     this.close()

@@ -159,15 +159,20 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
       const driver = field(request, 'driver', (v): v is string => isValidName(v), 'a driver name', true)
       const after = field(request, 'after', isRevision, 'a log sequence number', true)
       const filter = { runid, ...(driver ? { driver } : {}) }
+      let ended = false
       const unsubscribe = logs.subscribe(filter, {
         filter,
         ...(after !== undefined ? { after } : {}),
         line: (line) => out({ type: 'log', line }),
         end: (end) => {
+          ended = true
+          state.subscriptions.get(id)?.()
           state.subscriptions.delete(id)
           send(ws, prefix + endMessage(end).slice(1).replace('"event":"end"', '"type":"end"'))
         },
       })
+      // The end can come while subscribing (a finished run): then there is nothing to keep.
+      if (ended) return unsubscribe()
       state.subscriptions.set(id, unsubscribe)
       return
     }

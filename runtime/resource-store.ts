@@ -204,6 +204,7 @@ export class ResourceStore {
         // The replaced version is copied aside now, so a create writes no copy at all.
         [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : []), op.deletePrefix(keys.stepRunsOf(type, name))],
         oldActor ? this.#actors.retire(oldActor, `resource ${type}/${name} was replaced by version ${stored.metadata.version}`, Date.now()) : [],
+        oldActor,
       )
       if (resource) return resource
     }
@@ -325,9 +326,10 @@ export class ResourceStore {
     compares: ICompare[],
     extraOps: IRequestOp[],
     extraMessages: OutboxMessage[],
+    previous?: ActorRecord,
   ): Promise<Resource | undefined> {
     const type = stored.resource
-    const { record, messages } = this.#actors.initial({
+    const initial = this.#actors.initial({
       uid: stored.metadata.uid,
       type,
       name: stored.name,
@@ -336,6 +338,10 @@ export class ResourceStore {
       ...(pipeline ? { pipeline: { name: pipeline.pipeline.name, plan: planOf(pipeline.pipeline.steps) } } : {}),
       now: Date.now(),
     })
+    const { messages } = initial
+    // The new run keeps what the actor already consumed of its inbox, so a redelivery of an event
+    // the old run applied (its owner died before acking) is not applied to the new one.
+    const record: ActorRecord = previous ? { ...initial.record, inboxSeq: previous.inboxSeq, recentIds: previous.recentIds } : initial.record
     const resource = present(stored, 0, undefined, record)
     const { entry, op: outboxOp } = this.#outbox.entryOf([...extraMessages, { subject: subjects.resource(type, stored.name, kind), event: this.#event(kind, stored, resource) }, ...messages])
     const value = JSON.stringify(stored)

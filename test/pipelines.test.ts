@@ -313,6 +313,11 @@ describe('pipeline runs', () => {
     expect(replaced.body.runid).not.toBe(first.body.runid)
     await eventually(() => (aborted.includes(first.body.runid) ? true : undefined), 'the old run step to be aborted')
     await eventually(() => (starts.includes(replaced.body.runid) ? true : undefined), 'the new run to start')
+    // The replaced run ended: its log stream closes and its history says so.
+    const oldLog = await (await fetch(`${stack.url}/logs/pipeline/${first.body.runid}`)).text()
+    expect(oldLog).toMatch(/event: end\ndata: \{"event":"end".*"success":false/)
+    const ended = await api(stack.url, 'GET', '/resources/app/replace-me/history?kind=run.finished')
+    expect(ended.body.items.map((i: any) => `${i.event.runid === first.body.runid}:${i.event.status}`)).toEqual(['true:cancelled'])
     expect((await api(stack.url, 'DELETE', '/resources/app/replace-me')).status).toBe(200)
     await eventually(() => (aborted.includes(replaced.body.runid) ? true : undefined), 'the deleted run step to be aborted')
     // A resource without a pipeline goes to the drivers of its type; one with a pipeline does not.

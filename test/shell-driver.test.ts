@@ -93,4 +93,21 @@ describe('the built-in shell driver', () => {
       }
     }, 'the background process to be killed')
   })
+
+  it('finishes a step whose command leaves a process outside its group holding the output open', { timeout: 30_000 }, async () => {
+    const pidFile = join(dir, 'escaped.pid')
+    await api(stack.url, 'POST', '/pipelines', {
+      name: 'sh-escape',
+      resource: 'build',
+      steps: [{ id: 'escape', driver: 'shell', retries: 0, commands: [`setsid sh -c 'echo $$ > ${pidFile}; exec sleep 60' & echo left`] }],
+    })
+    await api(stack.url, 'POST', '/resources', { name: 'b3', resource: 'build', pipeline: 'sh-escape', spec: {} })
+    try {
+      const done = await finishedRun('b3')
+      expect(done.status.steps[0]).toMatchObject({ status: 'succeeded', data: { exitCode: 0 } })
+    } finally {
+      const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'))
+      if (pid > 0) process.kill(pid, 'SIGKILL')
+    }
+  })
 })

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { api, eventually, startStack, type Stack } from './harness.ts'
+import { WatchHub } from '../gateway/watch-hub.ts'
+import { createLogger } from '../runtime/logger.ts'
+import { keys } from '../runtime/keys.ts'
 
 let stack: Stack
 
@@ -111,5 +114,26 @@ describe('watch over /ws', () => {
     expect(compacted).toMatchObject({ type: 'error', code: 'compacted' })
     expect(compacted.message).toMatch(/watch again without fromRevision/)
     await client.close()
+  })
+
+  it('a subscriber that joins ahead of the shared etcd watch gets nothing it already has', async () => {
+    const hub = new WatchHub(stack.connections.etcd, createLogger('hub', 'error'))
+    try {
+      const { header } = await stack.connections.etcd.kv.range({ key: Buffer.from('/conveyor/none') })
+      const start = Number(header.revision)
+      const early: number[] = []
+      const late: number[] = []
+      hub.subscribe('svc', start, { change: (c) => early.push(c.revision), fail: () => {} })
+      let last = start
+      for (let i = 0; i < 20; i++) last = Number((await stack.connections.etcd.put(keys.resource('svc', `ahead-${i}`)).value(JSON.stringify({ name: `ahead-${i}`, resource: 'svc', spec: {}, metadata: { labels: {} }, run: { runid: 'r' } })).exec()).header.revision)
+      // As if it had listed at `last`, while the shared watch may still be behind.
+      hub.subscribe('svc', last, { change: (c) => late.push(c.revision), fail: () => {} })
+      await stack.connections.etcd.put(keys.resource('svc', 'after')).value(JSON.stringify({ name: 'after', resource: 'svc', spec: {}, metadata: { labels: {} }, run: { runid: 'r' } }))
+      await eventually(() => (early.length === 21 ? true : undefined), 'every change for the early subscriber')
+      await eventually(() => (late.length === 1 ? true : undefined), 'the one later change')
+      expect(late).toEqual([early.at(-1)])
+    } finally {
+      hub.close()
+    }
   })
 })

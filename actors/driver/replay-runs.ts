@@ -79,7 +79,8 @@ export class ReplayFollower {
       while (!this.#closing) {
         let beyond = false
         let got = 0
-        const batch = await consumer.fetch({ max_messages: 16, expires: 1000 })
+        // One at a time: a message waiting in a client buffer would run out its ack wait.
+        const batch = await consumer.fetch({ max_messages: 1, expires: 1000 })
         for await (const message of batch) {
           got++
           if (message.seq > replay.untilSequence) {
@@ -90,10 +91,14 @@ export class ReplayFollower {
           await running.acquire()
           try {
             await handle(message, replay)
+            handled++
+          } catch (error) {
+            // This message comes back; the replay goes on.
+            this.#options.logger.warn('a replayed message failed; it will be redelivered', { replay: replay.id, seq: message.seq, error: String(error) })
+            message.nak(1000)
           } finally {
             running.release()
           }
-          handled++
         }
         if (beyond || got === 0) {
           const info = await consumer.info()

@@ -176,6 +176,8 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
     const log = new RunLog(connections.js, driver.name, runid, resource.pipeline)
     // A replay skips quietly: the skip was logged when the event was first delivered.
     const skipRun = (why: string): Promise<void> => (replay ? message.ackAck().then(() => {}) : skip(message, log, why))
+    // A deletion leaves no outcome to check; replaying it could tear down a newer resource of the same name.
+    if (replay && !replay.force && event.kind === 'deleted') return void (await message.ackAck())
     try {
       if (event.kind !== 'deleted' && !replay?.force) {
         const view = await store.driverView(event.type, event.name, driver.name)

@@ -44,8 +44,8 @@ const executionKey = (event: ConveyorEvent, step: StepDispatch): string => `${ev
 /** Handles `step.dispatched` messages for one driver: exactly-once effect per step dispatch. */
 export class StepRunner {
   readonly #options: StepRunnerOptions
-  /** Executions in progress, so a `step.cancelled` can abort them. */
-  readonly #running = new Map<string, AbortController>()
+  /** Executions in progress (or about to start), so a `step.cancelled` can abort them. */
+  readonly #running = new Map<string, Set<AbortController>>()
 
   constructor(options: StepRunnerOptions) {
     this.#options = options
@@ -54,42 +54,64 @@ export class StepRunner {
   /** Aborts the execution a `step.cancelled` event names, if it runs here. */
   cancel(event: ConveyorEvent): void {
     if (!event.step) return
-    this.#running.get(executionKey(event, event.step as StepDispatch))?.abort(new Error('the step was cancelled'))
+    for (const controller of this.#running.get(executionKey(event, event.step as StepDispatch)) ?? []) controller.abort(new Error('the step was cancelled'))
+  }
+
+  /** Registers an execution before anything is read, so a cancel that arrives meanwhile is not lost. */
+  #track(key: string): { controller: AbortController; release(): void } {
+    const controller = new AbortController()
+    let set = this.#running.get(key)
+    if (!set) this.#running.set(key, (set = new Set()))
+    set.add(controller)
+    return {
+      controller,
+      release: () => {
+        set.delete(controller)
+        if (set.size === 0) this.#running.delete(key)
+      },
+    }
   }
 
   /**
-   * A step dispatch. From a replay (`replay`), only a step still waiting for this dispatch runs;
-   * with `force` the step runs again whatever its state, but its result is only logged: the run it
-   * belonged to has moved on.
+   * A step dispatch. A replay (`replay`) runs nothing unless forced: a dispatch still current is
+   * the live consumer's, and a finished one is not run again. With `force` the step runs again
+   * whatever its state, but its result is only logged: the run it belonged to has moved on.
    */
   async handle(message: JsMsg, replay?: { readonly force: boolean }): Promise<void> {
-    const { connections, driver, maxDeliver } = this.#options
     const event = eventOf(message)
     if (!event) return
     const dispatch = event.step as StepDispatch | undefined
-    if (event.kind !== 'step.dispatched' || !dispatch || dispatch.driver !== driver.name || !event.type || !event.runid) return void (await message.ackAck())
-    const type = event.type
-    const recordKey = keys.stepRun(type, event.name, event.runid, dispatch.id)
+    if (event.kind !== 'step.dispatched' || !dispatch || dispatch.driver !== this.#options.driver.name || !event.type || !event.runid || (replay && !replay.force)) return void (await message.ackAck())
+    const execution = this.#track(executionKey(event, dispatch))
+    try {
+      await this.#handleDispatch(message, event, dispatch, execution.controller, replay?.force === true)
+    } finally {
+      execution.release()
+    }
+  }
+
+  async #handleDispatch(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, controller: AbortController, force: boolean): Promise<void> {
+    const { connections, driver, maxDeliver } = this.#options
+    const type = event.type!
+    const recordKey = keys.stepRun(type, event.name, event.runid!, dispatch.id)
     const { values } = await readKeys(connections.etcd, [keys.resource(type, event.name), keys.actor(type, event.name), recordKey])
     const [resourceValue, actorValue, recordValue] = values
     const actor = actorValue ? (JSON.parse(actorValue.value) as ActorRecord) : undefined
     if (!resourceValue || !actor || actor.uid !== event.uid || actor.runid !== event.runid) return void (await message.ackAck())
     const record = recordValue ? (JSON.parse(recordValue.value) as StepRecord) : undefined
-    if (replay?.force) return await this.#rerun(message, event, dispatch, (record?.executions ?? 0) + 1)
-    // Without force a replay never touches a step that started: done, running, or interrupted (the live consumer has it).
-    if (replay && record && (record.done || record.dispatch === dispatch.attempt)) return void (await message.ackAck())
+    if (force) return await this.#rerun(message, event, dispatch, (record?.executions ?? 0) + 1, controller)
     if (record?.done && record.dispatch === dispatch.attempt && record.report) {
       // Finished before (the ack or the report got lost): report again, do not run again.
       await this.#report(event, record.report)
       return void (await message.ackAck())
     }
     const current = actor.run?.steps.find((s) => s.id === dispatch.id)
-    if (!current || current.status !== 'running' || current.attempt !== dispatch.attempt) return void (await message.ackAck())
+    if (!current || current.status !== 'running' || current.attempt !== dispatch.attempt || controller.signal.aborted) return void (await message.ackAck())
     const executions = (record?.executions ?? 0) + 1
     const fence = [compare.modRevision(keys.resource(type, event.name), resourceValue.modRevision)]
     if (message.info.deliveryCount > maxDeliver) {
       const report: StepReport = {
-        step: dispatch.id, attempt: dispatch.attempt, success: false, retryable: false, data: {},
+        step: dispatch.id, attempt: dispatch.attempt, runid: event.runid!, success: false, retryable: false, data: {},
         message: `gave up: ${maxDeliver} deliveries of step ${dispatch.id} without a finished execution (the driver crashed or missed its heartbeats)`,
       }
       await this.#finish(message, event, recordKey, fence, recordValue?.modRevision ?? 0, { executions: executions - 1, dispatch: dispatch.attempt, done: true, report }, undefined)
@@ -106,18 +128,18 @@ export class StepRunner {
     }
     const resource = await this.#options.resource(type, event.name)
     if (!resource || resource.metadata.uid !== event.uid) return void (await message.ackAck())
-    const log = new RunLog(connections.js, driver.name, event.runid, event.pipeline, dispatch.id)
-    const report = await this.#execute(message, event, dispatch, resource, executions, log)
+    const log = new RunLog(connections.js, driver.name, event.runid!, event.pipeline, dispatch.id)
+    const report = await this.#execute(message, event, dispatch, resource, executions, log, controller)
     if (!report) return
     await this.#finish(message, event, recordKey, fence, Number(started.header.revision), { executions, dispatch: dispatch.attempt, done: true, report }, log)
   }
 
   /** A forced replay of a step: run it, log the outcome, report nothing. */
-  async #rerun(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, attempt: number): Promise<void> {
+  async #rerun(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, attempt: number, controller: AbortController): Promise<void> {
     const resource = (await this.#options.resource(event.type!, event.name)) ?? (event.object as Resource | undefined)
     if (!resource) return void (await message.ackAck())
     const log = new RunLog(this.#options.connections.js, this.#options.driver.name, event.runid!, event.pipeline, dispatch.id)
-    const report = await this.#execute(message, event, dispatch, resource, attempt, log, true)
+    const report = await this.#execute(message, event, dispatch, resource, attempt, log, controller, true)
     if (!report) return
     log.write('log', [`replayed step ${dispatch.id}: ${report.success ? 'succeeded' : 'failed'}${report.message ? `: ${report.message}` : ''}`])
     await log.flush()
@@ -125,17 +147,15 @@ export class StepRunner {
   }
 
   /** Runs reconcile for one execution; undefined when the driver is closing (the step is redelivered). */
-  async #execute(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, resource: Resource, attempt: number, log: RunLog, replayed = false): Promise<StepReport | undefined> {
+  async #execute(message: JsMsg, event: ConveyorEvent, dispatch: StepDispatch, resource: Resource, attempt: number, log: RunLog, controller: AbortController, replayed = false): Promise<StepReport | undefined> {
     const { driver, ackWaitMs, shutdown } = this.#options
-    const controller = new AbortController()
     const key = executionKey(event, dispatch)
-    this.#running.set(key, controller)
     const onShutdown = (): void => controller.abort(shutdown.reason)
     shutdown.addEventListener('abort', onShutdown)
     const timeout = dispatch.timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(new Error(`timed out after ${dispatch.timeoutMs} ms`)), dispatch.timeoutMs)
     const heartbeat = (): void => message.working()
     const beat = setInterval(heartbeat, Math.max(500, ackWaitMs / 3))
-    const base = { step: dispatch.id, attempt: dispatch.attempt, data: {} }
+    const base = { step: dispatch.id, attempt: dispatch.attempt, runid: event.runid!, data: {} }
     const context: DriverContext = {
       resource,
       event,
@@ -170,7 +190,6 @@ export class StepRunner {
       clearInterval(beat)
       clearTimeout(timeout)
       shutdown.removeEventListener('abort', onShutdown)
-      this.#running.delete(key)
     }
   }
 

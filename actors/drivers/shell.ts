@@ -50,13 +50,25 @@ function runCommand(command: string, options: { cwd: string; env: Record<string,
           lines.on('close', done)
         }),
     )
-    child.once('error', reject)
+    const cleanUp = (): void => {
+      clearTimeout(killTimer)
+      options.signal.removeEventListener('abort', onAbort)
+    }
+    child.once('error', (error) => {
+      cleanUp()
+      reject(error)
+    })
     child.once('exit', (code, signal) => {
-      // Whatever the command left running in its group goes with it.
+      // Whatever the command left running in its group goes with it. A process that left the
+      // group (setsid) may still hold the pipes: they are closed after a grace period.
       group('SIGKILL')
+      const orphaned = setTimeout(() => {
+        child.stdout?.destroy()
+        child.stderr?.destroy()
+      }, KILL_GRACE_MS)
       void Promise.all(pending).then(() => {
-        clearTimeout(killTimer)
-        options.signal.removeEventListener('abort', onAbort)
+        clearTimeout(orphaned)
+        cleanUp()
         resolve({ code, signal })
       })
     })

@@ -153,7 +153,8 @@ export const actorInitializer: ActorInitializer = {
   retire(record, reason, now) {
     if (!record.run || record.run.status !== 'running') return []
     const ended = cancelRun({ run: record.run, timers: record.timers }, reason, now)
-    // Only the drivers are told: the record itself is replaced or deleted by the same commit.
-    return runMessages(record, { dispatched: [], reported: [], cancelled: ended.effects.cancelled }, now)
+    // The drivers are told to stop, and the run ends (its log streams too); the record itself is
+    // replaced or deleted by the same commit.
+    return runMessages({ ...record, run: ended.run }, { dispatched: [], reported: [], cancelled: ended.effects.cancelled, finished: 'cancelled' }, now)
   },
 }

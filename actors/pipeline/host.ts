@@ -4,7 +4,7 @@ import type { OutboxMessage } from '../../runtime/outbox.ts'
 import { subjects } from '../../runtime/keys.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
 import { step } from '../lifecycle/step.ts'
-import { advanceRun, cancelRun, type RunEffects, type RunState } from './run.ts'
+import { advanceRun, cancelRun, STEP_RESULT, type RunEffects, type RunState } from './run.ts'
 import { runMessages } from './effects.ts'
 
 /** A record after a run change, and the messages the commit must carry out. */
@@ -26,11 +26,11 @@ function withRun(record: ActorRecord, state: RunState & { effects: RunEffects },
   const finished = state.effects.finished
   // The lifecycle follows the run's end when it accepts SUCCEED / FAIL (the built-in one does).
   if (finished === 'succeeded' || finished === 'failed') {
-    const type = LIFECYCLE_EVENT[finished]
-    const result = step(machine, next, { type, id: '' }, now)
+    const event = { type: LIFECYCLE_EVENT[finished], message: state.run.message ?? '' }
+    const result = step(machine, next, { ...event, id: '' }, now)
     if (result.kind === 'applied') {
       next = { ...result.record, run: state.run }
-      messages.push({ subject: subjects.outcome(next.type, next.name, 'transitioned'), event: transitionedEvent(next, result.from, result.to, { type, message: state.run.message ?? '' }) })
+      messages.push({ subject: subjects.outcome(next.type, next.name, 'transitioned'), event: transitionedEvent(next, result.from, result.to, event) })
     }
   }
   return { record: next, messages }
@@ -38,7 +38,7 @@ function withRun(record: ActorRecord, state: RunState & { effects: RunEffects },
 
 /** Applies a step result or step timer to the record's run; undefined when it no longer matters. */
 export function applyRunEvent(machine: AnyStateMachine, record: ActorRecord, event: { readonly type: string; readonly [key: string]: unknown }, now: number): RunOutcome | undefined {
-  if (!record.run) return undefined
+  if (!record.run || (event.type === STEP_RESULT && event.runid !== record.runid)) return undefined
   const state = advanceRun({ run: record.run, timers: record.timers }, event, now)
   return state ? withRun(record, state, machine, now) : undefined
 }

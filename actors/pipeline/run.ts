@@ -5,6 +5,8 @@ import type { PipelineRun, RunStatus, StepPlan, StepRun } from '../../definition
 export interface StepReport {
   readonly step: string
   readonly attempt: number
+  /** The run the dispatch belonged to: a report for an earlier run of the resource changes nothing. */
+  readonly runid: string
   readonly success: boolean
   /** False for `TerminalError` and `{success: false}`: no retry. */
   readonly retryable: boolean
