@@ -13,7 +13,7 @@ import type { ReadBatcher, Semaphore } from '../../runtime/read-batcher.ts'
 import { headers, keys, partitionName, partitionOf, streams, subjects } from '../../runtime/keys.ts'
 import { acceptedEvents, step } from '../lifecycle/step.ts'
 import { applyRunEvent, settleRun, transitionedEvent } from '../pipeline/host.ts'
-import { isRunEvent } from '../pipeline/run.ts'
+import { isRunEvent, STEP_RESULT } from '../pipeline/run.ts'
 import type { Clock } from './clock.ts'
 
 /** Shared by every partition a worker hosts. */
@@ -255,8 +255,9 @@ export class PartitionHost {
           continue
         }
         if (isRunEvent(item.event.type)) {
-          // A driver's step report: it moves the run (or is stale and changes nothing).
-          const outcome = applyRunEvent(machine, record, item.event, now)
+          // A driver's step report moves the run (or is stale and changes nothing); step timers
+          // only ever come from the actor's own durable timers, never through the inbox.
+          const outcome = item.event.type === STEP_RESULT ? applyRunEvent(machine, record, item.event, now) : undefined
           if (outcome) {
             record = { ...outcome.record, inboxSeq: item.seq }
             messages.push(...outcome.messages)
