@@ -26,6 +26,9 @@ const runKey = (runid: string, seq: number): string => `r${SEP}${runid}${SEP}${s
 const driverKey = (driver: string, runid: string, seq: number): string => `d${SEP}${driver}${SEP}${runid}${SEP}${seqKey(seq)}`
 const pipelineKey = (pipeline: string, runid: string, seq: number): string => `p${SEP}${pipeline}${SEP}${runid}${SEP}${seqKey(seq)}`
 const endKey = (runid: string, driver: string): string => `e${SEP}${runid}${SEP}${driver}`
+/** Sequence index: the keys each stream message was stored under, so what the stream dropped can be dropped here too. */
+const seqIndexKey = (seq: number): string => `s${SEP}${seqKey(seq)}`
+const PRUNE_INTERVAL_MS = 10 * 60_000
 const upper = (prefix: string): string => prefix + '\uffff'
 
 /**
@@ -39,6 +42,7 @@ export class LogStore {
   readonly #logger: Logger
   readonly #listeners = new Map<string, Set<LogListener>>()
   #messages: ConsumerMessages | undefined
+  #pruneTimer: NodeJS.Timeout | undefined
   #lastSeq = 0
   #closed = false
   #running: Promise<void> | undefined
@@ -57,7 +61,36 @@ export class LogStore {
     const store = new LogStore(db, connections, logger)
     store.#lastSeq = Number((await db.get(META_LAST_SEQ)) ?? 0)
     await store.#follow()
+    const prune = (): void => {
+      store.#pruneTimer = setTimeout(() => void store.prune().catch((error: unknown) => logger.warn('pruning the log index failed', { error: String(error) })).finally(prune), PRUNE_INTERVAL_MS)
+      store.#pruneTimer.unref()
+    }
+    await store.prune().catch((error: unknown) => logger.warn('pruning the log index failed', { error: String(error) }))
+    prune()
     return store
+  }
+
+  /**
+   * Drops what the log stream no longer holds (its retention removed it), so the index keeps the
+   * same history as the stream. Returns how many stream messages were dropped.
+   */
+  async prune(): Promise<number> {
+    const first = (await this.#connections.jsm.streams.info(streams.logs)).state.first_seq
+    let dropped = 0
+    for (;;) {
+      const operations: { type: 'del'; key: string }[] = []
+      for await (const [key, value] of this.#db.iterator({ gte: seqIndexKey(0), lt: seqIndexKey(first), limit: 500 })) {
+        operations.push({ type: 'del', key })
+        for (const stored of JSON.parse(value) as string[]) {
+          // An end marker's key is per run and driver: keep it if a later marker replaced this one.
+          if (stored.startsWith('e') && Number((JSON.parse((await this.#db.get(stored)) ?? '{}') as { seq?: number }).seq ?? 0) >= first) continue
+          operations.push({ type: 'del', key: stored })
+        }
+        dropped++
+      }
+      if (operations.length === 0 || this.#closed) return dropped
+      await this.#db.batch(operations)
+    }
   }
 
   get lastSeq(): number {
@@ -112,13 +145,14 @@ export class LogStore {
       if ('success' in parsed) {
         ends.push(parsed)
         operations.push({ type: 'put', key: endKey(parsed.runid, parsed.driver), value: JSON.stringify(parsed) })
+        operations.push({ type: 'put', key: seqIndexKey(parsed.seq), value: JSON.stringify([endKey(parsed.runid, parsed.driver)]) })
         continue
       }
       const value = JSON.stringify(parsed)
       lines.push(parsed)
-      operations.push({ type: 'put', key: runKey(parsed.runid, parsed.seq), value })
-      operations.push({ type: 'put', key: driverKey(parsed.driver, parsed.runid, parsed.seq), value })
-      if (parsed.pipeline) operations.push({ type: 'put', key: pipelineKey(parsed.pipeline, parsed.runid, parsed.seq), value })
+      const stored = [runKey(parsed.runid, parsed.seq), driverKey(parsed.driver, parsed.runid, parsed.seq), ...(parsed.pipeline ? [pipelineKey(parsed.pipeline, parsed.runid, parsed.seq)] : [])]
+      for (const key of stored) operations.push({ type: 'put', key, value })
+      operations.push({ type: 'put', key: seqIndexKey(parsed.seq), value: JSON.stringify(stored) })
     }
     const lastSeq = messages.at(-1)!.seq
     operations.push({ type: 'put', key: META_LAST_SEQ, value: String(lastSeq) })
@@ -221,6 +255,7 @@ export class LogStore {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearTimeout(this.#pruneTimer)
     await this.#messages?.close()
     await this.#running?.catch(() => {})
     await this.#db.close()

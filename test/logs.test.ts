@@ -6,6 +6,7 @@ import WebSocket from 'ws'
 import { defineDriver, runDriver, startGateway } from 'conveyor'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 import { createLogger } from '../runtime/logger.ts'
+import { headers as natsHeaders } from '@nats-io/transport-node'
 
 let stack: Stack
 
@@ -145,5 +146,23 @@ describe('log streaming', () => {
     } finally {
       await rm(dataDir, { recursive: true, force: true })
     }
+  })
+
+  it('drops from its index what the log stream no longer holds, as the retention of the stream removes it', async () => {
+    const post = (message: string) => api(stack.url, 'POST', '/logs', { driver: 'pruner', runid: 'prune-run', message })
+    for (const message of ['old 1', 'old 2']) expect((await post(message)).status).toBe(201)
+    const endHeaders = natsHeaders()
+    endHeaders.set('Conveyor-Log-End', '1')
+    const end = await stack.connections.js.publish('conveyor.logs.pruner.prune-run', JSON.stringify({ success: true, message: 'done' }), { headers: endHeaders })
+    const kept = await post('new 1')
+    // Retention as the stream applies it: everything before this line is gone from JetStream.
+    await stack.connections.jsm.streams.purge('CONVEYOR_LOGS', { seq: kept.body.seq })
+    expect(end.seq).toBeLessThan(kept.body.seq)
+    expect(await stack.gateway.logs.prune()).toBeGreaterThanOrEqual(3)
+    const lines = await api(stack.url, 'GET', '/logs?runid=prune-run')
+    expect(lines.body.map((l: any) => l.message)).toEqual(['new 1'])
+    expect((await api(stack.url, 'GET', '/logs?driver=pruner')).body.map((l: any) => l.message)).toEqual(['new 1'])
+    expect(await stack.gateway.logs.ends('prune-run')).toEqual([])
+    expect(await stack.gateway.logs.prune()).toBe(0)
   })
 })
