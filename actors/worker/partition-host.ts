@@ -86,7 +86,9 @@ interface Cell {
 const MAX_BATCH = 256
 const timerKeyOf = (record: { type: string; name: string }, timer: DurableTimer): string => keys.timer(record.type, record.name, timer.dueAt, timer.id)
 
-export const partitionConsumerName = (partition: number): string => `actors_${partitionName(partition)}`
+/** Consumers of a partition's inbox are named per owner (its claim's fencing token): `actors_pNN_{token}`. */
+const partitionConsumerPrefix = (partition: number): string => `actors_${partitionName(partition)}_`
+export const partitionConsumerName = (partition: number, token: number): string => `${partitionConsumerPrefix(partition)}${token}`
 
 function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): EventReply {
   const titles: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' }
@@ -122,16 +124,20 @@ export class PartitionHost {
   }
 
   /**
-   * Recreates the partition's consumer just past its ack floor (everything at or below it is
-   * applied), so whatever the previous owner left unacknowledged comes back first, in stream order.
+   * Creates this owner's consumer of the partition's inbox just past the ack floor the previous
+   * owners reached (everything at or below it is applied), so whatever they left unacknowledged
+   * comes back first, in stream order. The new consumer exists before the old ones are deleted, so
+   * a crash in between never leaves the partition without a floor to resume from.
    */
   async start(): Promise<void> {
     const { jsm, js } = this.#context.connections
-    const name = partitionConsumerName(this.partition)
-    const previous = await jsm.consumers.info(streams.inbox, name).catch(() => undefined)
-    const floor = previous?.ack_floor.stream_seq ?? 0
+    const name = partitionConsumerName(this.partition, this.token)
+    const previous: { name: string; floor: number }[] = []
+    for await (const info of await jsm.consumers.list(streams.inbox)) {
+      if (info.name.startsWith(`${partitionConsumerPrefix(this.partition)}`) && info.name !== name) previous.push({ name: info.name, floor: info.ack_floor.stream_seq })
+    }
+    const floor = Math.max(0, ...previous.map((p) => p.floor))
     this.#ackedFloor = floor
-    if (previous) await jsm.consumers.delete(streams.inbox, name).catch(() => false)
     await jsm.consumers.add(streams.inbox, {
       durable_name: name,
       // One ack covers every earlier message: far cheaper than an ack per event.
@@ -141,6 +147,7 @@ export class PartitionHost {
       ack_wait: nanos(this.#context.ackWaitMs),
       max_ack_pending: 20_000,
     })
+    for (const old of previous) await jsm.consumers.delete(streams.inbox, old.name).catch(() => false)
     const consumer = await js.consumers.get(streams.inbox, name)
     this.#messages = await consumer.consume({ max_messages: 32 })
     this.#loop = this.#consume(this.#messages)
