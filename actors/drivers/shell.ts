@@ -48,6 +48,8 @@ function runCommand(command: string, options: { cwd: string; env: Record<string,
           const lines = createInterface({ input: stream, crlfDelay: Infinity })
           lines.on('line', (line) => options.output(i === 0 ? 'stdout' : 'stderr', line))
           lines.on('close', done)
+          // A destroyed pipe (see below) closes without ending, which readline does not notice.
+          stream.once('close', () => done())
         }),
     )
     const cleanUp = (): void => {
