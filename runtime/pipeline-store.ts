@@ -93,10 +93,10 @@ export class PipelineStore {
       ops: [op.put(key, JSON.stringify(stored)), outboxOp],
     })
     if (!outcome.succeeded) {
-      const again = await readKeys(this.#connections.etcd, [keys.definition(stored.resource)])
-      // The definition changed under us (harmless) or the pipeline did: the caller decides.
-      if (again.values[0] && again.values[0].modRevision !== definition.modRevision && expectedRevision === 0 && !(await this.read(stored.name))) return this.#write(stored, expectedRevision, kind)
-      return undefined
+      // Only the definition moved (harmless): write again. Otherwise the pipeline changed: the caller decides.
+      const current = await this.read(stored.name)
+      const unchanged = expectedRevision === 0 ? current === undefined : current?.revision === expectedRevision
+      return unchanged ? this.#write(stored, expectedRevision, kind) : undefined
     }
     await this.#outbox.publish([entry], outcome.revision)
     return withRevision(stored, outcome.revision)
