@@ -4,7 +4,7 @@ import { compare, op, readPrefix } from '../runtime/etcd-ops.ts'
 import { keys, PARTITIONS } from '../runtime/keys.ts'
 import { sendToActor } from '../runtime/inbox.ts'
 import { TxnBatcher } from '../runtime/txn-batcher.ts'
-import { actorInitializer } from '../actors/lifecycle/step.ts'
+import { actorInitializer } from '../actors/lifecycle/initializer.ts'
 import { lifecycleId } from '../actors/lifecycle/machine.ts'
 import { percentile, type Rate } from './stats.ts'
 

@@ -2,6 +2,7 @@ import Type, { type Static } from 'typebox'
 import type { FieldError } from '../runtime/errors.ts'
 import { Labels, Name } from './api-types.ts'
 import type { ObjectMetadata } from './objects.ts'
+import type { WorkClaim } from './work.ts'
 
 /** A duration: milliseconds as a number, or text such as `500ms`, `30s`, `5m`, `2h`. */
 const Duration = Type.Union([Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 * 1000 }), Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', maxLength: 16 })])
@@ -161,6 +162,10 @@ export interface StepRun extends StepPlan {
   readonly data?: Readonly<Record<string, unknown>>
   readonly startedAt?: string
   readonly finishedAt?: string
+  /** Executions of this step so far, across dispatches and takeovers: the `ctx.attempt` a driver sees. */
+  readonly executions?: number
+  /** The driver instance's claim on the current dispatch. */
+  readonly claim?: WorkClaim
 }
 
 /** A pipeline run, kept in the resource's actor record and shown as `status.pipeline` / `status.steps`. */

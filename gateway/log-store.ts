@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import type { Connections } from '../runtime/connections.ts'
-import { headers, RUN_LOG, streams, subjects } from '../runtime/keys.ts'
+import { headers, parseLogSubject, RUN_LOG, streams, subjects } from '../runtime/keys.ts'
 import type { Logger } from '../runtime/logger.ts'
 import type { LogEnd, LogLine } from '../definitions/objects.ts'
 
@@ -263,10 +263,9 @@ export class LogStore {
 }
 
 function parseLogMessage(message: JsMsg): LogLine | LogEnd | undefined {
-  const parts = message.subject.split('.')
-  const driver = parts[2]
-  const runid = parts[3]
-  if (!driver || !runid) return undefined
+  const parsed = parseLogSubject(message.subject)
+  if (!parsed) return undefined
+  const { driver, runid } = parsed
   let body: Record<string, unknown>
   try {
     body = message.json<Record<string, unknown>>()

@@ -17,6 +17,8 @@ import { problem, readBody, readRequestHead, replyForError, send, type ApiReply 
 import { Router } from './router.ts'
 import { registerDefinitionRoutes } from './routes/definitions.ts'
 import { registerPipelineRoutes } from './routes/pipelines.ts'
+import { registerDriverRoutes } from './routes/drivers.ts'
+import { DriverRegistry } from '../runtime/driver-registry.ts'
 import { registerReplayRoutes } from './routes/replay.ts'
 import { PipelineStore } from '../runtime/pipeline-store.ts'
 import { registerResourceRoutes } from './routes/resources.ts'
@@ -26,7 +28,7 @@ import { registerActorRoutes } from './routes/actors.ts'
 import { ReplyInbox } from '../runtime/inbox.ts'
 import { loadUws } from './uws.ts'
 import { lifecycles } from '../actors/lifecycle/lifecycles.ts'
-import { actorInitializer } from '../actors/lifecycle/step.ts'
+import { actorInitializer } from '../actors/lifecycle/initializer.ts'
 
 /** Options of one gateway process. */
 export interface GatewayOptions {
@@ -71,7 +73,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const batcher = new TxnBatcher(connections.etcd)
   const outbox = new Outbox(connections, logger, options.outboxSweepIntervalMs ? { sweepIntervalMs: options.outboxSweepIntervalMs } : {})
   const definitions = new DefinitionStore(connections, batcher, outbox, lifecycles)
-  const resources = new ResourceStore(connections, batcher, outbox, definitions, actorInitializer)
+  const registry = await DriverRegistry.open(connections, logger)
+  const resources = new ResourceStore(connections, batcher, outbox, definitions, actorInitializer, { driverIsLive: (driver) => registry.isLive(driver) })
   const logs = await LogStore.open(join(options.dataDir, 'logs'), connections, logger)
   await outbox.start()
 
@@ -81,7 +84,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const router = new Router()
   registerHealthRoutes(router, connections)
   registerDefinitionRoutes(router, definitions)
-  registerPipelineRoutes(router, new PipelineStore(connections, batcher, outbox))
+  registerPipelineRoutes(router, new PipelineStore(connections, batcher, outbox), (driver) => registry.isKnown(driver))
+  registerDriverRoutes(router, registry)
   const replies = new ReplyInbox(connections.nats)
   // Before the resource routes: `/resources/:type/:name/actor` must win over `/:version`.
   registerActorRoutes(router, connections, resources, replies, requireNats, options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {})
@@ -144,6 +148,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       ;(app as { close?: () => void }).close?.()
       replies.close()
       watches.close()
+      registry.close()
       await outbox.close()
       await logs.close()
     })()

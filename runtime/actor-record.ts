@@ -1,4 +1,5 @@
 import type { PipelineRun, StepPlan } from '../definitions/pipeline.ts'
+import type { DriverWork } from '../definitions/work.ts'
 import type { OutboxMessage } from './outbox.ts'
 
 /** What etcd holds for one resource's actor, beside the resource: `keys.actor(type, name)`. */
@@ -25,6 +26,10 @@ export interface ActorRecord {
   readonly updatedAt: string
   /** The pipeline run, for a resource created with `pipeline`. */
   readonly run?: PipelineRun
+  /** Per driver: its claim on, and outcome of, this resource's work (resources without a pipeline). */
+  readonly drivers?: Readonly<Record<string, DriverWork>>
+  /** Set once the resource is deleted: the record stays as a tombstone so its deletion is handled once per driver. */
+  readonly deletedAt?: string
 }
 
 export interface PersistedSnapshot {
@@ -62,6 +67,11 @@ export interface ActorInitializer {
   }): { record: ActorRecord; lifecycleId: string; lifecycle: Record<string, unknown>; messages: OutboxMessage[] }
   /** Messages that stop what a record's run still has going, when the resource is replaced or deleted. */
   retire(record: ActorRecord, reason: string, now: number): OutboxMessage[]
+  /** The record a deleted resource leaves behind until its drivers handled the deletion (it expires by a durable timer). */
+  tombstone(record: ActorRecord, now: number): ActorRecord
 }
 
 export const RECENT_IDS = 16
+
+/** The durable timer event that removes a deleted resource's tombstone. */
+export const TOMBSTONE_EXPIRE = 'conveyor.tombstone.expire'

@@ -50,3 +50,29 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     apiUrl: overrides.apiUrl ?? env.CONVEYOR_API_URL ?? `http://127.0.0.1:${httpPort || 8080}`,
   }
 }
+
+/** Driver settings the environment gives; only what is set is returned. */
+export interface DriverEnvironment {
+  readonly ackWaitMs?: number
+  readonly maxDeliver?: number
+  readonly workspaceRoot?: string
+}
+
+function envNumber(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const text = env[name]
+  if (text === undefined || text === '') return undefined
+  const value = Number(text)
+  if (!Number.isFinite(value)) throw new TypeError(`${name} must be a number, got ${JSON.stringify(text)}`)
+  return value
+}
+
+/** `CONVEYOR_DRIVER_ACK_WAIT_MS`, `CONVEYOR_DRIVER_MAX_DELIVER`, and the workspace root under `CONVEYOR_DATA_DIR`. */
+export function driverEnvironment(env: NodeJS.ProcessEnv = process.env): DriverEnvironment {
+  const ackWaitMs = envNumber(env, 'CONVEYOR_DRIVER_ACK_WAIT_MS')
+  const maxDeliver = envNumber(env, 'CONVEYOR_DRIVER_MAX_DELIVER')
+  return {
+    ...(ackWaitMs !== undefined ? { ackWaitMs } : {}),
+    ...(maxDeliver !== undefined ? { maxDeliver } : {}),
+    ...(env.CONVEYOR_DATA_DIR ? { workspaceRoot: resolve(env.CONVEYOR_DATA_DIR, 'workspaces') } : {}),
+  }
+}

@@ -2,13 +2,13 @@ import { Etcd3, isRecoverableError } from 'etcd3'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import { ConveyorError } from './errors.ts'
+import { keys } from './keys.ts'
 import { StreamPublisher } from './stream-publisher.ts'
 import { ensureStreams, retentionFromEnv, type RetentionOptions } from './streams.ts'
 import type { ConveyorConfig } from './config.ts'
 
-/** The live connections to etcd and NATS shared by every component of one process. */
-export interface Connections {
-  readonly etcd: Etcd3
+/** The NATS side of a process's connections: all a driver has. */
+export interface NatsConnections {
   readonly nats: NatsConnection
   readonly js: JetStreamClient
   readonly jsm: JetStreamManager
@@ -18,6 +18,11 @@ export interface Connections {
   natsConnected(): boolean
   close(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
+}
+
+/** The live connections to etcd and NATS shared by every component of a control-plane process. */
+export interface Connections extends NatsConnections {
+  readonly etcd: Etcd3
 }
 
 export interface ConnectOptions {
@@ -36,23 +41,52 @@ export interface ConnectOptions {
  * Fails with one clear line when a server cannot be reached.
  */
 export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'etcdEndpoints'>, options: ConnectOptions = {}): Promise<Connections> {
+  const etcd = await connectEtcd(config.etcdEndpoints, options)
+  let nats: NatsConnections
+  try {
+    nats = await connectNats(config.natsUrl, options)
+  } catch (error) {
+    etcd.close()
+    throw error
+  }
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await nats.close()
+      etcd.close()
+    })()
+    return closing
+  }
+  return { ...nats, etcd, close, [Symbol.asyncDispose]: close }
+}
+
+async function connectEtcd(endpoints: readonly string[], options: ConnectOptions): Promise<Etcd3> {
   const timeout = options.connectTimeoutMs ?? 5000
   const callTimeout = options.etcdCallTimeoutMs ?? 5000
   const etcd = new Etcd3({
-    hosts: [...config.etcdEndpoints],
+    hosts: [...endpoints],
     dialTimeout: timeout,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeout }),
   })
   try {
-    await etcd.get('/conveyor/ping').options({ deadline: Date.now() + timeout }).string()
+    await etcd.get(keys.ping()).options({ deadline: Date.now() + timeout }).string()
   } catch (error) {
     etcd.close()
-    throw new ConveyorError('etcd-unreachable', `cannot reach etcd at ${config.etcdEndpoints.join(',')}: ${describe(error)}`, { kind: 'unavailable', cause: error })
+    throw new ConveyorError('etcd-unreachable', `cannot reach etcd at ${endpoints.join(',')}: ${describe(error)}`, { kind: 'unavailable', cause: error })
   }
+  return etcd
+}
+
+/**
+ * Connects to NATS only (what a driver needs) and makes sure the JetStream streams exist.
+ * Fails with one clear line when the server cannot be reached.
+ */
+export async function connectNats(natsUrl: string, options: ConnectOptions = {}): Promise<NatsConnections> {
+  const timeout = options.connectTimeoutMs ?? 5000
   let nats: NatsConnection
   try {
     nats = await connect({
-      servers: config.natsUrl,
+      servers: natsUrl,
       timeout,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
@@ -61,8 +95,7 @@ export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'e
       name: options.name ?? 'conveyor',
     })
   } catch (error) {
-    etcd.close()
-    throw new ConveyorError('nats-unreachable', `cannot reach NATS at ${config.natsUrl}: ${describe(error)}`, { kind: 'unavailable', cause: error })
+    throw new ConveyorError('nats-unreachable', `cannot reach NATS at ${natsUrl}: ${describe(error)}`, { kind: 'unavailable', cause: error })
   }
   let connected = true
   void (async () => {
@@ -77,22 +110,10 @@ export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'e
   const publisher = new StreamPublisher(nats)
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
-    closing ??= (async () => {
-      await nats.drain().catch(() => nats.close())
-      etcd.close()
-    })()
+    closing ??= nats.drain().catch(() => nats.close())
     return closing
   }
-  return {
-    etcd,
-    nats,
-    js,
-    jsm,
-    publisher,
-    natsConnected: () => connected && !nats.isClosed(),
-    close,
-    [Symbol.asyncDispose]: close,
-  }
+  return { nats, js, jsm, publisher, natsConnected: () => connected && !nats.isClosed(), close, [Symbol.asyncDispose]: close }
 }
 
 function describe(error: unknown): string {

@@ -27,8 +27,6 @@ export const keys = {
   definitions: (): string => `${ROOT}/definitions/`,
   resource: (type: string, name: string): string => `${ROOT}/resources/${type}/${name}`,
   resources: (type: string): string => `${ROOT}/resources/${type}/`,
-  status: (type: string, name: string): string => `${ROOT}/status/${type}/${name}`,
-  statuses: (type: string): string => `${ROOT}/status/${type}/`,
   version: (type: string, name: string, version: number): string => `${ROOT}/versions/${type}/${name}/${String(version).padStart(10, '0')}`,
   versions: (type: string, name: string): string => `${ROOT}/versions/${type}/${name}/`,
   actor: (type: string, name: string): string => `${ROOT}/actors/${partitionToken(type, name)}/${type}/${name}`,
@@ -47,14 +45,47 @@ export const keys = {
   outboxes: (): string => `${ROOT}/outbox/`,
   pipeline: (name: string): string => `${ROOT}/pipelines/${name}`,
   pipelines: (): string => `${ROOT}/pipelines/`,
-  /** Idempotency record of one pipeline step in one run (executions, and the result once done). */
-  stepRun: (type: string, name: string, runid: string, step: string): string => `${ROOT}/stepruns/${type}/${name}/${runid}/${step}`,
-  stepRunsOf: (type: string, name: string): string => `${ROOT}/stepruns/${type}/${name}/`,
-  replay: (id: string): string => `${ROOT}/replays/${id}`,
-  replays: (): string => `${ROOT}/replays/`,
-  /** Events of a replay each driver instance has handled: the replay's progress is their sum. */
-  replayCount: (id: string, instance: string): string => `${ROOT}/replay-counts/${id}/${instance}`,
-  replayCounts: (id: string): string => `${ROOT}/replay-counts/${id}/`,
+  /** Written and read by `connectServers` to check that etcd answers. */
+  ping: (): string => `${ROOT}/ping`,
+} as const
+
+/** `/conveyor/actors/pNN/{type}/{name}` back into its parts. */
+export function parseActorKey(key: string): { type: string; name: string } | undefined {
+  const parts = key.slice(ROOT.length + '/actors/'.length).split('/')
+  if (parts.length !== 3) return undefined
+  return { type: parts[1]!, name: parts[2]! }
+}
+
+/** `/conveyor/timers/pNN/{dueAt}/{type}/{name}/{id}` back into its parts. */
+export function parseTimerKey(key: string): { partition: number; dueAt: number; type: string; name: string; id: string } | undefined {
+  const parts = key.slice(keys.timers().length).split('/')
+  if (parts.length !== 5) return undefined
+  const [partition, due, type, name, id] = parts as [string, string, string, string, string]
+  return { partition: Number(partition.slice(1)), dueAt: Number(due), type, name, id: decodeURIComponent(id) }
+}
+
+/** Durable JetStream consumer names. */
+export const consumers = {
+  /** Resource changes for one driver, shared by all its instances. */
+  driverChanges: (driver: string): string => `driver_${driver}`,
+  /** Pipeline steps for one driver, shared by all its instances. */
+  driverSteps: (driver: string): string => `driver_${driver}_steps`,
+  /** A partition's inbox, per owner (its claim's fencing token): `actors_pNN_{token}`. */
+  partitionPrefix: (partition: number): string => `actors_${partitionName(partition)}_`,
+  partition: (partition: number, token: number): string => `actors_${partitionName(partition)}_${token}`,
+  replay: (id: string): string => `replay_${id}`,
+} as const
+
+/** NATS key-value buckets (JetStream streams `KV_{bucket}`). */
+export const buckets = {
+  /** Live driver instances, key `{driver}.{instance}`; entries expire unless renewed. */
+  driverInstances: 'conveyor-driver-instances',
+  /** Every driver ever seen, key `{driver}`. */
+  drivers: 'conveyor-drivers',
+  /** Replays, key `{id}`. */
+  replays: 'conveyor-replays',
+  /** Events of a replay each driver instance handled, key `{id}.{instance}`: the progress is their sum. */
+  replayCounts: 'conveyor-replay-counts',
 } as const
 
 export const streams = {
@@ -92,6 +123,10 @@ export const subjects = {
   inbox: (type: string, name: string): string => `conveyor.in.${partitionToken(type, name)}.${type}.${name}`,
   inboxOfPartition: (partition: number): string => `conveyor.in.${partitionName(partition)}.>`,
   allInbox: (): string => 'conveyor.in.>',
+  /** Every run end, for drivers that keep per-run state (a workspace). */
+  allRunEnds: (): string => 'conveyor.ev.outcome.*.*.*.run-finished',
+  /** Catch-up requests of a partition (core NATS request/reply), answered by its owner. */
+  sync: (partition: number): string => `conveyor.sync.${partitionName(partition)}`,
   log: (driver: string, runid: string): string => `conveyor.logs.${driver}.${runid}`,
   allLogs: (): string => 'conveyor.logs.>',
   /** Every event (the events stream's one subject space, so any filter above is a subset of it). */
@@ -101,6 +136,20 @@ export const subjects = {
 
 /** The log "driver" whose end marker ends a whole pipeline run (not a valid driver name, so no clash). */
 export const RUN_LOG = '_run'
+
+/** `conveyor.in.pNN.{type}.{name}` back into the resource it addresses. */
+export function parseInboxSubject(subject: string): { type: string; name: string } | undefined {
+  const parts = subject.split('.')
+  if (parts.length !== 5 || parts[0] !== 'conveyor' || parts[1] !== 'in') return undefined
+  return { type: parts[3]!, name: parts[4]! }
+}
+
+/** `conveyor.logs.{driver}.{runid}` back into its parts. */
+export function parseLogSubject(subject: string): { driver: string; runid: string } | undefined {
+  const parts = subject.split('.')
+  if (parts.length !== 4 || parts[0] !== 'conveyor' || parts[1] !== 'logs') return undefined
+  return { driver: parts[2]!, runid: parts[3]! }
+}
 
 export const headers = {
   kind: 'Conveyor-Kind',

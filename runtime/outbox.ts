@@ -28,6 +28,8 @@ export function messageId(event: ConveyorEvent): string {
   // One commit can emit several step events (a result, the dispatches it unblocks, a run end).
   if (event.step) return `${event.uid}:${event.revision}:${event.kind}:${event.step.id}`
   if (event.kind === 'run.finished') return `${event.uid}:${event.revision}:${event.kind}`
+  // Several drivers' results can share one commit.
+  if (event.kind === 'driver.result') return `${event.uid}:${event.revision}:${event.kind}:${event.driver}`
   return `${event.uid}:${event.revision}`
 }
 

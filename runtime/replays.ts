@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
-import type { Connections } from './connections.ts'
-import { compare, op, readKeys, readPrefix } from './etcd-ops.ts'
+import { Kvm, type KV } from '@nats-io/kv'
+import type { NatsConnections as Connections } from './connections.ts'
 import { invalid, notFound } from './errors.ts'
-import { keys, partitionName, partitionOf, streams } from './keys.ts'
+import { buckets, consumers, partitionName, partitionOf, streams } from './keys.ts'
 
 /** What a replay re-delivers: a driver, a slice of the event stream, and whether finished work runs again. */
 export interface ReplayRequest {
@@ -20,7 +20,7 @@ export interface ReplayRequest {
   readonly force?: boolean
 }
 
-/** A replay as stored in etcd (`/conveyor/replays/{id}`) and as the API shows it. */
+/** A replay as stored in the replays bucket (key `{id}`) and as the API shows it. */
 export interface Replay {
   readonly id: string
   readonly driver: string
@@ -35,7 +35,20 @@ export interface Replay {
   readonly finishedAt?: string
 }
 
-export const replayConsumerName = (id: string): string => `replay_${id}`
+export const replayConsumerName = consumers.replay
+
+/** The bucket of replays, and the one of per-instance progress counts. */
+export async function replayBuckets(connections: Connections): Promise<{ replays: KV; counts: KV }> {
+  const kvm = new Kvm(connections.nats)
+  const [replays, counts] = await Promise.all([kvm.create(buckets.replays, { history: 1 }), kvm.create(buckets.replayCounts, { history: 1 })])
+  return { replays, counts }
+}
+
+/** Records how many events of a replay one driver instance has handled. */
+export async function saveReplayCount(connections: Connections, id: string, instance: string, count: number): Promise<void> {
+  const { counts } = await replayBuckets(connections)
+  await counts.put(`${id}.${instance}`, String(count))
+}
 
 /** The events a replay covers: one resource's, one type's, or every resource's. */
 function filterOf(request: ReplayRequest): string {
@@ -80,7 +93,7 @@ async function countRange(connections: Connections, filter: string, from: number
 
 /**
  * Starts a replay: resolves its range to stream sequences, counts it, creates its durable consumer
- * and records it in etcd, where the driver's instances find it and work through it together.
+ * and records it in the replays bucket, where the driver's instances find it and work through it together.
  */
 export async function startReplay(connections: Connections, request: ReplayRequest): Promise<Replay> {
   if (request.resource !== undefined && request.type === undefined) throw invalid('resource needs type', [{ path: '/type', message: 'is required with resource' }])
@@ -114,33 +127,43 @@ export async function startReplay(connections: Connections, request: ReplayReque
     ack_wait: nanos(30_000),
     max_deliver: 5,
   })
-  await connections.etcd.put(keys.replay(replay.id)).value(JSON.stringify(replay))
+  const { replays } = await replayBuckets(connections)
+  await replays.put(replay.id, JSON.stringify(replay))
   return replay
 }
 
 /** A replay with how far its driver got: `delivered` of `total`. */
 export async function replayProgress(connections: Connections, id: string): Promise<Replay & { delivered: number }> {
-  const { values } = await readKeys(connections.etcd, [keys.replay(id)])
-  if (!values[0]) throw notFound(`replay ${id} not found`)
-  const replay = JSON.parse(values[0].value) as Replay
-  const counts = await readPrefix(connections.etcd, keys.replayCounts(id))
-  const delivered = counts.values.reduce((sum, v) => sum + Number(v.value), 0)
+  const { replays, counts } = await replayBuckets(connections)
+  const entry = await replays.get(id)
+  if (!entry || entry.operation !== 'PUT') throw notFound(`replay ${id} not found`)
+  const replay = entry.json<Replay>()
+  let delivered = 0
+  for await (const key of await counts.keys(`${id}.*`)) {
+    const count = await counts.get(key)
+    if (count?.operation === 'PUT') delivered += Number(count.string())
+  }
   return { ...replay, delivered: Math.min(replay.total, delivered) }
 }
 
 export async function listReplays(connections: Connections): Promise<Replay[]> {
-  const { values } = await readPrefix(connections.etcd, keys.replays())
-  return values.map((v) => JSON.parse(v.value) as Replay)
+  const { replays } = await replayBuckets(connections)
+  const items: Replay[] = []
+  for await (const key of await replays.keys()) {
+    const entry = await replays.get(key)
+    if (entry?.operation === 'PUT') items.push(entry.json<Replay>())
+  }
+  return items.sort((a, b) => a.createdAt.localeCompare(b.createdAt))
 }
 
-/** Marks a replay done (once) and removes its consumer. */
+/** Marks a replay done (once, by compare-and-set on the entry's revision) and removes its consumer. */
 export async function finishReplay(connections: Connections, id: string): Promise<void> {
-  const { values } = await readKeys(connections.etcd, [keys.replay(id)])
-  const stored = values[0]
-  if (!stored) return
-  const replay = JSON.parse(stored.value) as Replay
+  const { replays } = await replayBuckets(connections)
+  const entry = await replays.get(id)
+  if (!entry || entry.operation !== 'PUT') return
+  const replay = entry.json<Replay>()
   if (replay.status === 'done') return
   const done: Replay = { ...replay, status: 'done', finishedAt: new Date().toISOString() }
-  await connections.etcd.kv.txn({ compare: [compare.modRevision(keys.replay(id), stored.modRevision)], success: [op.put(keys.replay(id), JSON.stringify(done))] })
+  await replays.update(id, JSON.stringify(done), entry.revision).catch(() => 0)
   await connections.jsm.consumers.delete(streams.events, replayConsumerName(id)).catch(() => false)
 }

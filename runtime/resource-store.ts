@@ -9,26 +9,9 @@ import type { TxnBatcher } from './txn-batcher.ts'
 import { staleRevision, type DefinitionStore } from './definition-store.ts'
 import type { ActorInitializer, ActorRecord } from './actor-record.ts'
 import type { ResourceInput } from '../definitions/api-types.ts'
-import { planOf, stepView, type Pipeline } from '../definitions/pipeline.ts'
-import type { ConveyorEvent, DriverOutcome, EventKind, ObjectMetadata, Resource, ResourceStatus } from '../definitions/objects.ts'
-
-type StoredMetadata = Omit<ObjectMetadata, 'revision'>
-
-/** What etcd holds at `/conveyor/resources/{type}/{name}`: the desired state and its run id. */
-interface StoredResource {
-  readonly name: string
-  readonly resource: string
-  readonly pipeline?: string
-  readonly spec: Record<string, unknown>
-  readonly metadata: StoredMetadata
-  readonly run: { readonly runid: string }
-}
-
-/** What etcd holds at `/conveyor/status/{type}/{name}`: observed state, written by drivers. */
-interface StoredStatus {
-  readonly uid: string
-  readonly drivers: Record<string, DriverOutcome>
-}
+import { planOf, type Pipeline } from '../definitions/pipeline.ts'
+import type { ConveyorEvent, EventKind, Resource } from '../definitions/objects.ts'
+import { presentResource, type PresentOptions, type StoredMetadata, type StoredResource } from './resource-view.ts'
 
 export interface ListOptions {
   readonly labelSelector?: LabelSelector
@@ -49,39 +32,12 @@ function labelsOf(metadata: Record<string, unknown> | undefined): Record<string,
 
 const parse = <T>(value: StoredValue | undefined): T | undefined => (value ? (JSON.parse(value.value) as T) : undefined)
 
-function present(stored: StoredResource, revision: number, status: StoredStatus | undefined, actor: ActorRecord | undefined): Resource {
-  const uid = stored.metadata.uid
-  const drivers = status?.uid === uid ? status.drivers : {}
-  const current = actor?.uid === uid ? actor : undefined
-  const resourceStatus: ResourceStatus = {
-    state: current?.state ?? 'pending',
-    runid: stored.run.runid,
-    context: current?.snapshot.context ?? {},
-    drivers,
-    ...(current ? { done: current.snapshot.status !== 'active', seq: current.seq } : {}),
-    ...(current?.run
-      ? {
-          pipeline: {
-            name: current.run.pipeline,
-            status: current.run.status,
-            startedAt: current.run.startedAt,
-            ...(current.run.finishedAt ? { finishedAt: current.run.finishedAt } : {}),
-            ...(current.run.message ? { message: current.run.message } : {}),
-          },
-          steps: current.run.steps.map(stepView),
-        }
-      : {}),
-  }
-  return {
-    name: stored.name,
-    resource: stored.resource,
-    ...(stored.pipeline !== undefined ? { pipeline: stored.pipeline } : {}),
-    spec: stored.spec,
-    metadata: { ...stored.metadata, revision },
-    status: resourceStatus,
-    runid: stored.run.runid,
-    version: stored.metadata.version,
-  }
+/** Outcomes a new version keeps from the previous one's drivers (claims end with the version). */
+function carriedDrivers(previous: ActorRecord | undefined): ActorRecord['drivers'] {
+  if (!previous?.drivers) return undefined
+  const drivers: Record<string, NonNullable<ActorRecord['drivers']>[string]> = {}
+  for (const [driver, work] of Object.entries(previous.drivers)) if (work.outcome) drivers[driver] = { work: '', executions: 0, outcome: work.outcome, ...(work.outcomeFor ? { outcomeFor: work.outcomeFor } : {}) }
+  return drivers
 }
 
 const timerOps = (record: ActorRecord, make: (key: string) => IRequestOp): IRequestOp[] => record.timers.map((t) => make(keys.timer(record.type, record.name, t.dueAt, t.id)))
@@ -93,13 +49,15 @@ export class ResourceStore {
   readonly #outbox: Outbox
   readonly #definitions: DefinitionStore
   readonly #actors: ActorInitializer
+  readonly #present: PresentOptions
 
-  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox, definitions: DefinitionStore, actors: ActorInitializer) {
+  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox, definitions: DefinitionStore, actors: ActorInitializer, present: PresentOptions = {}) {
     this.#connections = connections
     this.#batcher = batcher
     this.#outbox = outbox
     this.#definitions = definitions
     this.#actors = actors
+    this.#present = present
   }
 
   async create(input: ResourceInput): Promise<Resource> {
@@ -121,16 +79,16 @@ export class ResourceStore {
    * 410 once etcd compacted that revision away, 400 for a revision it has not reached.
    */
   async get(type: string, name: string, atRevision?: number): Promise<Resource> {
-    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name), keys.actor(type, name)], atRevision).catch((error: unknown) => {
+    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)], atRevision).catch((error: unknown) => {
       if (atRevision !== undefined && isCompactedError(error)) {
         throw new ConveyorError('compacted', `revision ${atRevision} has been compacted: etcd no longer keeps it (see the retention settings); read the resource without atRevision or at a later revision`, { kind: 'gone' })
       }
       if (atRevision !== undefined && isFutureRevisionError(error)) throw invalid(`revision ${atRevision} is in the future`, [{ path: '?atRevision', message: 'is ahead of the store' }])
       throw error
     })
-    const [resource, status, actor] = values
+    const [resource, actor] = values
     if (!resource) throw notFound(atRevision === undefined ? `resource ${type}/${name} not found` : `resource ${type}/${name} did not exist at revision ${atRevision}`)
-    return present(parse<StoredResource>(resource)!, resource.modRevision, parse<StoredStatus>(status), parse<ActorRecord>(actor))
+    return presentResource(parse<StoredResource>(resource)!, resource.modRevision, parse<ActorRecord>(actor), this.#present)
   }
 
   /** The actor record of a resource, with the revision it was last written at. */
@@ -145,11 +103,11 @@ export class ResourceStore {
   async getVersion(type: string, name: string, version: number): Promise<Resource> {
     const { values } = await readKeys(this.#connections.etcd, [keys.version(type, name, version), keys.resource(type, name)])
     const [copy, current] = values
-    if (copy) return present(parse<StoredResource>(copy)!, copy.modRevision, undefined, undefined)
+    if (copy) return presentResource(parse<StoredResource>(copy)!, copy.modRevision, undefined)
     const stored = parse<StoredResource>(current)
     if (!current || !stored) throw notFound(`resource ${type}/${name} not found`)
     if (stored.metadata.version !== version) throw notFound(`resource ${type}/${name} has no version ${version}`)
-    return present(stored, current.modRevision, undefined, undefined)
+    return presentResource(stored, current.modRevision, undefined)
   }
 
   /** Lists the version numbers of a resource, oldest first. */
@@ -168,10 +126,10 @@ export class ResourceStore {
       const page = await readPrefix(this.#connections.etcd, keys.resources(type), { limit: Math.min(500, limit + 1), ...(startAfter ? { startAfter } : {}), ...(revision ? { revision } : {}) })
       revision ??= page.revision
       const selected = page.values.map((v) => ({ value: v, stored: parse<StoredResource>(v)! })).filter((v) => !options.labelSelector || options.labelSelector(v.stored.metadata.labels))
-      const extra = await readKeys(this.#connections.etcd, selected.flatMap((v) => [keys.status(type, v.stored.name), keys.actor(type, v.stored.name)]), revision)
+      const actors = await readKeys(this.#connections.etcd, selected.map((v) => keys.actor(type, v.stored.name)), revision)
       for (const [i, { value, stored }] of selected.entries()) {
         if (items.length === limit) return { items, continueAfter: items.at(-1)!.name }
-        items.push(present(stored, value.modRevision, parse<StoredStatus>(extra.values[2 * i]), parse<ActorRecord>(extra.values[2 * i + 1])))
+        items.push(presentResource(stored, value.modRevision, parse<ActorRecord>(actors.values[i]), this.#present))
       }
       if (!page.more || page.values.length === 0) return { items }
       startAfter = page.values.at(-1)!.key
@@ -202,7 +160,7 @@ export class ResourceStore {
         pipeline,
         [compare.modRevision(keys.definition(type), definition.revision), compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
         // The replaced version is copied aside now, so a create writes no copy at all.
-        [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : []), op.deletePrefix(keys.stepRunsOf(type, name))],
+        [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : [])],
         oldActor ? this.#actors.retire(oldActor, `resource ${type}/${name} was replaced by version ${stored.metadata.version}`, Date.now()) : [],
         oldActor,
       )
@@ -213,24 +171,24 @@ export class ResourceStore {
 
   async delete(type: string, name: string, expectedRevision?: number): Promise<Resource> {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name), keys.actor(type, name)])
-      const [current, status, actor] = values
+      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
+      const [current, actor] = values
       if (!current) throw notFound(`resource ${type}/${name} not found`)
       if (expectedRevision !== undefined && expectedRevision !== current.modRevision) throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
       const stored = parse<StoredResource>(current)!
       const record = parse<ActorRecord>(actor)
-      const last = present(stored, current.modRevision, parse<StoredStatus>(status), record)
+      const last = presentResource(stored, current.modRevision, record, this.#present)
+      // The actor stays as a tombstone, so each driver handles the deletion once.
+      const tombstone = record ? this.#actors.tombstone(record, Date.now()) : undefined
       const retired = record ? this.#actors.retire(record, `resource ${type}/${name} was deleted`, Date.now()) : []
       const { entry, op: outboxOp } = this.#outbox.entryOf([{ subject: subjects.resource(type, name, 'deleted'), event: this.#event('deleted', stored, last) }, ...retired])
       const outcome = await this.#batcher.commit({
         compares: [compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
         ops: [
           op.delete(keys.resource(type, name)),
-          op.delete(keys.status(type, name)),
-          op.delete(keys.actor(type, name)),
           ...(record ? timerOps(record, op.delete) : []),
+          ...(tombstone ? [op.put(keys.actor(type, name), JSON.stringify(tombstone)), ...timerOps(tombstone, (key) => op.put(key, ''))] : [op.delete(keys.actor(type, name))]),
           op.deletePrefix(keys.versions(type, name)),
-          op.deletePrefix(keys.stepRunsOf(type, name)),
           outboxOp,
         ],
       })
@@ -240,46 +198,6 @@ export class ResourceStore {
       }
     }
     throw conflict('contention', `resource ${type}/${name} kept changing; retry`)
-  }
-
-  /**
-   * Records what a driver reported for the run it handled and emits a `driver.result` event.
-   * Returns false when the resource is gone or was replaced by a newer incarnation.
-   */
-  async recordDriverOutcome(type: string, name: string, uid: string, driver: string, outcome: DriverOutcome): Promise<boolean> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name)])
-      const [current, status] = values
-      if (!current) return false
-      const stored = parse<StoredResource>(current)!
-      if (stored.metadata.uid !== uid) return false
-      const previous = parse<StoredStatus>(status)
-      const recorded = previous?.uid === uid ? previous.drivers[driver] : undefined
-      if (recorded && recorded.forRevision > outcome.forRevision) return true
-      const next: StoredStatus = { uid, drivers: { ...(previous?.uid === uid ? previous.drivers : {}), [driver]: outcome } }
-      const { entry, op: outboxOp } = this.#outbox.entry(subjects.outcome(type, name, 'driver.result'), {
-        kind: 'driver.result', uid, revision: 0, time: outcome.finishedAt, type, name, runid: outcome.runid, version: stored.metadata.version, driver, outcome,
-      })
-      const committed = await this.#batcher.commit({
-        compares: [compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.status(type, name), status?.modRevision ?? 0)],
-        ops: [op.put(keys.status(type, name), JSON.stringify(next)), outboxOp],
-      })
-      if (committed.succeeded) {
-        await this.#outbox.publish([entry], committed.revision)
-        return true
-      }
-    }
-    throw conflict('contention', `status of ${type}/${name} kept changing`)
-  }
-
-  /** What a driver needs before a run: the resource's current incarnation and revision, and its recorded outcome. */
-  async driverView(type: string, name: string, driver: string): Promise<{ uid: string; revision: number; outcome: DriverOutcome | undefined } | undefined> {
-    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.status(type, name)])
-    const [resource, statusValue] = values
-    if (!resource) return undefined
-    const uid = parse<StoredResource>(resource)!.metadata.uid
-    const status = parse<StoredStatus>(statusValue)
-    return { uid, revision: resource.modRevision, outcome: status?.uid === uid ? status.drivers[driver] : undefined }
   }
 
   /** Fetches the definition (fresh after a failed compare) and validates the spec. */
@@ -341,8 +259,9 @@ export class ResourceStore {
     const { messages } = initial
     // The new run keeps what the actor already consumed of its inbox, so a redelivery of an event
     // the old run applied (its owner died before acking) is not applied to the new one.
-    const record: ActorRecord = previous ? { ...initial.record, inboxSeq: previous.inboxSeq, recentIds: previous.recentIds } : initial.record
-    const resource = present(stored, 0, undefined, record)
+    const drivers = carriedDrivers(previous)
+    const record: ActorRecord = previous ? { ...initial.record, inboxSeq: previous.inboxSeq, recentIds: previous.recentIds, ...(drivers ? { drivers } : {}) } : initial.record
+    const resource = presentResource(stored, 0, record, this.#present)
     const { entry, op: outboxOp } = this.#outbox.entryOf([...extraMessages, { subject: subjects.resource(type, stored.name, kind), event: this.#event(kind, stored, resource) }, ...messages])
     const value = JSON.stringify(stored)
     const newTimers = new Set(record.timers.map((t) => keys.timer(type, stored.name, t.dueAt, t.id)))

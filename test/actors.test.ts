@@ -190,14 +190,17 @@ describe('inspection', () => {
 })
 
 describe('resources and their actors', () => {
-  it('a PUT starts a new run from the initial state; a delete removes the actor', async () => {
+  it('a PUT starts a new run from the initial state; a delete leaves a tombstone that answers 404', async () => {
     const created = await api(stack.url, 'POST', '/resources', { name: 'rerun', resource: 'counter', spec: {} })
     await send('counter', 'rerun', { type: 'CLOSE', by: 'x' })
     const updated = await api(stack.url, 'PUT', '/resources/counter/rerun', { ...created.body, spec: { v: 2 } })
     expect(updated.body.status).toMatchObject({ state: 'open', context: { count: 0 } })
     expect((await send('counter', 'rerun', { type: 'INC', n: 1, id: randomUUID() })).body.context.count).toBe(1)
     await api(stack.url, 'DELETE', '/resources/counter/rerun')
-    expect(await stack.connections.etcd.get(keys.actor('counter', 'rerun')).string()).toBeNull()
+    // The tombstone stays until its durable timer removes it, so each driver handles the deletion once.
+    const tombstone = JSON.parse((await stack.connections.etcd.get(keys.actor('counter', 'rerun')).string())!)
+    expect(tombstone).toMatchObject({ uid: created.body.metadata.uid, deletedAt: expect.any(String), drivers: {} })
+    expect(tombstone.timers).toEqual([expect.objectContaining({ event: { type: 'conveyor.tombstone.expire', uid: created.body.metadata.uid } })])
     expect((await send('counter', 'rerun', { type: 'INC', n: 1 })).status).toBe(404)
   })
 })

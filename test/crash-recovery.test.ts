@@ -9,20 +9,25 @@ import { connectServers, type Connections } from '../runtime/connections.ts'
 import { keys, streams, subjects } from '../runtime/keys.ts'
 import { api, eventually } from './harness.ts'
 import { ConveyorProcess } from './processes.ts'
+import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
+import { createLogger } from '../runtime/logger.ts'
 
 let servers: LocalServers
 let connections: Connections
 let dir: string
 let driver: DriverHandle
+let worker: ActorWorker
 const delivered: string[] = []
 
 beforeAll(async () => {
   servers = await startLocalServers()
   connections = await connectServers(servers)
+  worker = await startWorker({ connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-crash-'))
 })
 afterAll(async () => {
   await driver?.close()
+  await worker?.close()
   await connections?.close()
   await servers?.stop()
   await rm(dir, { recursive: true, force: true })
@@ -51,7 +56,7 @@ describe('a crash between the etcd commit and the JetStream publish', () => {
   it('loses no event: after restart it is delivered exactly once', async () => {
     driver = await runDriver(
       defineDriver({ name: 'watcher', resources: ['app'], reconcile: (ctx) => void delivered.push(`${ctx.resource.name}@${ctx.event.revision}`) }),
-      { natsUrl: servers.natsUrl, etcdEndpoints: servers.etcdEndpoints },
+      { natsUrl: servers.natsUrl },
     )
     const healthy = await gateway()
     expect((await api(healthy.url, 'POST', '/resource-definitions', { name: 'app', version: '1', schema: { type: 'object' } })).status).toBe(201)
@@ -85,7 +90,8 @@ describe('a crash between the etcd commit and the JetStream publish', () => {
       expect((await api(again.url, 'POST', '/resources', { name: 'marker', resource: 'app', spec: {} })).status).toBe(201)
       await eventually(() => (delivered.some((d) => d.startsWith('marker@')) ? true : undefined), 'the marker event')
       expect(delivered.filter((d) => d.startsWith('survivor@'))).toEqual([`survivor@${revision}`])
-      expect(await storedEvents('app', 'survivor')).toBe(2) // created, then the driver's result
+      // created, the driver's claim (pending → running), its result, then every driver done (→ succeeded)
+      expect(await storedEvents('app', 'survivor')).toBe(4)
     } finally {
       again.process.kill('SIGTERM')
       await again.process.exited

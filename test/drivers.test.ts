@@ -12,7 +12,7 @@ let dir: string
 const FIXTURE = fileURLToPath(new URL('./fixtures/recording-driver.ts', import.meta.url))
 
 beforeAll(async () => {
-  stack = await startStack()
+  stack = await startStack({ worker: true })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-drivers-'))
   for (const name of ['job', 'task']) expect((await api(stack.url, 'POST', '/resource-definitions', { name, version: '1', schema: { type: 'object' } })).status).toBe(201)
 })
@@ -74,7 +74,7 @@ describe('drivers', () => {
           return { success: true, message: `ok on ${ctx.attempt}` }
         },
       }),
-      { natsUrl: stack.servers.natsUrl, etcdEndpoints: stack.servers.etcdEndpoints, maxDeliver: 4 },
+      { natsUrl: stack.servers.natsUrl, maxDeliver: 4 },
     )
     try {
       for (const mode of ['flaky', 'crashy', 'terminal', 'refuse', 'hopeless']) {
@@ -107,7 +107,7 @@ describe('drivers', () => {
         return { success: true }
       },
     })
-    const handle = await runDriver(crashing, { natsUrl: stack.servers.natsUrl, etcdEndpoints: stack.servers.etcdEndpoints, startFrom: 'all' })
+    const handle = await runDriver(crashing, { natsUrl: stack.servers.natsUrl })
     try {
       await eventually(async () => {
         const listed = await api(stack.url, 'GET', '/resources/task')
@@ -119,7 +119,7 @@ describe('drivers', () => {
     }
     // Re-deliver everything from the start of the stream to the same driver: all were done.
     await stack.connections.jsm.consumers.delete('CONVEYOR_EVENTS', 'driver_once')
-    const again = await runDriver(crashing, { natsUrl: stack.servers.natsUrl, etcdEndpoints: stack.servers.etcdEndpoints, startFrom: 'all' })
+    const again = await runDriver(crashing, { natsUrl: stack.servers.natsUrl })
     try {
       await eventually(async () => ((await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', 'driver_once')).num_ack_pending === 0 && (await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', 'driver_once')).num_pending === 0 ? true : undefined), 'the replay to be consumed')
       expect(runs).toBe(5)

@@ -6,7 +6,7 @@ import { api, eventually, startStack, type Stack } from './harness.ts'
 let stack: Stack
 
 beforeAll(async () => {
-  stack = await startStack()
+  stack = await startStack({ worker: true })
 })
 afterAll(async () => stack?.close())
 
@@ -85,7 +85,7 @@ describe('races', () => {
           return { success: true }
         },
       }),
-      { natsUrl: stack.servers.natsUrl, etcdEndpoints: stack.servers.etcdEndpoints, ackWaitMs: 1000 },
+      { natsUrl: stack.servers.natsUrl, ackWaitMs: 1000 },
     )
     try {
       for (const name of ['a', 'b', 'c', 'd']) await api(stack.url, 'POST', '/resources', { name, resource: 'slow', spec: {} })

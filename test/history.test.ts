@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { defineDriver, runDriver, type DriverContext } from 'conveyor'
+import { defineDriver, runDriver, type DriverContext, type RunningDriver } from 'conveyor'
 import { createLogger } from '../runtime/logger.ts'
 import { keys } from '../runtime/keys.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
@@ -29,8 +29,10 @@ async function cli(args: string[]): Promise<{ code: number | null; output: strin
   return { code, output: child.output }
 }
 
-async function serve(name: string, resources: string[], reconcile: (ctx: DriverContext) => unknown): Promise<void> {
-  stack.drivers.push(await runDriver(defineDriver({ name, resources, reconcile: reconcile as never }), { connections: stack.connections, logger: quiet }))
+async function serve(name: string, resources: string[], reconcile: (ctx: DriverContext) => unknown): Promise<RunningDriver> {
+  const running = await runDriver(defineDriver({ name, resources, reconcile: reconcile as never }), { connections: stack.connections, logger: quiet })
+  stack.drivers.push(running)
+  return running
 }
 
 describe('history, verify and time travel', () => {
@@ -120,15 +122,16 @@ describe('history, verify and time travel', () => {
 describe('replay', () => {
   it('re-delivers history to a driver through a new consumer, marked as replayed, with progress; finished work runs again only with force', async () => {
     for (const name of ['j1', 'j2', 'j3']) await api(stack.url, 'POST', '/resources', { name, resource: 'job', spec: {} })
-    // A driver that starts after the jobs were created never sees them live.
-    const calls: { name: string; replayed: boolean }[] = []
-    await serve('auditor', ['job'], (ctx) => {
-      calls.push({ name: ctx.resource.name, replayed: ctx.replayed })
-      return { success: true }
-    })
+    // The replay is waiting when the driver starts: its catch-up and the replay both bring the
+    // three jobs, and the claims make each run exactly once.
     const started = await api(stack.url, 'POST', '/replay', { driver: 'auditor', type: 'job', fromSequence: 1 })
     expect(started.status).toBe(201)
     expect(started.body).toMatchObject({ driver: 'auditor', status: 'running', total: 3, delivered: 0 })
+    const calls: { name: string; replayed: boolean }[] = []
+    const auditor = await serve('auditor', ['job'], (ctx) => {
+      calls.push({ name: ctx.resource.name, replayed: ctx.replayed })
+      return { success: true }
+    })
 
     const socket = new WebSocket(`${stack.url.replace('http://', 'ws://')}/ws`)
     const progress: any[] = []
@@ -138,15 +141,16 @@ describe('replay', () => {
     await eventually(() => (progress.some((p) => p.status === 'done') ? true : undefined), 'the replay to finish', 20_000)
     socket.close()
     expect(progress.at(-1)).toMatchObject({ id: 'p', type: 'progress', delivered: 3, total: 3, status: 'done' })
-    expect(calls.map((c) => `${c.name}:${c.replayed}`).sort()).toEqual(['j1:true', 'j2:true', 'j3:true'])
+    await auditor.caughtUp
+    expect(calls.map((c) => c.name).sort()).toEqual(['j1', 'j2', 'j3'])
     expect((await api(stack.url, 'GET', '/resources/job/j2')).body.status.drivers.auditor.success).toBe(true)
     expect((await stack.connections.jsm.consumers.list('CONVEYOR_EVENTS').next()).map((c) => c.name)).not.toContain(`replay_${started.body.id}`)
 
     // Again without force: every outcome is recorded, nothing runs. With force, all of it runs again.
     const again = await cli(['replay', '--driver', 'auditor', '--type', 'job', '--from-seq', '1'])
     expect(again.code).toBe(0)
-    // The range now also holds the three driver.result events of the first replay.
-    expect(again.output).toMatch(/: 6\/6 delivered, done/)
+    // The range now also holds, per job, its START and SUCCEED transitions and the driver's result.
+    expect(again.output).toMatch(/: 12\/12 delivered, done/)
     expect(calls).toHaveLength(3)
     const forced = await cli(['replay', '--driver', 'auditor', '--type', 'job', '--from-seq', '1', '--force'])
     expect(forced.output).toMatch(/\(force\)/)

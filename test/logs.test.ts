@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
-import { defineDriver, runDriver, startGateway } from 'conveyor'
+import { defineDriver, runDriver } from 'conveyor'
+import { startGateway } from 'conveyor/server'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 import { createLogger } from '../runtime/logger.ts'
 import { headers as natsHeaders } from '@nats-io/transport-node'
@@ -11,7 +12,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node'
 let stack: Stack
 
 beforeAll(async () => {
-  stack = await startStack()
+  stack = await startStack({ worker: true })
   expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } })).status).toBe(201)
 })
 afterAll(async () => stack?.close())
@@ -88,7 +89,7 @@ describe('log streaming', () => {
           return { success: true, message: 'all logged' }
         },
       }),
-      { natsUrl: stack.servers.natsUrl, etcdEndpoints: stack.servers.etcdEndpoints },
+      { natsUrl: stack.servers.natsUrl },
     )
     try {
       const created = await api(stack.url, 'POST', '/resources', { name: 'app', resource: 'build', spec: {} })

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runDriver, type DriverHandle } from 'conveyor'
-import { shellDriver } from '../actors/drivers/shell.ts'
+import { shellDriver } from '../actors/driver/builtin/shell.ts'
 import { createLogger } from '../runtime/logger.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 
@@ -14,14 +14,12 @@ let dir: string
 beforeAll(async () => {
   stack = await startStack({ worker: true })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-shell-'))
-  process.env.CONVEYOR_DATA_DIR = dir
-  shell = await runDriver(shellDriver, { connections: stack.connections, logger: createLogger('shell', 'error') })
+  shell = await runDriver(shellDriver, { connections: stack.connections, logger: createLogger('shell', 'error'), workspaceRoot: join(dir, 'workspaces') })
   expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } })).status).toBe(201)
 })
 afterAll(async () => {
   await shell?.close()
   await stack?.close()
-  delete process.env.CONVEYOR_DATA_DIR
   await rm(dir, { recursive: true, force: true })
 })
 
@@ -38,7 +36,7 @@ async function logsOf(runid: string): Promise<any[]> {
 }
 
 describe('the built-in shell driver', () => {
-  it('runs commands in a fresh workspace, passes spec values only as environment, streams stdout and stderr, reports the exit code', async () => {
+  it('runs commands in the run\'s workspace, passes spec values only as environment, streams stdout and stderr, reports the exit code', async () => {
     const marker = join(dir, 'pwned')
     await api(stack.url, 'POST', '/pipelines', {
       name: 'sh',
@@ -63,7 +61,7 @@ describe('the built-in shell driver', () => {
     expect(output[0]).toBe('stdout: hello world')
     expect(output[1]).toBe(`stdout: msg=${hostile}`)
     expect(output[2]).toBe('stderr: to-stderr')
-    expect(output[3]).toMatch(new RegExp(`^stdout: ${join(dir, 'workspaces')}/b1-script-`))
+    expect(output[3]).toBe(`stdout: ${join(dir, 'workspaces', done.runid)}`)
     expect(output[4]).toBe('stdout: 0')
     expect(output[5]).toBe('stdout: {"fast":true}')
     expect(output.join('\n')).not.toContain('never')

@@ -10,7 +10,7 @@ let driver: DriverHandle
 const received: ConveyorEvent[] = []
 
 beforeAll(async () => {
-  stack = await startStack()
+  stack = await startStack({ worker: true })
 })
 afterAll(async () => {
   await driver?.close()
@@ -62,7 +62,7 @@ describe('the whole workflow: define, submit, validate, store, publish, route, e
           return { success: true, message: 'cloned', data: { commit: 'abc123' } }
         },
       }),
-      { natsUrl: stack.servers.natsUrl, etcdEndpoints: stack.servers.etcdEndpoints },
+      { natsUrl: stack.servers.natsUrl },
     )
 
     // 3. Submit a resource: 201 with the stored object plus runid and version.
@@ -77,7 +77,7 @@ describe('the whole workflow: define, submit, validate, store, publish, route, e
     const stored = await stack.connections.etcd.get(keys.resource('flutter-builder', 'my-app')).exec()
     expect(Number(stored.kvs[0]!.mod_revision)).toBe(revision)
     const actor = await stack.connections.etcd.get(keys.actor('flutter-builder', 'my-app')).exec()
-    expect(Number(actor.kvs[0]!.mod_revision)).toBe(revision)
+    expect(Number(actor.kvs[0]!.create_revision)).toBe(revision)
 
     // 5. Published to JetStream once, with a message id from uid and revision.
     const published = await eventsOf('flutter-builder', 'my-app', 1)
@@ -104,9 +104,11 @@ describe('the whole workflow: define, submit, validate, store, publish, route, e
     expect(events).toHaveLength(4)
     expect(events[3]).toMatch(/^id: \d+\nevent: end\ndata: .*"success":true/)
 
-    // The driver's result is an event in the resource's history too.
-    const history = await eventsOf('flutter-builder', 'my-app', 2)
-    expect(history.map((h) => h.event.kind)).toEqual(['created', 'driver.result'])
+    // Without a pipeline, the built-in lifecycle follows the drivers: running once one claimed the
+    // version, succeeded when every driver serving the type reported; all of it is history.
+    expect(done.status.state).toBe('succeeded')
+    const history = await eventsOf('flutter-builder', 'my-app', 4)
+    expect(history.map((h) => [h.event.kind, h.event.to])).toEqual([['created', undefined], ['transitioned', 'running'], ['driver.result', undefined], ['transitioned', 'succeeded']])
   })
 
   it('updates make a new version and run, list filters by label, delete is an event too', async () => {
@@ -136,8 +138,8 @@ describe('the whole workflow: define, submit, validate, store, publish, route, e
     expect(deleted.status).toBe(200)
     expect((await api(stack.url, 'GET', '/resources/flutter-builder/my-app')).status).toBe(404)
     expect((await api(stack.url, 'GET', '/resources/flutter-builder/my-app/1')).status).toBe(404)
-    const kinds = (await eventsOf('flutter-builder', 'my-app', 3 + 2)).map((h) => h.event.kind)
-    expect(kinds.filter((k) => k !== 'driver.result')).toEqual(['created', 'updated', 'deleted'])
+    const kinds = (await eventsOf('flutter-builder', 'my-app', 9)).map((h) => h.event.kind)
+    expect(kinds.filter((k) => k !== 'driver.result' && k !== 'transitioned')).toEqual(['created', 'updated', 'deleted'])
     await eventually(() => (received.some((e) => e.kind === 'deleted') ? true : undefined), 'the delete to reach the driver')
   })
 })

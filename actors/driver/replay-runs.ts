@@ -1,16 +1,16 @@
-import { randomUUID } from 'node:crypto'
 import type { JsMsg } from '@nats-io/jetstream'
-import type { IWatchResponse, Watcher } from 'etcd3'
-import type { Connections } from '../../runtime/connections.ts'
-import { readPrefix } from '../../runtime/etcd-ops.ts'
-import { keys, streams } from '../../runtime/keys.ts'
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream'
+import type { NatsConnections } from '../../runtime/connections.ts'
+import { streams } from '../../runtime/keys.ts'
 import type { Logger } from '../../runtime/logger.ts'
-import type { Semaphore } from '../../runtime/read-batcher.ts'
-import { finishReplay, replayConsumerName, replayProgress, type Replay } from '../../runtime/replays.ts'
+import type { Semaphore } from '../../runtime/semaphore.ts'
+import { finishReplay, replayBuckets, replayConsumerName, replayProgress, saveReplayCount, type Replay } from '../../runtime/replays.ts'
 
 export interface ReplayFollowerOptions {
-  readonly connections: Connections
+  readonly connections: NatsConnections
   readonly driver: string
+  /** This instance's id: its progress count is kept under it. */
+  readonly instance: string
   readonly logger: Logger
   /** The driver's units of concurrency, shared with its live work. */
   readonly running: Semaphore
@@ -19,15 +19,14 @@ export interface ReplayFollowerOptions {
 }
 
 /**
- * Follows the replays addressed to a driver (`/conveyor/replays/`): every instance works through a
+ * Follows the replays addressed to a driver (the replays bucket): every instance works through a
  * replay's consumer, counts what it handled under its own key (the progress is their sum), and
  * whoever sees the range exhausted marks the replay done and removes its consumer.
  */
 export class ReplayFollower {
   readonly #options: ReplayFollowerOptions
-  readonly #instance = randomUUID().slice(0, 8)
   readonly #active = new Map<string, Promise<void>>()
-  #watcher: Watcher | undefined
+  #stopWatch: (() => void) | undefined
   #closing = false
 
   constructor(options: ReplayFollowerOptions) {
@@ -35,14 +34,16 @@ export class ReplayFollower {
   }
 
   async start(): Promise<void> {
-    const { connections } = this.#options
-    const existing = await readPrefix(connections.etcd, keys.replays())
-    for (const value of existing.values) this.#consider(value.value)
-    this.#watcher = await connections.etcd.watch().prefix(keys.replays()).startRevision(String(existing.revision + 1)).create()
-    this.#watcher.on('data', (response: IWatchResponse) => {
-      for (const event of response.events) if (event.type === 'Put') this.#consider(event.kv.value.toString())
-    })
-    this.#watcher.on('error', (error: Error) => this.#options.logger.warn('watching replays failed', { error: error.message }))
+    const { replays } = await replayBuckets(this.#options.connections)
+    const watch = await replays.watch()
+    this.#stopWatch = () => watch.stop()
+    void (async () => {
+      try {
+        for await (const entry of watch) if (entry.operation === 'PUT') this.#consider(entry.string())
+      } catch (error) {
+        this.#options.logger.warn('watching replays failed', { error: String(error) })
+      }
+    })()
   }
 
   #consider(value: string): void {
@@ -56,7 +57,7 @@ export class ReplayFollower {
     const work = this.#follow(replay)
       .catch((error: unknown) => {
         // Another instance finished the replay and removed its consumer: nothing is wrong.
-        if (!/consumer (not found|deleted)/i.test(String(error))) this.#options.logger.warn('replay failed; another instance or a restart resumes it', { replay: replay.id, error: String(error) })
+        if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound)) this.#options.logger.warn('replay failed; another instance or a restart resumes it', { replay: replay.id, error: String(error) })
       })
       .finally(() => this.#active.delete(replay.id))
     this.#active.set(replay.id, work)
@@ -71,7 +72,7 @@ export class ReplayFollower {
     const save = async (): Promise<void> => {
       if (handled === saved) return
       const count = handled
-      await connections.etcd.put(keys.replayCount(replay.id, this.#instance)).value(String(count))
+      await saveReplayCount(connections, replay.id, this.#options.instance, count)
       saved = count
     }
     const saver = setInterval(() => void save().catch(() => {}), 250)
@@ -119,7 +120,7 @@ export class ReplayFollower {
 
   async close(): Promise<void> {
     this.#closing = true
-    await this.#watcher?.cancel().catch(() => {})
+    this.#stopWatch?.()
     await Promise.allSettled([...this.#active.values()])
   }
 }

@@ -17,12 +17,16 @@ export interface DriverContext {
   readonly event: ConveyorEvent
   readonly runid: string
   /**
-   * 1 on the first execution, then +1 for every re-execution: a redelivery after a crash, or a
-   * pipeline step's retry.
+   * 1 on the first execution, then +1 for every re-execution: a takeover after a crash, a
+   * redelivery after a retryable error, or a pipeline step's retry. Counted by the resource's actor.
    */
   readonly attempt: number
-  /** For a pipeline step: which step, its dispatch number, its timeout, and (shell) its commands. */
+  /** For a pipeline step: which step, its dispatch number, its timeout, and (shell) its commands, as stored in the run's plan. */
   readonly step?: StepDispatch
+  /** For a pipeline step: the `data` each earlier step of the run returned, by step id. @default {} */
+  readonly steps: Readonly<Record<string, Readonly<Record<string, unknown>>>>
+  /** For a pipeline step: a directory shared by the steps of this run that run on this instance, removed when the run ends. */
+  readonly workspace?: string
   /** The pipeline of the run, when this is a step. */
   readonly pipeline?: string
   /** True when this event was delivered by a replay rather than live. */
@@ -33,7 +37,7 @@ export interface DriverContext {
   log(...args: unknown[]): void
   /** Appends a line under a stream name (`stdout`, `stderr`, …) instead of `log`. */
   output(stream: string, line: string): void
-  /** Tells JetStream the run is alive so it is not redelivered. Sent automatically while reconcile runs; call it in tight loops too. */
+  /** Renews this run's claim and tells JetStream it is alive. Sent automatically while reconcile runs; call it in tight loops too. */
   heartbeat(): void
   /** Sends an event to the resource's actor (through its inbox); `id` makes it idempotent and defaults to a new one. */
   send(event: { readonly type: string; readonly id?: string; readonly [key: string]: unknown }): Promise<void>
@@ -67,18 +71,24 @@ export interface DriverDefinition {
   reconcile(ctx: DriverContext): Promise<DriverResult | void> | DriverResult | void
 }
 
-/** Options of `runDriver`; anything omitted comes from the environment (`CONVEYOR_NATS_URL`, `CONVEYOR_ETCD_ENDPOINTS`). */
+/** Options of `runDriver`; anything omitted comes from the environment (`CONVEYOR_NATS_URL`, …). A driver needs NATS only. */
 export interface RunDriverOptions {
+  /** @default 'nats://127.0.0.1:4222' (env `CONVEYOR_NATS_URL`) */
   readonly natsUrl?: string
-  readonly etcdEndpoints?: readonly string[]
-  /** Time JetStream waits for an ack or heartbeat before redelivering (env `CONVEYOR_DRIVER_ACK_WAIT_MS`). @default 30000 */
+  /**
+   * Time JetStream waits for an ack or heartbeat before redelivering, and the lease of a claim:
+   * an instance that stops renewing for this long loses its work to another (env `CONVEYOR_DRIVER_ACK_WAIT_MS`).
+   * @default 30000
+   */
   readonly ackWaitMs?: number
   /** Deliveries of one event before the run is recorded as failed (env `CONVEYOR_DRIVER_MAX_DELIVER`). @default 5 */
   readonly maxDeliver?: number
-  /** Where a newly created consumer starts: only new events, or the whole retained history. @default 'new' */
-  readonly startFrom?: 'new' | 'all'
   /** On close, how long runs in progress may finish before `ctx.signal` aborts them. @default 3000 */
   readonly shutdownGraceMs?: number
+  /** This instance's id in the registry and in claims. @default a random id */
+  readonly instance?: string
+  /** Where pipeline runs get their shared workspace. @default `$CONVEYOR_DATA_DIR/workspaces`, else the system's temp dir */
+  readonly workspaceRoot?: string
 }
 
 /** A running driver instance. */

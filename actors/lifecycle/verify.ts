@@ -1,7 +1,7 @@
 import { initialTransition, type AnyStateMachine } from 'xstate'
 import type { ActorRecord } from '../../runtime/actor-record.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
-import { persist, step } from './step.ts'
+import { applyEvent, persist } from './apply-event.ts'
 import { stateString } from './machine.ts'
 
 /** Where a rebuilt actor first disagrees with its history or with etcd. */
@@ -54,7 +54,7 @@ export function verifyActor(machine: AnyStateMachine, record: ActorRecord, histo
     const expectedSeq = rebuilt.seq + 1
     if (event.seq !== expectedSeq) return result({ seq: expectedSeq, expected: `event ${expectedSeq}`, got: `event ${event.seq}`, reason: `the history has no transitioned event ${expectedSeq} (missing or out of order)` })
     if (event.from !== rebuilt.state) return result({ seq: event.seq, event: event.event, expected: event.from, got: rebuilt.state, reason: `event ${event.seq} was applied in state ${event.from}, the rebuild is in ${rebuilt.state}` })
-    const applied = step(machine, rebuilt, { ...(event.event ?? { type: '' }), id: '' }, Date.parse(event.time))
+    const applied = applyEvent(machine, rebuilt, { ...(event.event ?? { type: '' }), id: '' }, Date.parse(event.time))
     if (applied.kind !== 'applied') return result({ seq: event.seq, event: event.event, expected: event.to, got: rebuilt.state, reason: `event ${event.seq} (${event.event?.type}) is not accepted in state ${rebuilt.state} by the machine` })
     rebuilt = applied.record
     if (applied.to !== event.to) return result({ seq: event.seq, event: event.event, expected: event.to, got: applied.to, reason: `event ${event.seq} (${event.event?.type}) leads to ${applied.to}, the history says ${event.to}` })

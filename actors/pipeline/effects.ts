@@ -5,16 +5,19 @@ import type { ConveyorEvent } from '../../definitions/objects.ts'
 import type { StepDispatch, StepRun } from '../../definitions/pipeline.ts'
 import type { RunEffects } from './run.ts'
 
-/** What a driver needs to run a step (and nothing about the run's other steps). */
-export function dispatchOf(step: StepRun): StepDispatch {
+/**
+ * Which step a dispatch is, and its limits. The work itself (`commands`, `env`) is only in
+ * `withPlan`: a driver gets it from the actor when its claim is granted, never from a message.
+ */
+export function dispatchOf(step: StepRun, withPlan = false): StepDispatch {
   return {
     id: step.id,
     name: step.name,
     driver: step.driver,
     attempt: step.attempt,
     ...(step.timeoutMs !== undefined ? { timeoutMs: step.timeoutMs } : {}),
-    ...(step.commands ? { commands: step.commands } : {}),
-    ...(step.env ? { env: step.env } : {}),
+    ...(withPlan && step.commands ? { commands: step.commands } : {}),
+    ...(withPlan && step.env ? { env: step.env } : {}),
   }
 }
 

@@ -3,7 +3,7 @@ import type { ActorRecord } from '../../runtime/actor-record.ts'
 import type { OutboxMessage } from '../../runtime/outbox.ts'
 import { subjects } from '../../runtime/keys.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
-import { step } from '../lifecycle/step.ts'
+import { applyEvent } from '../lifecycle/apply-event.ts'
 import { advanceRun, cancelRun, STEP_RESULT, type RunEffects, type RunState } from './run.ts'
 import { runMessages } from './effects.ts'
 
@@ -27,7 +27,7 @@ function withRun(record: ActorRecord, state: RunState & { effects: RunEffects },
   // The lifecycle follows the run's end when it accepts SUCCEED / FAIL (the built-in one does).
   if (finished === 'succeeded' || finished === 'failed') {
     const event = { type: LIFECYCLE_EVENT[finished], message: state.run.message ?? '' }
-    const result = step(machine, next, { ...event, id: '' }, now)
+    const result = applyEvent(machine, next, { ...event, id: '' }, now)
     if (result.kind === 'applied') {
       next = { ...result.record, run: state.run }
       messages.push({ subject: subjects.outcome(next.type, next.name, 'transitioned'), event: transitionedEvent(next, result.from, result.to, event) })

@@ -1,7 +1,7 @@
 import type { DurableTimer } from '../../runtime/actor-record.ts'
 import type { PipelineRun, RunStatus, StepPlan, StepRun } from '../../definitions/pipeline.ts'
 
-/** What a driver reported for one dispatch of a step (an inbox event of type `conveyor.step.result`). */
+/** What a driver reported for one dispatch of a step (taken from its `conveyor.report`). */
 export interface StepReport {
   readonly step: string
   readonly attempt: number
@@ -75,7 +75,10 @@ class Change {
   }
 
   dispatch(step: StepRun): void {
-    const next = this.update(step.id, { status: 'running', attempt: step.attempt + 1, startedAt: this.#iso })
+    // A new dispatch starts unclaimed: the previous dispatch's claim (and message) go.
+    const { claim: _claim, message: _message, ...rest } = step
+    const next: StepRun = { ...rest, status: 'running', attempt: step.attempt + 1, startedAt: this.#iso }
+    this.run = { ...this.run, steps: this.run.steps.map((s) => (s.id === step.id ? next : s)) }
     this.timers = this.timers.filter((t) => !isStepTimer(t, step.id))
     if (next.timeoutMs !== undefined) this.timers.push(timeoutTimer(next, this.#now))
     this.effects.dispatched.push(next)

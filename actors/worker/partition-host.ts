@@ -1,20 +1,23 @@
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
-import { nanos } from '@nats-io/transport-node'
+import { nanos, type Subscription } from '@nats-io/transport-node'
 import type { AnyStateMachine } from 'xstate'
 import type { IRequestOp } from 'etcd3'
 import type { Connections } from '../../runtime/connections.ts'
 import type { TxnBatcher } from '../../runtime/txn-batcher.ts'
-import type { Outbox, OutboxMessage } from '../../runtime/outbox.ts'
+import type { Outbox } from '../../runtime/outbox.ts'
 import type { Logger } from '../../runtime/logger.ts'
-import type { ActorEvent, ActorRecord, DurableTimer } from '../../runtime/actor-record.ts'
+import type { ActorEvent, ActorRecord } from '../../runtime/actor-record.ts'
 import type { EventReply } from '../../runtime/inbox.ts'
 import { compare, op, readKeys, readRange } from '../../runtime/etcd-ops.ts'
-import type { ReadBatcher, Semaphore } from '../../runtime/read-batcher.ts'
-import { headers, keys, partitionName, partitionOf, streams, subjects } from '../../runtime/keys.ts'
-import { acceptedEvents, step } from '../lifecycle/step.ts'
-import { applyRunEvent, settleRun, transitionedEvent } from '../pipeline/host.ts'
-import { isRunEvent, STEP_RESULT } from '../pipeline/run.ts'
+import type { ReadBatcher } from '../../runtime/read-batcher.ts'
+import type { Semaphore } from '../../runtime/semaphore.ts'
+import { consumers, headers, keys, parseInboxSubject, parseTimerKey, partitionOf, streams, subjects } from '../../runtime/keys.ts'
+import { presentResource, type StoredResource } from '../../runtime/resource-view.ts'
 import type { Clock } from './clock.ts'
+import { AckFloor } from './ack-floor.ts'
+import { applyBatch, type BatchItem, type BatchOutput } from './apply-batch.ts'
+import type { CachedRecord, RecordCache } from './record-cache.ts'
+import { serveSync } from './partition-sync.ts'
 
 /** Shared by every partition a worker hosts. */
 export interface HostContext {
@@ -33,48 +36,12 @@ export interface HostContext {
   readonly backlog: Semaphore
   readonly timerHorizonMs: number
   readonly ackWaitMs: number
+  /** Drivers with a live instance serving a resource type; whether a driver has one. */
+  readonly registry: { servingDrivers(type: string): readonly string[]; isLive(driver: string): boolean }
 }
 
-/** A bounded LRU of actor records with the revision they were read or written at. */
-export class RecordCache {
-  readonly #max: number
-  readonly #entries = new Map<string, { record: ActorRecord; revision: number }>()
-
-  constructor(max: number) {
-    this.#max = max
-  }
-
-  get size(): number {
-    return this.#entries.size
-  }
-
-  get(key: string): { record: ActorRecord; revision: number } | undefined {
-    const entry = this.#entries.get(key)
-    if (entry) {
-      this.#entries.delete(key)
-      this.#entries.set(key, entry)
-    }
-    return entry
-  }
-
-  set(key: string, entry: { record: ActorRecord; revision: number }): void {
-    this.#entries.delete(key)
-    this.#entries.set(key, entry)
-    while (this.#entries.size > this.#max) this.#entries.delete(this.#entries.keys().next().value!)
-  }
-
-  delete(key: string): void {
-    this.#entries.delete(key)
-  }
-
-  deleteWhere(predicate: (key: string) => boolean): void {
-    for (const key of [...this.#entries.keys()]) if (predicate(key)) this.#entries.delete(key)
-  }
-}
-
-type Item =
-  | { readonly kind: 'inbox'; readonly event: ActorEvent; readonly seq: number; readonly message: JsMsg; readonly replyTo: string | undefined }
-  | { readonly kind: 'timer'; readonly id: string; readonly dueAt: number }
+type Item = (BatchItem & { readonly kind: 'timer' }) | (BatchItem & { readonly kind: 'inbox'; readonly message: JsMsg; readonly replyTo: string | undefined })
+type InboxItem = Item & { readonly kind: 'inbox' }
 
 interface Cell {
   readonly type: string
@@ -84,16 +51,7 @@ interface Cell {
 }
 
 const MAX_BATCH = 256
-const timerKeyOf = (record: { type: string; name: string }, timer: DurableTimer): string => keys.timer(record.type, record.name, timer.dueAt, timer.id)
-
-/** Consumers of a partition's inbox are named per owner (its claim's fencing token): `actors_pNN_{token}`. */
-const partitionConsumerPrefix = (partition: number): string => `actors_${partitionName(partition)}_`
-export const partitionConsumerName = (partition: number, token: number): string => `${partitionConsumerPrefix(partition)}${token}`
-
-function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): EventReply {
-  const titles: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' }
-  return { status, body: { type: `urn:conveyor:problem:${code}`, title: titles[status] ?? 'Error', status, detail, ...extra } }
-}
+const timerKeyOf = (record: { type: string; name: string }, timer: { dueAt: number; id: string }): string => keys.timer(record.type, record.name, timer.dueAt, timer.id)
 
 /**
  * Hosts the actors of one partition while this worker owns it: consumes the partition's inbox,
@@ -109,11 +67,8 @@ export class PartitionHost {
   readonly #drains = new Set<Promise<void>>()
   #messages: ConsumerMessages | undefined
   #loop: Promise<void> | undefined
-  /** Delivered inbox messages in stream order, until everything before them is applied and acked. */
-  readonly #outstanding: { seq: number; message: JsMsg; done: boolean }[] = []
-  readonly #tracked = new Map<number, { seq: number; message: JsMsg; done: boolean }>()
-  #ackedFloor = 0
-  #pendingAck: JsMsg | undefined
+  #acks = new AckFloor(0)
+  #sync: Subscription | undefined
   #scanTimer: unknown
   #stopped = false
 
@@ -131,13 +86,13 @@ export class PartitionHost {
    */
   async start(): Promise<void> {
     const { jsm, js } = this.#context.connections
-    const name = partitionConsumerName(this.partition, this.token)
+    const name = consumers.partition(this.partition, this.token)
     const previous: { name: string; floor: number }[] = []
     for await (const info of await jsm.consumers.list(streams.inbox)) {
-      if (info.name.startsWith(`${partitionConsumerPrefix(this.partition)}`) && info.name !== name) previous.push({ name: info.name, floor: info.ack_floor.stream_seq })
+      if (info.name.startsWith(consumers.partitionPrefix(this.partition)) && info.name !== name) previous.push({ name: info.name, floor: info.ack_floor.stream_seq })
     }
     const floor = Math.max(0, ...previous.map((p) => p.floor))
-    this.#ackedFloor = floor
+    this.#acks = new AckFloor(floor)
     await jsm.consumers.add(streams.inbox, {
       durable_name: name,
       // One ack covers every earlier message: far cheaper than an ack per event.
@@ -151,6 +106,7 @@ export class PartitionHost {
     const consumer = await js.consumers.get(streams.inbox, name)
     this.#messages = await consumer.consume({ max_messages: 32 })
     this.#loop = this.#consume(this.#messages)
+    this.#sync = serveSync(this.#context, this.partition)
     await this.#scanTimers()
   }
 
@@ -162,25 +118,27 @@ export class PartitionHost {
         this.#context.backlog.release()
         break
       }
-      if (message.seq <= this.#ackedFloor || this.#tracked.has(message.seq)) {
+      if (this.#acks.seen(message.seq)) {
         // A redelivery of something already applied, or still being applied.
         this.#context.backlog.release()
         continue
       }
-      const [, , , type, name] = message.subject.split('.')
-      let event: ActorEvent
+      const target = parseInboxSubject(message.subject)
+      let event: ActorEvent | undefined
       try {
         event = message.json<ActorEvent>()
-        if (typeof event.type !== 'string' || typeof event.id !== 'string' || !type || !name) throw new Error('not an actor event')
       } catch {
+        event = undefined
+      }
+      if (!target || typeof event?.type !== 'string' || typeof event.id !== 'string') {
         this.#context.logger.warn('skipping a malformed inbox message', { subject: message.subject })
-        this.#track(message).done = true
-        this.#advanceAckFloor()
+        this.#acks.track(message)
+        this.#acks.done(message.seq)
         this.#context.backlog.release()
         continue
       }
-      this.#track(message)
-      this.#enqueue(type, name, { kind: 'inbox', event, seq: message.seq, message, replyTo: message.headers?.get(headers.replyTo) || undefined })
+      this.#acks.track(message)
+      this.#enqueue(target.type, target.name, { kind: 'inbox', event, seq: message.seq, message, replyTo: message.headers?.get(headers.replyTo) || undefined })
     }
   }
 
@@ -211,6 +169,8 @@ export class PartitionHost {
           failures = 0
         } catch (error) {
           failures++
+          // The commit may have happened (an ambiguous error): reload before trying again.
+          this.#context.cache.delete(key)
           this.#context.logger.warn('applying events failed; retrying', { actor: key, error: String(error) })
           for (const item of batch) if (item.kind === 'inbox') item.message.working()
           await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)))
@@ -225,127 +185,98 @@ export class PartitionHost {
     }
   }
 
-  /** Applies a batch of one actor's items; false means "state changed under us, reload and redo". */
+  async #load(key: string, cell: Cell): Promise<{ cached: CachedRecord | undefined; fromCache: boolean }> {
+    const hit = this.#context.cache.get(key)
+    if (hit) return { cached: hit, fromCache: true }
+    const stored = await this.#context.reads.read(keys.actor(cell.type, cell.name))
+    if (!stored) return { cached: undefined, fromCache: false }
+    const cached = { record: JSON.parse(stored.value) as ActorRecord, revision: stored.modRevision }
+    this.#context.cache.set(key, cached)
+    return { cached, fromCache: false }
+  }
+
+  /** Loads, applies, commits and answers a batch of one actor's items; false means "state changed under us, reload and redo". */
   async #process(key: string, cell: Cell, batch: readonly Item[]): Promise<boolean> {
-    const { clock, cache } = this.#context
-    let cached = cache.get(key)
-    const fromCache = cached !== undefined
-    if (!cached) {
-      const stored = await this.#context.reads.read(keys.actor(cell.type, cell.name))
-      if (!stored) {
-        const missing = (): EventReply => problem(404, 'not-found', `resource ${cell.type}/${cell.name} not found`)
-        for (const item of batch) if (item.kind === 'inbox') this.#finish(item, missing, 0)
-        return true
-      }
-      cached = { record: JSON.parse(stored.value) as ActorRecord, revision: stored.modRevision }
-      cache.set(key, cached)
-    }
-    const machine = await this.#context.machine(cached.record.lifecycle)
-    const before = cached.record
-    let record = before
-    let dirty = false
-    const messages: OutboxMessage[] = []
-    const answers: { item: Item & { kind: 'inbox' }; reply: (revision: number) => EventReply }[] = []
-    const now = clock.now()
-    const transitioned = (from: string, to: string, event: ActorEvent | DurableTimer['event']): void =>
-      void messages.push({ subject: subjects.outcome(cell.type, cell.name, 'transitioned'), event: transitionedEvent(record, from, to, event) })
-    const settle = (): void => {
-      const settled = settleRun(machine, record, now)
-      if (!settled) return
-      record = settled.record
-      messages.push(...settled.messages)
-    }
-    for (const item of batch) {
-      if (item.kind === 'inbox') {
-        if (item.seq <= record.inboxSeq) {
-          answers.push({ item, reply: (revision) => this.#current(record, revision, { duplicate: true }) })
-          continue
-        }
-        if (isRunEvent(item.event.type)) {
-          // A driver's step report moves the run (or is stale and changes nothing); step timers
-          // only ever come from the actor's own durable timers, never through the inbox.
-          const outcome = item.event.type === STEP_RESULT ? applyRunEvent(machine, record, item.event, now) : undefined
-          if (outcome) {
-            record = { ...outcome.record, inboxSeq: item.seq }
-            messages.push(...outcome.messages)
-            dirty = true
-          }
-          const applied = outcome !== undefined
-          answers.push({ item, reply: (revision) => ({ status: 200, body: { ...this.#view(record, revision), accepted: applied } }) })
-          continue
-        }
-        const result = step(machine, record, item.event, now, item.seq)
-        if (result.kind === 'applied') {
-          record = result.record
-          transitioned(result.from, result.to, item.event)
-          settle()
-          const snapshot = record
-          answers.push({ item, reply: (revision) => ({ status: 200, body: { ...this.#view(snapshot, revision), id: item.event.id, from: result.from, to: result.to, accepted: true } }) })
-        } else if (result.kind === 'duplicate') answers.push({ item, reply: (revision) => this.#current(record, revision, { duplicate: true }) })
-        else {
-          const detail =
-            result.reason === 'final'
-              ? `resource ${cell.type}/${cell.name} is in final state ${result.state} and accepts no more events`
-              : `resource ${cell.type}/${cell.name} is in state ${result.state}, which does not accept ${item.event.type}`
-          const current = record
-          answers.push({ item, reply: () => problem(409, result.reason === 'final' ? 'actor-done' : 'event-not-accepted', detail, { state: result.state, accepts: acceptedEvents(machine, current) }) })
-        }
-      } else {
-        const timer = record.timers.find((t) => t.id === item.id && t.dueAt === item.dueAt)
-        if (!timer) continue
-        const withoutTimer = { ...record, timers: record.timers.filter((t) => t !== timer) }
-        dirty = true
-        if (isRunEvent(timer.event.type)) {
-          const outcome = applyRunEvent(machine, withoutTimer, timer.event, now)
-          record = outcome?.record ?? withoutTimer
-          if (outcome) messages.push(...outcome.messages)
-          continue
-        }
-        const result = step(machine, withoutTimer, { ...timer.event, id: '' } as ActorEvent, now)
-        if (result.kind === 'applied') {
-          record = result.record
-          transitioned(result.from, result.to, timer.event)
-          settle()
-        } else record = withoutTimer
-      }
-    }
-    if (!dirty && messages.length === 0) {
+    const { cached, fromCache } = await this.#load(key, cell)
+    const machine = cached ? await this.#context.machine(cached.record.lifecycle) : undefined
+    const output = applyBatch({
+      type: cell.type,
+      name: cell.name,
+      // Only read where a record exists.
+      machine: machine as AnyStateMachine,
+      record: cached?.record,
+      items: batch,
+      now: this.#context.clock.now(),
+      servingDrivers: (type) => this.#context.registry.servingDrivers(type),
+    })
+    if (!output.changed && output.orphanTimers.length === 0) {
       // Nothing to commit, so no compare guards the cached record: a resource replaced or deleted
       // through the API since it was cached must not answer with its old state.
-      if (fromCache && (await this.#revisionOf(cell)) !== cached.revision) {
-        cache.delete(key)
+      if (fromCache && (await this.#revisionOf(cell)) !== cached?.revision) {
+        this.#context.cache.delete(key)
         return false
       }
-      for (const { item, reply } of answers) this.#finish(item, reply, cached.revision)
+      await this.#answer(cell, batch, output, cached?.revision ?? 0, cached?.record)
       return true
     }
-    const added = record.timers.filter((t) => !before.timers.some((b) => timerKeyOf(before, b) === timerKeyOf(record, t)))
-    const removed = before.timers.filter((b) => !record.timers.some((t) => timerKeyOf(record, t) === timerKeyOf(before, b)))
-    const entry = messages.length > 0 ? this.#context.outbox.entryOf(messages) : undefined
+    const revision = await this.#commit(key, cell, cached, output)
+    if (revision === undefined) return false
+    await this.#answer(cell, batch, output, revision, output.record)
+    return true
+  }
+
+  /** Commits a batch's result fenced by the actor's revision and the partition claim; undefined when a compare failed. */
+  async #commit(key: string, cell: Cell, cached: CachedRecord | undefined, output: BatchOutput): Promise<number | undefined> {
+    const before = cached?.record
+    const record = output.record
+    const beforeTimers = before?.timers ?? []
+    const afterTimers = record?.timers ?? []
+    const added = record ? afterTimers.filter((t) => !beforeTimers.some((b) => b.id === t.id && b.dueAt === t.dueAt)) : []
+    const removed = beforeTimers.filter((b) => !afterTimers.some((t) => t.id === b.id && t.dueAt === b.dueAt))
+    const entry = output.messages.length > 0 ? this.#context.outbox.entryOf(output.messages) : undefined
+    const actorKey = keys.actor(cell.type, cell.name)
     const ops: IRequestOp[] = [
-      op.put(keys.actor(cell.type, cell.name), JSON.stringify(record)),
-      ...added.map((t) => op.put(timerKeyOf(record, t), '')),
-      ...removed.map((t) => op.delete(timerKeyOf(before, t))),
+      ...(record ? [op.put(actorKey, JSON.stringify(record))] : before ? [op.delete(actorKey)] : []),
+      ...added.map((t) => op.put(timerKeyOf(cell, t), '')),
+      ...removed.map((t) => op.delete(timerKeyOf(cell, t))),
+      ...output.orphanTimers.map((t) => op.delete(timerKeyOf(cell, t))),
       ...(entry ? [entry.op] : []),
     ]
     const outcome = await this.#context.batcher.commit({
-      compares: [compare.modRevision(keys.actor(cell.type, cell.name), cached.revision), compare.createRevision(keys.partitionClaim(this.partition), this.token)],
+      compares: [compare.modRevision(actorKey, cached?.revision ?? 0), compare.createRevision(keys.partitionClaim(this.partition), this.token)],
       ops,
     })
     if (!outcome.succeeded) {
-      cache.delete(key)
+      this.#context.cache.delete(key)
       if (!(await this.#stillOwned())) {
         this.#context.logger.warn('partition claim lost; this worker stops applying its events', { partition: this.partition })
         this.#stopped = true
       }
-      return false
+      return undefined
     }
-    cache.set(key, { record, revision: outcome.revision })
-    for (const { item, reply } of answers) this.#finish(item, reply, outcome.revision)
+    if (record) this.#context.cache.set(key, { record, revision: outcome.revision })
+    else this.#context.cache.delete(key)
     if (entry) this.#context.outbox.publishInBackground([entry.entry], outcome.revision)
-    for (const timer of removed) this.#cancelTimer(timerKeyOf(before, timer))
+    for (const timer of [...removed, ...output.orphanTimers]) this.#cancelTimer(timerKeyOf(cell, timer))
     for (const timer of added) this.scheduleTimer(cell.type, cell.name, timer.dueAt, timer.id)
-    return true
+    return outcome.revision
+  }
+
+  async #answer(cell: Cell, batch: readonly Item[], output: BatchOutput, revision: number, record: ActorRecord | undefined): Promise<void> {
+    const replied = new Set<number>()
+    const resource = output.wantsResource && record ? await this.#resource(cell, record) : undefined
+    for (const { item, reply } of output.replies) {
+      replied.add(item)
+      this.#finish(batch[item] as InboxItem, () => reply(revision, resource))
+    }
+    for (const [index, item] of batch.entries()) if (item.kind === 'inbox' && !replied.has(index)) this.#finish(item, undefined)
+  }
+
+  /** The resource as the API shows it, for answers that carry it (a granted step claim). */
+  async #resource(cell: Cell, record: ActorRecord): Promise<ReturnType<typeof presentResource> | undefined> {
+    const stored = await this.#context.reads.read(keys.resource(cell.type, cell.name))
+    if (!stored) return undefined
+    return presentResource(JSON.parse(stored.value) as StoredResource, stored.modRevision, record)
   }
 
   async #revisionOf(cell: Cell): Promise<number | undefined> {
@@ -358,48 +289,12 @@ export class PartitionHost {
     return values[0]?.createRevision === this.token
   }
 
-  #view(record: ActorRecord, revision: number): Record<string, unknown> {
-    return { type: record.type, name: record.name, runid: record.runid, state: record.state, done: record.snapshot.status !== 'active', context: record.snapshot.context, seq: record.seq, revision }
-  }
-
-  #current(record: ActorRecord, revision: number, extra: Record<string, unknown>): EventReply {
-    return { status: 200, body: { ...this.#view(record, revision), accepted: true, ...extra } }
-  }
-
-  #track(message: JsMsg): { seq: number; message: JsMsg; done: boolean } {
-    const entry = { seq: message.seq, message, done: false }
-    this.#outstanding.push(entry)
-    this.#tracked.set(message.seq, entry)
-    return entry
-  }
-
-  /** Acks the highest message below which everything is applied (one ack for many, coalesced). */
-  #advanceAckFloor(): void {
-    let last: JsMsg | undefined
-    while (this.#outstanding[0]?.done) {
-      const entry = this.#outstanding.shift()!
-      this.#tracked.delete(entry.seq)
-      last = entry.message
-    }
-    if (!last) return
-    this.#ackedFloor = last.seq
-    const pending = this.#pendingAck
-    this.#pendingAck = last
-    if (pending === undefined) setImmediate(() => {
-      const message = this.#pendingAck
-      this.#pendingAck = undefined
-      message?.ack()
-    })
-  }
-
   /** Marks an inbox message applied (the ack floor may move) and answers whoever waits for it. */
-  #finish(item: Item & { kind: 'inbox' }, reply: (revision: number) => EventReply, revision: number): void {
-    const entry = this.#tracked.get(item.seq)
-    if (entry) entry.done = true
-    this.#advanceAckFloor()
+  #finish(item: InboxItem, reply: (() => EventReply) | undefined): void {
+    this.#acks.done(item.seq)
     this.#context.backlog.release()
-    if (!item.replyTo) return
-    const answer = reply(revision)
+    if (!item.replyTo || !reply) return
+    const answer = reply()
     this.#context.connections.nats.publish(item.replyTo, JSON.stringify({ ...answer, body: { ...answer.body, id: item.event.id } }))
   }
 
@@ -443,6 +338,7 @@ export class PartitionHost {
   /** Stops taking events, lets the batches in flight finish, and forgets this partition's state. */
   async stop(): Promise<void> {
     this.#stopped = true
+    this.#sync?.unsubscribe()
     this.#context.clock.clearTimeout(this.#scanTimer)
     for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
     this.#timers.clear()
@@ -457,12 +353,4 @@ export class PartitionHost {
       return partitionOf(type!, name!) === this.partition
     })
   }
-}
-
-/** `/conveyor/timers/pNN/{dueAt}/{type}/{name}/{id}` back into its parts. */
-export function parseTimerKey(key: string): { partition: number; dueAt: number; type: string; name: string; id: string } | undefined {
-  const parts = key.slice(keys.timers().length).split('/')
-  if (parts.length !== 5) return undefined
-  const [partition, due, type, name, id] = parts as [string, string, string, string, string]
-  return { partition: Number(partition.slice(1)), dueAt: Number(due), type, name, id: decodeURIComponent(id) }
 }

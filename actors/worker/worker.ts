@@ -6,14 +6,17 @@ import { TxnBatcher } from '../../runtime/txn-batcher.ts'
 import { Outbox } from '../../runtime/outbox.ts'
 import { createLogger, type Logger } from '../../runtime/logger.ts'
 import { readKeys } from '../../runtime/etcd-ops.ts'
-import { ReadBatcher, Semaphore } from '../../runtime/read-batcher.ts'
-import { keys } from '../../runtime/keys.ts'
+import { ReadBatcher } from '../../runtime/read-batcher.ts'
+import { Semaphore } from '../../runtime/semaphore.ts'
+import { keys, parseTimerKey } from '../../runtime/keys.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
 import { DEFAULT_LIFECYCLE_ID, machineFor } from '../lifecycle/machine.ts'
 import { systemClock, type Clock } from './clock.ts'
 import { Ownership } from './ownership.ts'
 import { boundHeap } from './memory.ts'
-import { PartitionHost, RecordCache, parseTimerKey, type HostContext } from './partition-host.ts'
+import { PartitionHost, type HostContext } from './partition-host.ts'
+import { RecordCache } from './record-cache.ts'
+import { DriverRegistry } from '../../runtime/driver-registry.ts'
 
 /** Options of an actor worker; anything omitted has a production default. */
 export interface WorkerOptions {
@@ -71,6 +74,7 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     }
     return machineFor(lifecycleId, config)
   }
+  const registry = await DriverRegistry.open(connections, logger)
   const context: HostContext = {
     connections,
     batcher,
@@ -84,6 +88,7 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     backlog: new Semaphore(options.maxPendingEvents ?? 1024),
     timerHorizonMs: options.timerHorizonMs ?? 60_000,
     ackWaitMs: options.ackWaitMs ?? 10_000,
+    registry,
   }
   const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 96)
   const hosts = new Map<number, PartitionHost>()
@@ -118,6 +123,7 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
       await timerWatch.cancel().catch(() => {})
       await ownership.close()
       await outbox.close()
+      registry.close()
     })()
     return closing
   }

@@ -7,7 +7,7 @@ import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
 import { startGateway } from '../../gateway/server.ts'
 import { loadUws } from '../../gateway/uws.ts'
 import { runDriver } from '../../actors/driver/run.ts'
-import { shellDriver } from '../../actors/drivers/shell.ts'
+import { shellDriver } from '../../actors/driver/builtin/shell.ts'
 import type { DriverDefinition } from '../../actors/driver/types.ts'
 import { startWorker } from '../../actors/worker/worker.ts'
 import { isDriverDefinition } from '../../actors/driver/define.ts'
@@ -44,8 +44,7 @@ export async function up(flags: ServeFlags): Promise<number> {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
     const gateway = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
     const actorWorker = await startWorker({ connections, heapSoftLimitMb: 256 })
-    process.env.CONVEYOR_DATA_DIR ??= config.dataDir
-    const builtIns = await Promise.all(Object.values(BUILT_IN_DRIVERS).map((d) => runDriver(d, { connections })))
+    const builtIns = await Promise.all(Object.values(BUILT_IN_DRIVERS).map((d) => runDriver(d, { connections, workspaceRoot: join(config.dataDir, 'workspaces') })))
     out(`Conveyor is up.`)
     out(`  API:  ${gateway.url}`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
@@ -111,8 +110,7 @@ export async function driver(flags: ServeFlags, file: string | undefined): Promi
   const builtIn = BUILT_IN_DRIVERS[file]
   if (builtIn) {
     const config = resolveConfig(flags)
-    process.env.CONVEYOR_DATA_DIR ??= config.dataDir
-    const handle = await runDriver(builtIn, { natsUrl: config.natsUrl, etcdEndpoints: config.etcdEndpoints })
+    const handle = await runDriver(builtIn, { natsUrl: config.natsUrl, workspaceRoot: join(config.dataDir, 'workspaces') })
     process.stdout.write(`Conveyor driver ${builtIn.name} running (built in)\n`)
     return await untilSignal(() => handle.close())
   }
@@ -125,7 +123,7 @@ export async function driver(flags: ServeFlags, file: string | undefined): Promi
   const definition = module.default ?? module.driver
   if (!isDriverDefinition(definition)) throw new TypeError(`${file} must export a driver made with defineDriver() as its default export`)
   const config = resolveConfig(flags)
-  const handle = await runDriver(definition, { natsUrl: config.natsUrl, etcdEndpoints: config.etcdEndpoints })
+  const handle = await runDriver(definition, { natsUrl: config.natsUrl, workspaceRoot: join(config.dataDir, 'workspaces') })
   process.stdout.write(`Conveyor driver ${definition.name} running (${definition.resources.length > 0 ? `serves ${definition.resources.join(', ')} and its pipeline steps` : 'runs its pipeline steps'})\n`)
   return await untilSignal(() => handle.close())
 }

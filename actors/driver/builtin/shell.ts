@@ -1,11 +1,8 @@
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { defineDriver } from '../driver/define.ts'
-import { TerminalError } from '../driver/errors.ts'
-import type { DriverContext, DriverResult } from '../driver/types.ts'
+import { defineDriver } from '../define.ts'
+import { TerminalError } from '../errors.ts'
+import type { DriverContext, DriverResult } from '../types.ts'
 
 /** How long a process group gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 2000
@@ -18,8 +15,24 @@ export function specEnvironment(spec: Readonly<Record<string, unknown>>): Record
   const clean = (value: string): string => value.replace(/\0/g, '')
   const env: Record<string, string> = { CONVEYOR_SPEC: clean(JSON.stringify(spec)) }
   for (const [key, value] of Object.entries(spec)) {
-    const name = `SPEC_${key.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`
+    const name = `SPEC_${envName(key)}`
     env[name] = clean(typeof value === 'string' ? value : JSON.stringify(value))
+  }
+  return env
+}
+
+const envName = (text: string): string => text.toUpperCase().replace(/[^A-Z0-9_]/g, '_')
+
+/**
+ * What earlier steps of the run returned, as environment variables: `data.commit` of step
+ * `clone` becomes `STEP_CLONE_COMMIT` (strings as they are, other values as JSON), and all of it
+ * `CONVEYOR_STEPS` (JSON by step id).
+ */
+export function stepsEnvironment(steps: Readonly<Record<string, Readonly<Record<string, unknown>>>>): Record<string, string> {
+  const clean = (value: string): string => value.replace(/\0/g, '')
+  const env: Record<string, string> = { CONVEYOR_STEPS: clean(JSON.stringify(steps)) }
+  for (const [step, data] of Object.entries(steps)) {
+    for (const [key, value] of Object.entries(data)) env[`STEP_${envName(step)}_${envName(key)}`] = clean(typeof value === 'string' ? value : JSON.stringify(value))
   }
   return env
 }
@@ -78,8 +91,9 @@ function runCommand(command: string, options: { cwd: string; env: Record<string,
 }
 
 /**
- * The built-in `shell` driver: runs a pipeline step's `commands` one after another in a fresh
- * workspace directory, with the resource's spec as environment variables, streaming every
+ * The built-in `shell` driver: runs a pipeline step's `commands` (as stored in the run's plan) one
+ * after another in the run's workspace, shared by the run's steps on this instance, with the
+ * resource's spec and the earlier steps' data as environment variables, streaming every
  * stdout/stderr line to the run's log. A timeout or a cancel kills the whole process group.
  */
 export const shellDriver = defineDriver({
@@ -88,15 +102,14 @@ export const shellDriver = defineDriver({
   concurrency: 4,
   async reconcile(ctx: DriverContext): Promise<DriverResult> {
     const commands = ctx.step?.commands
-    if (!ctx.step || !commands || commands.length === 0) throw new TerminalError('the shell driver runs pipeline steps that list commands')
-    const root = join(process.env.CONVEYOR_DATA_DIR ?? tmpdir(), 'workspaces')
-    await mkdir(root, { recursive: true })
-    const workspace = await mkdtemp(join(root, `${ctx.resource.name}-${ctx.step.id}-`))
+    const workspace = ctx.workspace
+    if (!ctx.step || !commands || commands.length === 0 || !workspace) throw new TerminalError('the shell driver runs pipeline steps that list commands')
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: workspace,
       LANG: 'C.UTF-8',
       ...specEnvironment(ctx.resource.spec),
+      ...stepsEnvironment(ctx.steps),
       ...ctx.step.env,
       CONVEYOR_WORKSPACE: workspace,
       CONVEYOR_RUNID: ctx.runid,
@@ -105,8 +118,7 @@ export const shellDriver = defineDriver({
       CONVEYOR_RESOURCE: ctx.resource.name,
       CONVEYOR_RESOURCE_TYPE: ctx.resource.resource,
     }
-    try {
-      for (const [index, command] of commands.entries()) {
+    for (const [index, command] of commands.entries()) {
         ctx.log(`$ ${command}`)
         const { code, signal } = await runCommand(command, { cwd: workspace, env, signal: ctx.signal, output: ctx.output })
         if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted')
@@ -114,10 +126,7 @@ export const shellDriver = defineDriver({
           const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`
           return { success: false, message: `command ${index + 1} of ${commands.length} ${how}`, data: { exitCode: code, signal, command: index } }
         }
-      }
-      return { success: true, message: `${commands.length} command(s) succeeded`, data: { exitCode: 0 } }
-    } finally {
-      if (process.env.CONVEYOR_SHELL_KEEP_WORKSPACE !== '1') await rm(workspace, { recursive: true, force: true })
     }
+    return { success: true, message: `${commands.length} command(s) succeeded`, data: { exitCode: 0 } }
   },
 })

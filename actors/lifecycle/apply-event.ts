@@ -1,27 +1,21 @@
-import { createActor, initialTransition, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventObject } from 'xstate'
-import type { ActorEvent, ActorInitializer, ActorRecord, DurableTimer, PersistedSnapshot } from '../../runtime/actor-record.ts'
+import { createActor, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventObject } from 'xstate'
+import type { ActorEvent, ActorRecord, DurableTimer, PersistedSnapshot } from '../../runtime/actor-record.ts'
 import { RECENT_IDS } from '../../runtime/actor-record.ts'
-import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
-import { lifecycleId, machineFor, stateString } from './machine.ts'
-import { subjects } from '../../runtime/keys.ts'
-import type { OutboxMessage } from '../../runtime/outbox.ts'
-import type { ConveyorEvent } from '../../definitions/objects.ts'
-import { cancelRun, startRun } from '../pipeline/run.ts'
-import { runMessages } from '../pipeline/effects.ts'
+import { stateString } from './machine.ts'
 
 /** What applying one event did. */
-export type StepResult =
+export type EventResult =
   | { readonly kind: 'applied'; readonly record: ActorRecord; readonly from: string; readonly to: string; readonly added: readonly DurableTimer[]; readonly removed: readonly DurableTimer[] }
   | { readonly kind: 'rejected'; readonly reason: 'final' | 'not-accepted'; readonly state: string }
   | { readonly kind: 'duplicate' }
 
-interface ActionLike {
+export interface ActionLike {
   readonly type: string
   readonly params?: { readonly delay?: number; readonly id?: string; readonly event?: { type: string }; readonly sendId?: string }
 }
 
 /** Timers the actions schedule and cancel, applied to the record's pending timers. */
-function applyTimerActions(timers: readonly DurableTimer[], actions: readonly ActionLike[], now: number, done: boolean): { timers: DurableTimer[]; added: DurableTimer[]; removed: DurableTimer[] } {
+export function applyTimerActions(timers: readonly DurableTimer[], actions: readonly ActionLike[], now: number, done: boolean): { timers: DurableTimer[]; added: DurableTimer[]; removed: DurableTimer[] } {
   let next = [...timers]
   for (const action of actions) {
     const params = action.params
@@ -86,7 +80,7 @@ export function persist(machine: AnyStateMachine, snapshot: AnyMachineSnapshot):
  * Applies one event to an actor record with XState's pure `transition()`: nothing is executed,
  * the caller persists the result and then performs its effects (emit, timers, replies).
  */
-export function step(machine: AnyStateMachine, record: ActorRecord, event: ActorEvent, now: number, inboxSeq?: number): StepResult {
+export function applyEvent(machine: AnyStateMachine, record: ActorRecord, event: ActorEvent, now: number, inboxSeq?: number): EventResult {
   if (event.id && record.recentIds.includes(event.id)) return { kind: 'duplicate' }
   const current = restore(machine, record.snapshot)
   const from = stateString(current.value)
@@ -124,37 +118,4 @@ export function acceptedEvents(machine: AnyStateMachine, record: ActorRecord): s
   if (current.status !== 'active') return []
   const all = (machine as unknown as { events: string[] }).events
   return all.filter((type) => !type.startsWith('xstate.') && current.can({ type }))
-}
-
-/** The actor initializer the resource store uses: the definition's lifecycle, or the built-in one; and the pipeline run. */
-export const actorInitializer: ActorInitializer = {
-  initial({ uid, type, name, runid, lifecycle, pipeline, now }) {
-    const config = lifecycle ?? DEFAULT_LIFECYCLE
-    const id = lifecycleId(config)
-    const machine = machineFor(id, config)
-    const [snapshot, actions] = initialTransition(machine)
-    const timers = applyTimerActions([], actions as unknown as ActionLike[], now, snapshot.status !== 'active')
-    let record: ActorRecord = { uid, type, name, runid, lifecycle: id, state: stateString(snapshot.value), snapshot: persist(machine, snapshot), seq: 0, inboxSeq: 0, recentIds: [], timers: timers.timers, updatedAt: new Date(now).toISOString() }
-    const messages: OutboxMessage[] = []
-    if (pipeline) {
-      // The run starts with the resource: the lifecycle moves to running when it has START.
-      const started = step(machine, record, { type: 'START', id: '' }, now)
-      if (started.kind === 'applied') {
-        record = started.record
-        const event: ConveyorEvent = { kind: 'transitioned', uid, revision: 0, time: record.updatedAt, type, name, runid, from: started.from, to: started.to, event: { type: 'START' }, seq: record.seq }
-        messages.push({ subject: subjects.outcome(type, name, event.kind), event })
-      }
-      const run = startRun(pipeline.name, pipeline.plan, record.timers, now)
-      record = { ...record, run: run.run, timers: run.timers }
-      messages.push(...runMessages(record, run.effects, now))
-    }
-    return { lifecycleId: id, lifecycle: config, record, messages }
-  },
-  retire(record, reason, now) {
-    if (!record.run || record.run.status !== 'running') return []
-    const ended = cancelRun({ run: record.run, timers: record.timers }, reason, now)
-    // The drivers are told to stop, and the run ends (its log streams too); the record itself is
-    // replaced or deleted by the same commit.
-    return runMessages({ ...record, run: ended.run }, { dispatched: [], reported: [], cancelled: ended.effects.cancelled, finished: 'cancelled' }, now)
-  },
 }

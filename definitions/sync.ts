@@ -1,0 +1,20 @@
+import type { ConveyorEvent } from './objects.ts'
+
+/**
+ * A driver's catch-up request to the owner of one partition (core NATS request/reply on
+ * `conveyor.sync.pNN`): the current version of every resource of `types` in the partition that
+ * has no outcome from `driver`, a page at a time.
+ */
+export interface SyncRequest {
+  readonly driver: string
+  readonly types: readonly string[]
+  /** The `next` of the previous page. */
+  readonly after?: string
+}
+
+export interface SyncPage {
+  /** One `created` or `updated` event per resource to reconcile, as the live consumer would carry it. */
+  readonly items: readonly ConveyorEvent[]
+  /** Pass as `after` for the next page; absent on the last one. */
+  readonly next?: string
+}
