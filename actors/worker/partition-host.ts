@@ -18,6 +18,7 @@ import { AckFloor } from './ack-floor.ts'
 import { applyBatch, type BatchItem, type BatchOutput } from './apply-batch.ts'
 import type { CachedRecord, RecordCache } from './record-cache.ts'
 import { serveSync } from './partition-sync.ts'
+import { faultHooks } from '../../runtime/faults.ts'
 
 /** Shared by every partition a worker hosts. */
 export interface HostContext {
@@ -254,6 +255,7 @@ export class PartitionHost {
       }
       return undefined
     }
+    faultHooks.afterActorCommit?.(output.messages.map((m) => m.subject))
     if (record) this.#context.cache.set(key, { record, revision: outcome.revision })
     else this.#context.cache.delete(key)
     if (entry) this.#context.outbox.publishInBackground([entry.entry], outcome.revision)
