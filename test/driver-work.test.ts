@@ -183,6 +183,20 @@ describe('the registry', () => {
 })
 
 describe('exactly-once effect of pipeline steps', () => {
+  it("a step's returned data reaches later steps in ctx.steps, and the steps of a run share ctx.workspace", async () => {
+    const seen: { step: string; steps: unknown; workspace: string | undefined }[] = []
+    await serve('relay', [], (ctx) => {
+      seen.push({ step: ctx.step!.id, steps: ctx.steps, workspace: ctx.workspace })
+      return { success: true, data: { from: ctx.step!.id } }
+    })
+    await api(stack.url, 'POST', '/pipelines', { name: 'relayed', resource: 'step-host', steps: [{ id: 'first', driver: 'relay' }, { id: 'second', driver: 'relay' }] })
+    const created = await api(stack.url, 'POST', '/resources', { name: 'relay-1', resource: 'step-host', pipeline: 'relayed', spec: {} })
+    await eventually(async () => ((await get('/resources/step-host/relay-1')).status.pipeline.status === 'succeeded' ? true : undefined), 'the run to succeed')
+    expect(seen.map((s) => [s.step, s.steps])).toEqual([['first', {}], ['second', { first: { from: 'first' } }]])
+    expect(seen[0]!.workspace).toMatch(new RegExp(`${created.body.runid}$`))
+    expect(seen[1]!.workspace).toBe(seen[0]!.workspace)
+  })
+
   it('the shell driver runs the plan stored in the actor, not commands a message carries', async () => {
     const marker = join(dir, 'forged')
     await api(stack.url, 'POST', '/pipelines', { name: 'planned', resource: 'step-host', steps: [{ id: 'only', driver: 'shell', commands: ['echo planned'] }] })

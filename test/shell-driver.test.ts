@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runDriver, type DriverHandle } from 'conveyor'
@@ -36,6 +38,35 @@ async function logsOf(runid: string): Promise<any[]> {
 }
 
 describe('the built-in shell driver', () => {
+
+  it("runs the README's pipeline as written against a local git repository: steps share the run's workspace, data reaches later steps, the workspace goes when the run ends", async () => {
+    const readme = await readFile(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8')
+    const pipeline = JSON.parse(/curl -s -XPOST localhost:8080\/pipelines\/ -d '([\s\S]*?)'\n/.exec(readme)![1]!)
+    expect((await api(stack.url, 'POST', '/pipelines', pipeline)).status).toBe(201)
+    const repo = join(dir, 'app-repo')
+    await mkdir(repo)
+    const files: Record<string, string> = {
+      'package.json': JSON.stringify({ name: 'app', version: '1.0.0', private: true, scripts: { test: 'node -e "console.log(\'tests pass\')"', lint: 'node -e "console.log(\'lint clean\')"' } }),
+      'package-lock.json': JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'app', version: '1.0.0' } } }),
+      '.npmrc': 'audit=false\nfund=false\nupdate-notifier=false\n',
+    }
+    for (const [file, text] of Object.entries(files)) await writeFile(join(repo, file), text)
+    const git = (args: string[]): string => execFileSync('git', args, { cwd: repo, env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@localhost', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@localhost' } }).toString().trim()
+    git(['init', '-q'])
+    git(['add', '.'])
+    git(['commit', '-qm', 'app'])
+    const commit = git(['rev-parse', 'HEAD'])
+    const created = await api(stack.url, 'POST', '/resources', { name: 'my-app-ci', resource: 'build', pipeline: pipeline.name, spec: { repository: `file://${repo}` } })
+    expect(created.status).toBe(201)
+    const done = await finishedRun('my-app-ci')
+    expect(done.status.steps.map((s: any) => `${s.id}:${s.status}`)).toEqual(['clone:succeeded', 'test:succeeded', 'lint:succeeded'])
+    expect(done.status.steps[0].data).toMatchObject({ commit })
+    const lines = (await logsOf(done.runid)).map((l) => l.message)
+    expect(lines).toContain('tests pass')
+    expect(lines).toContain('lint clean')
+    expect(lines).toContain(`linted ${commit}`)
+    await eventually(async () => ((await stat(join(dir, 'workspaces', done.runid)).catch(() => undefined)) ? undefined : true), 'the workspace to be removed')
+  })
   it('runs commands in the run\'s workspace, passes spec values only as environment, streams stdout and stderr, reports the exit code', async () => {
     const marker = join(dir, 'pwned')
     await api(stack.url, 'POST', '/pipelines', {

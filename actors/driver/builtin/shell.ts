@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process'
+import { readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { defineDriver } from '../define.ts'
 import { TerminalError } from '../errors.ts'
@@ -35,6 +37,27 @@ export function stepsEnvironment(steps: Readonly<Record<string, Readonly<Record<
     for (const [key, value] of Object.entries(data)) env[`STEP_${envName(step)}_${envName(key)}`] = clean(typeof value === 'string' ? value : JSON.stringify(value))
   }
   return env
+}
+
+/** Most of a step's outputs kept in its `data` (they travel in the actor record). */
+const MAX_OUTPUTS = 64
+const MAX_OUTPUT_BYTES = 4096
+
+/**
+ * `key=value` lines a step's commands appended to `$CONVEYOR_OUTPUT`, as its `data` (as GitHub
+ * Actions' `$GITHUB_OUTPUT`): later steps get them as `STEP_<ID>_<KEY>`.
+ */
+async function readOutputs(file: string): Promise<Record<string, string>> {
+  const text = await readFile(file, 'utf8').catch(() => '')
+  const outputs: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const at = line.indexOf('=')
+    if (at <= 0 || Object.keys(outputs).length >= MAX_OUTPUTS) continue
+    const key = line.slice(0, at).trim()
+    if (/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) outputs[key] = line.slice(at + 1).slice(0, MAX_OUTPUT_BYTES)
+  }
+  await rm(file, { force: true })
+  return outputs
 }
 
 /** Runs one command with `sh -c` in its own process group; resolves with its exit code (or the signal that ended it). */
@@ -104,6 +127,7 @@ export const shellDriver = defineDriver({
     const commands = ctx.step?.commands
     const workspace = ctx.workspace
     if (!ctx.step || !commands || commands.length === 0 || !workspace) throw new TerminalError('the shell driver runs pipeline steps that list commands')
+    const outputFile = join(workspace, `.conveyor-output-${ctx.step.id}`)
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: workspace,
@@ -117,16 +141,18 @@ export const shellDriver = defineDriver({
       CONVEYOR_ATTEMPT: String(ctx.attempt),
       CONVEYOR_RESOURCE: ctx.resource.name,
       CONVEYOR_RESOURCE_TYPE: ctx.resource.resource,
+      CONVEYOR_OUTPUT: outputFile,
     }
+    await rm(outputFile, { force: true })
     for (const [index, command] of commands.entries()) {
-        ctx.log(`$ ${command}`)
-        const { code, signal } = await runCommand(command, { cwd: workspace, env, signal: ctx.signal, output: ctx.output })
-        if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted')
-        if (code !== 0) {
-          const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`
-          return { success: false, message: `command ${index + 1} of ${commands.length} ${how}`, data: { exitCode: code, signal, command: index } }
-        }
+      ctx.log(`$ ${command}`)
+      const { code, signal } = await runCommand(command, { cwd: workspace, env, signal: ctx.signal, output: ctx.output })
+      if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted')
+      if (code !== 0) {
+        const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`
+        return { success: false, message: `command ${index + 1} of ${commands.length} ${how}`, data: { ...(await readOutputs(outputFile)), exitCode: code, signal, command: index } }
+      }
     }
-    return { success: true, message: `${commands.length} command(s) succeeded`, data: { exitCode: 0 } }
+    return { success: true, message: `${commands.length} command(s) succeeded`, data: { ...(await readOutputs(outputFile)), exitCode: 0 } }
   },
 })
