@@ -1,7 +1,5 @@
 import { parseArgs } from 'node:util'
 import { ConveyorError } from '../runtime/errors.ts'
-import { up, gateway, worker, driver } from './commands/serve.ts'
-import { history, replay, verify } from './commands/client.ts'
 
 const USAGE = `usage: conveyor <command> [options]
 
@@ -69,20 +67,21 @@ export async function main(argv: readonly string[]): Promise<number> {
   const flags = { natsUrl: values.nats, etcdEndpoints: values.etcd, httpPort: values.port, dataDir: values['data-dir'], httpHost: values.host, natsPort: values['nats-port'], etcdPort: values['etcd-port'] }
   try {
     switch (command) {
+      // Each command loads only its own modules: a driver process loads nothing of the worker or the stores.
       case 'up':
-        return await up(flags)
+        return await (await import('./commands/up.ts')).up(flags)
       case 'gateway':
-        return await gateway(flags)
+        return await (await import('./commands/roles.ts')).gateway(flags)
       case 'worker':
-        return await worker(flags)
+        return await (await import('./commands/roles.ts')).worker(flags)
       case 'driver':
-        return await driver(flags, rest[0])
+        return await (await import('./commands/driver.ts')).driver(flags, rest[0])
       case 'history':
-        return await history({ api: values.api, json: values.json, kind: values.kind, after: values.after, limit: values.limit }, rest[0])
+        return await (await import('./commands/client.ts')).history({ api: values.api, json: values.json, kind: values.kind, after: values.after, limit: values.limit }, rest[0])
       case 'verify':
-        return await verify({ api: values.api, json: values.json }, rest[0])
+        return await (await import('./commands/client.ts')).verify({ api: values.api, json: values.json }, rest[0])
       case 'replay':
-        return await replay({ api: values.api, json: values.json, driver: values.driver, type: values.type, resource: values.resource, fromSeq: values['from-seq'], since: values.since, until: values.until, force: values.force })
+        return await (await import('./commands/client.ts')).replay({ api: values.api, json: values.json, driver: values.driver, type: values.type, resource: values.resource, fromSeq: values['from-seq'], since: values.since, until: values.until, force: values.force })
       default:
         process.stderr.write(`conveyor: unknown command ${JSON.stringify(command)}\n${USAGE}`)
         return 2

@@ -1,4 +1,4 @@
-import type { FieldError } from '../runtime/errors.ts'
+import type { FieldError } from './errors.ts'
 
 /**
  * A resource lifecycle: a JSON-serialisable XState machine config. Only declarative parts are

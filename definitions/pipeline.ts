@@ -1,11 +1,12 @@
 import Type, { type Static } from 'typebox'
-import type { FieldError } from '../runtime/errors.ts'
+import { DURATION_PATTERN, parseDuration } from './durations.ts'
+import type { FieldError } from './errors.ts'
 import { Labels, Name } from './api-types.ts'
 import type { ObjectMetadata } from './objects.ts'
 import type { WorkClaim } from './work.ts'
 
 /** A duration: milliseconds as a number, or text such as `500ms`, `30s`, `5m`, `2h`. */
-const Duration = Type.Union([Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 * 1000 }), Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', maxLength: 16 })])
+const Duration = Type.Union([Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 * 1000 }), Type.String({ pattern: DURATION_PATTERN, maxLength: 16 })])
 
 export const StepInput = Type.Object({
   id: Name,
@@ -65,14 +66,9 @@ export interface StepPlan {
 
 export const DEFAULT_RETRIES = 2
 const DEFAULT_BACKOFF_MS = 1000
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
-export function durationMs(value: number | string): number {
-  if (typeof value === 'number') return value
-  const match = /^([0-9]+)(ms|s|m|h)$/.exec(value)
-  if (!match) throw new TypeError(`not a duration: ${value}`)
-  return Number(match[1]) * UNITS[match[2]!]!
-}
+/** A step's duration in milliseconds (the schema already checked its form). */
+export const durationMs = (value: number | string): number => parseDuration(value, 'duration')
 
 /**
  * The plan a run follows: what a stored pipeline's steps mean once defaults are applied. A

@@ -1,7 +1,7 @@
 import Ajv2020Module from 'ajv/dist/2020.js'
 import AjvDraft7Module from 'ajv'
 import { Compile } from 'typebox/schema'
-import { invalid, type FieldError } from '../runtime/errors.ts'
+import { invalid, type FieldError } from './errors.ts'
 import { toFieldErrors } from './validate.ts'
 
 type AjvInstance = InstanceType<typeof Ajv2020Module.default>

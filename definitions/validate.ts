@@ -1,6 +1,6 @@
 import { Compile } from 'typebox/compile'
 import type { TSchema, Static } from 'typebox'
-import { invalid, type FieldError } from '../runtime/errors.ts'
+import { invalid, type FieldError } from './errors.ts'
 
 interface RawError {
   readonly instancePath: string

@@ -3,7 +3,8 @@ import { mkdir } from 'node:fs/promises'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import type { Connections } from '../runtime/connections.ts'
-import { headers, parseLogSubject, RUN_LOG, streams, subjects } from '../runtime/keys.ts'
+import { RUN_LOG, streams, subjects } from '../runtime/keys.ts'
+import { decodeLogMessage } from '../runtime/log-lines.ts'
 import type { Logger } from '../runtime/logger.ts'
 import type { LogEnd, LogLine } from '../definitions/objects.ts'
 
@@ -140,7 +141,7 @@ export class LogStore {
     const lines: LogLine[] = []
     const ends: LogEnd[] = []
     for (const message of messages) {
-      const parsed = parseLogMessage(message)
+      const parsed = decodeLogMessage(message)
       if (!parsed) continue
       if ('success' in parsed) {
         ends.push(parsed)
@@ -262,28 +263,3 @@ export class LogStore {
   }
 }
 
-function parseLogMessage(message: JsMsg): LogLine | LogEnd | undefined {
-  const parsed = parseLogSubject(message.subject)
-  if (!parsed) return undefined
-  const { driver, runid } = parsed
-  let body: Record<string, unknown>
-  try {
-    body = message.json<Record<string, unknown>>()
-  } catch {
-    return undefined
-  }
-  const timestamp = typeof body.timestamp === 'string' ? body.timestamp : new Date(message.info.timestampNanos / 1e6).toISOString()
-  if (message.headers?.get(headers.logEnd)) {
-    return { runid, driver, success: body.success === true, message: String(body.message ?? ''), timestamp, seq: message.seq }
-  }
-  return {
-    runid,
-    driver,
-    ...(typeof body.pipeline === 'string' && body.pipeline ? { pipeline: body.pipeline } : {}),
-    ...(typeof body.step === 'string' && body.step ? { step: body.step } : {}),
-    message: String(body.message ?? ''),
-    stream: typeof body.stream === 'string' ? body.stream : 'log',
-    timestamp,
-    seq: message.seq,
-  }
-}

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { ConveyorError } from '../runtime/errors.ts'
+import { testSwitches } from '../runtime/config.ts'
 
 type Uws = typeof import('uWebSockets.js')
 
@@ -16,7 +17,7 @@ export async function loadUws(): Promise<Uws> {
   const require = createRequire(import.meta.url)
   const root = dirname(dirname(require.resolve('uWebSockets.js')))
   const binary = join(root, 'binaries', `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`)
-  if (!existsSync(binary) || process.env.UWS_USE_FALLBACK) {
+  if (!existsSync(binary) || testSwitches.uwsFallback()) {
     throw new ConveyorError('uws-native-missing', `uWebSockets.js has no native build for Node.js ${process.version} (${process.platform}-${process.arch}, ABI ${process.versions.modules}); use Node.js 20`)
   }
   const module = (await import('uWebSockets.js')) as Uws & { default?: Uws }

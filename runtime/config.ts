@@ -1,4 +1,6 @@
 import { resolve } from 'node:path'
+import { parseDuration, parseSize } from '../definitions/durations.ts'
+import type { RetentionOptions } from './streams.ts'
 
 /** Everything a Conveyor process needs to find its servers. Resolved once by `resolveConfig`. */
 export interface ConveyorConfig {
@@ -14,6 +16,8 @@ export interface ConveyorConfig {
   readonly dataDir: string
   /** @default 'http://127.0.0.1:8080' (env `CONVEYOR_API_URL`) */
   readonly apiUrl: string
+  /** Bearer token clients send (env `CONVEYOR_TOKEN`). */
+  readonly token: string | undefined
 }
 
 export interface ConfigOverrides {
@@ -48,6 +52,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     httpHost: overrides.httpHost ?? env.CONVEYOR_HTTP_HOST ?? '127.0.0.1',
     dataDir: resolve(overrides.dataDir ?? env.CONVEYOR_DATA_DIR ?? '.conveyor'),
     apiUrl: overrides.apiUrl ?? env.CONVEYOR_API_URL ?? `http://127.0.0.1:${httpPort || 8080}`,
+    token: env.CONVEYOR_TOKEN || undefined,
   }
 }
 
@@ -74,5 +79,43 @@ export function driverEnvironment(env: NodeJS.ProcessEnv = process.env): DriverE
     ...(ackWaitMs !== undefined ? { ackWaitMs } : {}),
     ...(maxDeliver !== undefined ? { maxDeliver } : {}),
     ...(env.CONVEYOR_DATA_DIR ? { workspaceRoot: resolve(env.CONVEYOR_DATA_DIR, 'workspaces') } : {}),
+  }
+}
+
+/** Worker settings the environment gives: `CONVEYOR_WORKER_LEASE_TTL` (seconds) and `CONVEYOR_WORKER_HEAP_MB`. */
+export function workerEnvironment(env: NodeJS.ProcessEnv = process.env): { leaseTtlSeconds?: number; heapSoftLimitMb?: number } {
+  const leaseTtlSeconds = envNumber(env, 'CONVEYOR_WORKER_LEASE_TTL')
+  const heapSoftLimitMb = envNumber(env, 'CONVEYOR_WORKER_HEAP_MB')
+  return { ...(leaseTtlSeconds !== undefined ? { leaseTtlSeconds } : {}), ...(heapSoftLimitMb !== undefined ? { heapSoftLimitMb } : {}) }
+}
+
+/** The log level (`CONVEYOR_LOG_LEVEL`: info, warn, error, silent). */
+export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.CONVEYOR_LOG_LEVEL || undefined
+}
+
+/** The local etcd's compaction window (`CONVEYOR_ETCD_COMPACTION`, a duration). */
+export function etcdCompactionFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  return env.CONVEYOR_ETCD_COMPACTION ? parseDuration(env.CONVEYOR_ETCD_COMPACTION, 'CONVEYOR_ETCD_COMPACTION') : undefined
+}
+
+/** The `PATH` child processes (shell steps) inherit. */
+export function inheritedPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.PATH ?? '/usr/local/bin:/usr/bin:/bin'
+}
+
+/** Test switches: `CONVEYOR_TEST_FAULT` (a fault point) and `UWS_USE_FALLBACK` (pretend the native uWebSockets.js build is missing). */
+export const testSwitches = {
+  fault: (env: NodeJS.ProcessEnv = process.env): string | undefined => env.CONVEYOR_TEST_FAULT,
+  uwsFallback: (env: NodeJS.ProcessEnv = process.env): boolean => Boolean(env.UWS_USE_FALLBACK),
+}
+
+/** Retention settings from the environment; only what is set there is returned. */
+export function retentionFromEnv(env: NodeJS.ProcessEnv = process.env): RetentionOptions {
+  return {
+    ...(env.CONVEYOR_EVENTS_RETENTION ? { eventsMaxAgeMs: parseDuration(env.CONVEYOR_EVENTS_RETENTION, 'CONVEYOR_EVENTS_RETENTION') } : {}),
+    ...(env.CONVEYOR_LOGS_RETENTION ? { logsMaxAgeMs: parseDuration(env.CONVEYOR_LOGS_RETENTION, 'CONVEYOR_LOGS_RETENTION') } : {}),
+    ...(env.CONVEYOR_EVENTS_MAX_BYTES ? { eventsMaxBytes: parseSize(env.CONVEYOR_EVENTS_MAX_BYTES, 'CONVEYOR_EVENTS_MAX_BYTES') } : {}),
+    ...(env.CONVEYOR_LOGS_MAX_BYTES ? { logsMaxBytes: parseSize(env.CONVEYOR_LOGS_MAX_BYTES, 'CONVEYOR_LOGS_MAX_BYTES') } : {}),
   }
 }

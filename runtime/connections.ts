@@ -1,24 +1,10 @@
+export { connectNats, type NatsConnections } from './nats-connection.ts'
 import { Etcd3, isRecoverableError } from 'etcd3'
-import { connect, type NatsConnection } from '@nats-io/transport-node'
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import { ConveyorError } from './errors.ts'
 import { keys } from './keys.ts'
-import { StreamPublisher } from './stream-publisher.ts'
-import { ensureStreams, retentionFromEnv, type RetentionOptions } from './streams.ts'
+import { connectNats, describe, type NatsConnections } from './nats-connection.ts'
+import type { RetentionOptions } from './streams.ts'
 import type { ConveyorConfig } from './config.ts'
-
-/** The NATS side of a process's connections: all a driver has. */
-export interface NatsConnections {
-  readonly nats: NatsConnection
-  readonly js: JetStreamClient
-  readonly jsm: JetStreamManager
-  /** JetStream publishing for the hot paths (outbox, actor inbox). */
-  readonly publisher: StreamPublisher
-  /** True while the NATS connection is up (false while it reconnects). */
-  natsConnected(): boolean
-  close(): Promise<void>
-  [Symbol.asyncDispose](): Promise<void>
-}
 
 /** The live connections to etcd and NATS shared by every component of a control-plane process. */
 export interface Connections extends NatsConnections {
@@ -77,49 +63,6 @@ async function connectEtcd(endpoints: readonly string[], options: ConnectOptions
   return etcd
 }
 
-/**
- * Connects to NATS only (what a driver needs) and makes sure the JetStream streams exist.
- * Fails with one clear line when the server cannot be reached.
- */
-export async function connectNats(natsUrl: string, options: ConnectOptions = {}): Promise<NatsConnections> {
-  const timeout = options.connectTimeoutMs ?? 5000
-  let nats: NatsConnection
-  try {
-    nats = await connect({
-      servers: natsUrl,
-      timeout,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      // nats.js otherwise builds an Error per request to keep its stack: a tenth of a busy worker's CPU.
-      noAsyncTraces: true,
-      name: options.name ?? 'conveyor',
-    })
-  } catch (error) {
-    throw new ConveyorError('nats-unreachable', `cannot reach NATS at ${natsUrl}: ${describe(error)}`, { kind: 'unavailable', cause: error })
-  }
-  let connected = true
-  void (async () => {
-    for await (const status of nats.status()) {
-      if (status.type === 'disconnect') connected = false
-      else if (status.type === 'reconnect') connected = true
-    }
-  })()
-  const jsm = await jetstreamManager(nats)
-  await ensureStreams(jsm, options.retention ?? retentionFromEnv())
-  const js = jetstream(nats)
-  const publisher = new StreamPublisher(nats)
-  let closing: Promise<void> | undefined
-  const close = (): Promise<void> => {
-    closing ??= nats.drain().catch(() => nats.close())
-    return closing
-  }
-  return { nats, js, jsm, publisher, natsConnected: () => connected && !nats.isClosed(), close, [Symbol.asyncDispose]: close }
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.message.split('\n')[0] ?? error.name
-  return String(error)
-}
 
 /** True when an error means a server is unreachable rather than the request being wrong. */
 export function isServerUnavailable(error: unknown): boolean {

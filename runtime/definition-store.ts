@@ -3,6 +3,7 @@ import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix } from './etcd-ops.ts'
 import { conflict, invalid, notFound } from './errors.ts'
 import { keys, subjects } from './keys.ts'
+import { retryOnConflict } from './retry.ts'
 import type { Outbox } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
 import { checkUserSchema, compileSpecValidator, type SpecValidator } from '../definitions/user-schema.ts'
@@ -103,32 +104,31 @@ export class DefinitionStore {
   async update(name: string, input: DefinitionInput, expectedRevision?: number): Promise<ResourceDefinition> {
     if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
     this.#checkInput(input)
-    for (;;) {
+    return await retryOnConflict(async () => {
       const current = await this.#read(name)
       if (!current) throw notFound(`resource definition ${name} not found`)
       if (expectedRevision !== undefined && expectedRevision !== current.revision) throw staleRevision('resource definition', name, expectedRevision, current.revision)
       const stored = this.#build(input, { ...current.stored.metadata, version: current.stored.metadata.version + 1, updatedAt: new Date().toISOString() })
       const result = await this.#write(stored, current.revision, 'definition.updated')
-      if (result) return result
-      if (expectedRevision !== undefined) throw staleRevision('resource definition', name, expectedRevision, undefined)
-    }
+      if (!result && expectedRevision !== undefined) throw staleRevision('resource definition', name, expectedRevision, undefined)
+      return result
+    }, { exhausted: () => conflict('contention', `resource definition ${name} kept changing; retry`) })
   }
 
   /** Creates or replaces: `created` tells which happened. */
   async apply(input: DefinitionInput): Promise<{ definition: ResourceDefinition; created: boolean }> {
     this.#checkInput(input)
-    for (;;) {
+    return await retryOnConflict(async () => {
       const current = await this.#read(input.name)
       if (!current) {
         const now = new Date().toISOString()
         const result = await this.#write(this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now }), 0, 'definition.created')
-        if (result) return { definition: result, created: true }
-        continue
+        return result ? { definition: result, created: true } : undefined
       }
       const stored = this.#build(input, { ...current.stored.metadata, version: current.stored.metadata.version + 1, updatedAt: new Date().toISOString() })
       const result = await this.#write(stored, current.revision, 'definition.updated')
-      if (result) return { definition: result, created: false }
-    }
+      return result ? { definition: result, created: false } : undefined
+    }, { exhausted: () => conflict('contention', `resource definition ${input.name} kept changing; retry`) })
   }
 
   /** Deletes a definition that no resource uses any more. */

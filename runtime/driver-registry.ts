@@ -1,6 +1,6 @@
 import { hostname } from 'node:os'
 import { Kvm, type KV } from '@nats-io/kv'
-import type { NatsConnections } from './connections.ts'
+import type { NatsConnections } from './nats-connection.ts'
 import { buckets } from './keys.ts'
 import type { Logger } from './logger.ts'
 

@@ -1,3 +1,5 @@
+import { logLevelFromEnv } from './config.ts'
+
 /** A minimal leveled logger writing one line per record to stderr. No secrets are ever passed to it. */
 export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void
@@ -8,7 +10,7 @@ export interface Logger {
 const LEVELS = { silent: 0, error: 1, warn: 2, info: 3 } as const
 type Level = keyof typeof LEVELS
 
-export function createLogger(component: string, level: Level = (process.env.CONVEYOR_LOG_LEVEL as Level | undefined) ?? 'info'): Logger {
+export function createLogger(component: string, level: Level = (logLevelFromEnv() as Level | undefined) ?? 'info'): Logger {
   const threshold = LEVELS[level] ?? LEVELS.info
   const write = (at: Exclude<Level, 'silent'>, message: string, fields?: Record<string, unknown>): void => {
     if (LEVELS[at] > threshold) return

@@ -5,6 +5,7 @@ import type { ConveyorEvent } from '../definitions/objects.ts'
 import { keys, headers } from './keys.ts'
 import { op, readPrefix } from './etcd-ops.ts'
 import { faultPoint } from './faults.ts'
+import { encodeLogEnd } from './log-lines.ts'
 import type { Logger } from './logger.ts'
 
 /** One message of an outbox entry: an event, or the end marker of a run's log. */
@@ -108,8 +109,8 @@ export class Outbox {
 
   async #send(message: OutboxMessage, revision: number): Promise<void> {
     if ('logEnd' in message) {
-      const { id, success, text } = { id: message.logEnd.id, success: message.logEnd.success, text: message.logEnd.message }
-      await this.#connections.publisher.publish(message.subject, JSON.stringify({ success, message: text, timestamp: new Date().toISOString() }), { msgID: id, headers: { [headers.logEnd]: '1' } })
+      const end = encodeLogEnd(message.logEnd.success, message.logEnd.message)
+      await this.#connections.publisher.publish(message.subject, end.body, { msgID: message.logEnd.id, headers: end.headers })
       return
     }
     const event = stamp(message.event, revision)

@@ -3,6 +3,7 @@ import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix } from './etcd-ops.ts'
 import { conflict, invalid, notFound } from './errors.ts'
 import { keys, subjects } from './keys.ts'
+import { retryOnConflict } from './retry.ts'
 import type { Outbox } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
 import { staleRevision } from './definition-store.ts'
@@ -58,16 +59,16 @@ export class PipelineStore {
   async update(name: string, input: PipelineInput, expectedRevision?: number): Promise<Pipeline> {
     if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
     check(input)
-    for (;;) {
+    return await retryOnConflict(async () => {
       const current = await this.read(name)
       if (!current) throw notFound(`pipeline ${name} not found`)
       if (expectedRevision !== undefined && expectedRevision !== current.revision) throw staleRevision('pipeline', name, expectedRevision, current.revision)
       const meta = current.pipeline.metadata
       const stored = build(input, { uid: meta.uid, createdAt: meta.createdAt, version: meta.version + 1, updatedAt: new Date().toISOString(), labels: labelsOf(input) ?? meta.labels })
       const result = await this.#write(stored, current.revision, 'pipeline.updated')
-      if (result) return result
-      if (expectedRevision !== undefined) throw staleRevision('pipeline', name, expectedRevision, undefined)
-    }
+      if (!result && expectedRevision !== undefined) throw staleRevision('pipeline', name, expectedRevision, undefined)
+      return result
+    }, { exhausted: () => conflict('contention', `pipeline ${name} kept changing; retry`) })
   }
 
   async delete(name: string, expectedRevision?: number): Promise<Pipeline> {

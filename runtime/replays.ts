@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import { Kvm, type KV } from '@nats-io/kv'
-import type { NatsConnections as Connections } from './connections.ts'
+import type { NatsConnections as Connections } from './nats-connection.ts'
 import { invalid, notFound } from './errors.ts'
 import { buckets, consumers, partitionName, partitionOf, streams } from './keys.ts'
 

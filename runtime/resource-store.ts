@@ -4,6 +4,7 @@ import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix, type StoredValue } from './etcd-ops.ts'
 import { ConveyorError, conflict, invalid, isCompactedError, isFutureRevisionError, notFound } from './errors.ts'
 import { keys, subjects } from './keys.ts'
+import { retryOnConflict } from './retry.ts'
 import type { Outbox, OutboxMessage } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
 import { staleRevision, type DefinitionStore } from './definition-store.ts'
@@ -21,7 +22,19 @@ export interface ListOptions {
 
 export type LabelSelector = (labels: Readonly<Record<string, string>>) => boolean
 
-const MAX_WRITE_ATTEMPTS = 5
+/** One create or replace of a resource, as `#commit` writes it. */
+interface ResourceWrite {
+  readonly stored: StoredResource
+  readonly kind: 'created' | 'updated'
+  readonly definition: { readonly definition: { readonly lifecycle?: Record<string, unknown> } }
+  readonly pipeline: { readonly pipeline: Pipeline; readonly revision: number } | undefined
+  /** What must still hold: the definition's, the key's (and the actor's) revisions. */
+  readonly compares: readonly ICompare[]
+  readonly extraOps?: readonly IRequestOp[]
+  readonly extraMessages?: readonly OutboxMessage[]
+  /** The actor being replaced: the new one keeps its inbox position and drivers' outcomes. */
+  readonly previous?: ActorRecord
+}
 
 /** Labels edited in `metadata.labels` (as GET returned them) count when the top-level `labels` is absent. */
 function labelsOf(metadata: Record<string, unknown> | undefined): Record<string, string> | undefined {
@@ -61,17 +74,23 @@ export class ResourceStore {
   }
 
   async create(input: ResourceInput): Promise<Resource> {
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+    return await retryOnConflict(async (attempt) => {
       const definition = await this.#validated(input, attempt > 0)
       const now = new Date().toISOString()
       const stored = this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: input.labels ?? labelsOf(input.metadata) ?? {} })
       const pipeline = await this.#pipeline(input)
-      const resource = await this.#commit(stored, 'created', definition, pipeline, [compare.modRevision(keys.definition(input.resource), definition.revision), compare.absent(keys.resource(input.resource, input.name))], [], [])
+      const resource = await this.#commit({
+        stored,
+        kind: 'created',
+        definition,
+        pipeline,
+        compares: [compare.modRevision(keys.definition(input.resource), definition.revision), compare.absent(keys.resource(input.resource, input.name))],
+      })
       if (resource) return resource
       const { values } = await readKeys(this.#connections.etcd, [keys.resource(input.resource, input.name)])
       if (values[0]) throw conflict('already-exists', `resource ${input.resource}/${input.name} already exists`)
-    }
-    throw conflict('contention', `resource definition ${input.resource} kept changing; retry`)
+      return undefined
+    }, { exhausted: () => conflict('contention', `resource definition ${input.resource} kept changing; retry`) })
   }
 
   /**
@@ -143,7 +162,7 @@ export class ResourceStore {
   async update(type: string, name: string, input: ResourceInput, expectedRevision?: number): Promise<Resource> {
     if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
     if (input.resource !== type) throw invalid(`resource ${input.resource} does not match the URL (${type})`, [{ path: '/resource', message: `must be ${type}` }])
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+    return await retryOnConflict(async (attempt) => {
       const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
       const [current, actor] = values
       if (!current) throw notFound(`resource ${type}/${name} not found`)
@@ -153,24 +172,22 @@ export class ResourceStore {
       const stored = this.#build(input, { ...previous.metadata, version: previous.metadata.version + 1, updatedAt: new Date().toISOString(), labels: input.labels ?? labelsOf(input.metadata) ?? previous.metadata.labels })
       const oldActor = parse<ActorRecord>(actor)
       const pipeline = await this.#pipeline(input)
-      const resource = await this.#commit(
+      return await this.#commit({
         stored,
-        'updated',
+        kind: 'updated',
         definition,
         pipeline,
-        [compare.modRevision(keys.definition(type), definition.revision), compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
+        compares: [compare.modRevision(keys.definition(type), definition.revision), compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
         // The replaced version is copied aside now, so a create writes no copy at all.
-        [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : [])],
-        oldActor ? this.#actors.retire(oldActor, `resource ${type}/${name} was replaced by version ${stored.metadata.version}`, Date.now()) : [],
-        oldActor,
-      )
-      if (resource) return resource
-    }
-    throw conflict('contention', `resource ${type}/${name} kept changing; retry`)
+        extraOps: [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : [])],
+        extraMessages: oldActor ? this.#actors.retire(oldActor, `resource ${type}/${name} was replaced by version ${stored.metadata.version}`, Date.now()) : [],
+        ...(oldActor ? { previous: oldActor } : {}),
+      })
+    }, { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) })
   }
 
   async delete(type: string, name: string, expectedRevision?: number): Promise<Resource> {
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+    return await retryOnConflict(async () => {
       const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
       const [current, actor] = values
       if (!current) throw notFound(`resource ${type}/${name} not found`)
@@ -192,12 +209,10 @@ export class ResourceStore {
           outboxOp,
         ],
       })
-      if (outcome.succeeded) {
-        this.#outbox.publishInBackground([entry], outcome.revision)
-        return last
-      }
-    }
-    throw conflict('contention', `resource ${type}/${name} kept changing; retry`)
+      if (!outcome.succeeded) return undefined
+      this.#outbox.publishInBackground([entry], outcome.revision)
+      return last
+    }, { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) })
   }
 
   /** Fetches the definition (fresh after a failed compare) and validates the spec. */
@@ -235,17 +250,9 @@ export class ResourceStore {
     return { pipeline, revision: value.modRevision }
   }
 
-  /** Writes the resource, a fresh actor (and its timers, and its run) and the outbox entry in one transaction. */
-  async #commit(
-    stored: StoredResource,
-    kind: 'created' | 'updated',
-    definition: { definition: { lifecycle?: Record<string, unknown> } },
-    pipeline: { pipeline: Pipeline; revision: number } | undefined,
-    compares: ICompare[],
-    extraOps: IRequestOp[],
-    extraMessages: OutboxMessage[],
-    previous?: ActorRecord,
-  ): Promise<Resource | undefined> {
+  /** Writes the resource, a fresh actor (and its timers, and its run) and the outbox entry in one transaction; undefined when a compare failed. */
+  async #commit(write: ResourceWrite): Promise<Resource | undefined> {
+    const { stored, kind, definition, pipeline, compares, extraOps = [], extraMessages = [], previous } = write
     const type = stored.resource
     const initial = this.#actors.initial({
       uid: stored.metadata.uid,

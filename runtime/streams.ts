@@ -1,4 +1,4 @@
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
+import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import { streams, subjects } from './keys.ts'
 
@@ -17,33 +17,6 @@ export interface RetentionOptions {
 }
 
 export const WEEK_MS = 7 * 24 * 3600 * 1000
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-const SIZES: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 }
-
-/** `7d`, `168h`, `90m`, `30s`, `500ms` or plain milliseconds. */
-export function parseDuration(text: string, source: string): number {
-  const match = /^\s*(\d+)\s*(ms|s|m|h|d)?\s*$/.exec(text)
-  if (!match || Number(match[1]) <= 0) throw new TypeError(`${source} must be a duration such as 7d, 168h, 90m or 30s, got ${JSON.stringify(text)}`)
-  return Number(match[1]) * UNITS[match[2] ?? 'ms']!
-}
-
-/** `10GiB`, `500MB`, `1048576`. */
-export function parseSize(text: string, source: string): number {
-  const match = /^\s*(\d+)\s*([kmgt]i?b|b)?\s*$/i.exec(text)
-  if (!match || Number(match[1]) <= 0) throw new TypeError(`${source} must be a size such as 10GiB or 500MB, got ${JSON.stringify(text)}`)
-  return Number(match[1]) * SIZES[(match[2] ?? '').toLowerCase()]!
-}
-
-/** Retention settings from the environment; only what is set there is returned. */
-export function retentionFromEnv(env: NodeJS.ProcessEnv = process.env): RetentionOptions {
-  return {
-    ...(env.CONVEYOR_EVENTS_RETENTION ? { eventsMaxAgeMs: parseDuration(env.CONVEYOR_EVENTS_RETENTION, 'CONVEYOR_EVENTS_RETENTION') } : {}),
-    ...(env.CONVEYOR_LOGS_RETENTION ? { logsMaxAgeMs: parseDuration(env.CONVEYOR_LOGS_RETENTION, 'CONVEYOR_LOGS_RETENTION') } : {}),
-    ...(env.CONVEYOR_EVENTS_MAX_BYTES ? { eventsMaxBytes: parseSize(env.CONVEYOR_EVENTS_MAX_BYTES, 'CONVEYOR_EVENTS_MAX_BYTES') } : {}),
-    ...(env.CONVEYOR_LOGS_MAX_BYTES ? { logsMaxBytes: parseSize(env.CONVEYOR_LOGS_MAX_BYTES, 'CONVEYOR_LOGS_MAX_BYTES') } : {}),
-  }
-}
-
 interface Limits {
   readonly maxAgeMs: number | undefined
   readonly maxBytes: number | undefined
@@ -78,7 +51,7 @@ export async function ensureStreams(jsm: JetStreamManager, retention?: Retention
   for (const { limits, ...config } of streamConfigs(retention)) {
     const name = config.name
     const existing = await jsm.streams.info(name).catch((error: unknown) => {
-      if (error instanceof Error && /stream not found/i.test(error.message)) return undefined
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return undefined
       throw error
     })
     if (!existing) {

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readFile } from 'node:fs/promises'
 import { startLocalServers, type LocalServers } from '../runtime/servers/local-cluster.ts'
 import { connectServers } from '../runtime/connections.ts'
-import { parseDuration, parseSize, retentionFromEnv } from '../runtime/streams.ts'
+import { parseDuration, parseSize } from '../definitions/durations.ts'
+import { retentionFromEnv } from '../runtime/config.ts'
 import { ConveyorProcess } from './processes.ts'
 
 const DAY_NS = 86_400 * 1e9
@@ -36,7 +37,7 @@ describe('retention', () => {
     expect(retentionFromEnv({})).toEqual({})
     expect(parseDuration('90m', 'x')).toBe(5_400_000)
     expect(parseSize('500MB', 'x')).toBe(500e6)
-    expect(() => parseDuration('a week', 'CONVEYOR_EVENTS_RETENTION')).toThrow(/CONVEYOR_EVENTS_RETENTION must be a duration such as 7d/)
+    expect(() => parseDuration('a week', 'CONVEYOR_EVENTS_RETENTION')).toThrow(/CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms/)
     expect(() => parseSize('lots', 'CONVEYOR_LOGS_MAX_BYTES')).toThrow(/CONVEYOR_LOGS_MAX_BYTES must be a size/)
   })
 
@@ -46,6 +47,6 @@ describe('retention', () => {
     const child = new ConveyorProcess(['gateway', '--port', '0'], { CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','), CONVEYOR_EVENTS_RETENTION: 'forever' })
     const { code } = await child.exited
     expect(code).toBe(1)
-    expect(child.output.trim()).toBe('conveyor: CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m or 30s, got "forever"')
+    expect(child.output.trim()).toBe('conveyor: CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms, got "forever"')
   })
 })

@@ -1,6 +1,6 @@
 import type { JsMsg } from '@nats-io/jetstream'
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream'
-import type { NatsConnections } from '../../runtime/connections.ts'
+import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import { streams } from '../../runtime/keys.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import type { Semaphore } from '../../runtime/semaphore.ts'

@@ -1,9 +1,8 @@
 import { formatWithOptions } from 'node:util'
-import { headers as natsHeaders } from '@nats-io/transport-node'
 import type { JetStreamClient } from '@nats-io/jetstream'
-import { headers, subjects } from '../../runtime/keys.ts'
-
-const MAX_LINE = 64 * 1024
+import { headers as natsHeaders } from '@nats-io/transport-node'
+import { subjects } from '../../runtime/keys.ts'
+import { encodeLogEnd, encodeLogLine } from '../../runtime/log-lines.ts'
 
 /**
  * The log of one run: every line is published to the log stream in call order; `end()` waits for
@@ -12,6 +11,7 @@ const MAX_LINE = 64 * 1024
 export class RunLog {
   readonly #js: JetStreamClient
   readonly #subject: string
+  readonly #endId: string
   readonly #pipeline: string | undefined
   readonly #step: string | undefined
   #pending: Promise<unknown>[] = []
@@ -20,14 +20,14 @@ export class RunLog {
   constructor(js: JetStreamClient, driver: string, runid: string, pipeline?: string, step?: string) {
     this.#js = js
     this.#subject = subjects.log(driver, runid)
+    this.#endId = `${driver}:${runid}:end`
     this.#pipeline = pipeline
     this.#step = step
   }
 
   write(stream: string, args: readonly unknown[]): void {
-    let message = formatWithOptions({ colors: false, depth: 4 }, ...args)
-    if (message.length > MAX_LINE) message = message.slice(0, MAX_LINE) + ' …[truncated]'
-    const body = JSON.stringify({ message, stream, timestamp: new Date().toISOString(), ...(this.#pipeline ? { pipeline: this.#pipeline } : {}), ...(this.#step ? { step: this.#step } : {}) })
+    const message = formatWithOptions({ colors: false, depth: 4 }, ...args)
+    const body = encodeLogLine({ message, stream, ...(this.#pipeline ? { pipeline: this.#pipeline } : {}), ...(this.#step ? { step: this.#step } : {}) })
     this.#pending.push(this.#js.publish(this.#subject, body).catch((error: unknown) => (this.#failed = error)))
   }
 
@@ -43,10 +43,12 @@ export class RunLog {
     }
   }
 
+  /** Stores what is pending, then the end marker (one per run: a repeat inside the duplicate window is dropped). */
   async end(success: boolean, message: string): Promise<void> {
     await this.flush()
+    const end = encodeLogEnd(success, message)
     const h = natsHeaders()
-    h.set(headers.logEnd, '1')
-    await this.#js.publish(this.#subject, JSON.stringify({ success, message, timestamp: new Date().toISOString() }), { headers: h })
+    for (const [name, value] of Object.entries(end.headers)) h.set(name, value)
+    await this.#js.publish(this.#subject, end.body, { headers: h, msgID: this.#endId })
   }
 }

@@ -1,4 +1,4 @@
-import type { NatsConnections } from '../../runtime/connections.ts'
+import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import type { Semaphore } from '../../runtime/semaphore.ts'
 import type { DriverDefinition } from './types.ts'

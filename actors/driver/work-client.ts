@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { NatsConnections } from '../../runtime/connections.ts'
+import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import { ReplyInbox, sendToActor } from '../../runtime/inbox.ts'
 import { backoffMs } from '../../runtime/backoff.ts'
 import type { Logger } from '../../runtime/logger.ts'

@@ -1,7 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Subscription } from '@nats-io/transport-node'
-import type { NatsConnections } from '../../runtime/connections.ts'
+import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import { subjects } from '../../runtime/keys.ts'
 import type { Logger } from '../../runtime/logger.ts'
 

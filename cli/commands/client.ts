@@ -1,4 +1,5 @@
 import { ConveyorError } from '../../runtime/errors.ts'
+import { resolveConfig } from '../../runtime/config.ts'
 
 /** Options of the client commands: where the gateway is, and what to print. */
 export interface ClientFlags {
@@ -9,15 +10,16 @@ export interface ClientFlags {
 const out = (line: string): boolean => process.stdout.write(line + '\n')
 
 function apiUrl(flags: ClientFlags): string {
-  return (flags.api ?? process.env.CONVEYOR_API_URL ?? `http://127.0.0.1:${process.env.CONVEYOR_HTTP_PORT ?? 8080}`).replace(/\/$/, '')
+  return (flags.api ?? resolveConfig().apiUrl).replace(/\/$/, '')
 }
 
 /** One request to the gateway; a problem+json answer becomes one clear error line. */
 async function call(flags: ClientFlags, method: string, path: string, body?: unknown): Promise<any> {
   const url = apiUrl(flags) + path
+  const token = resolveConfig().token
   let response: Response
   try {
-    response = await fetch(url, { method, headers: { 'content-type': 'application/json', ...(process.env.CONVEYOR_TOKEN ? { authorization: `Bearer ${process.env.CONVEYOR_TOKEN}` } : {}) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+    response = await fetch(url, { method, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
   } catch (error) {
     throw new ConveyorError('unreachable', `cannot reach the Conveyor API at ${apiUrl(flags)} (set CONVEYOR_API_URL or --api): ${error instanceof Error ? (error.cause as Error | undefined)?.message ?? error.message : String(error)}`)
   }

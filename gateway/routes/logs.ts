@@ -6,6 +6,7 @@ import { subjects } from '../../runtime/keys.ts'
 import type { LogStore } from '../log-store.ts'
 import { parseJson } from '../http.ts'
 import type { Router } from '../router.ts'
+import { encodeLogLine } from '../../runtime/log-lines.ts'
 import { nameParam, positiveIntegerQuery } from './common.ts'
 
 const parseLog = compileInput(LogInput, 'log line')
@@ -23,7 +24,7 @@ export function registerLogRoutes(router: Router, connections: Connections, logs
       beforeWrite()
       const ack = await connections.js.publish(
         subjects.log(line.driver, line.runid),
-        JSON.stringify({ message: line.message, stream: line.stream ?? 'log', timestamp: line.timestamp ?? new Date().toISOString(), ...(line.pipeline ? { pipeline: line.pipeline } : {}) }),
+        encodeLogLine(line),
       )
       await logs.waitFor(ack.seq)
       return { status: 201, body: { seq: ack.seq } }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startEtcdServer, type RunningEtcd } from './etcd-server.ts'
 import { startNatsServer, type RunningNats } from './nats-server.ts'
-import { parseDuration } from '../streams.ts'
+import { etcdCompactionFromEnv } from '../config.ts'
 
 /** A local `nats-server -js` and `etcd`, supervised as children of this process. */
 export interface LocalServers {
@@ -36,7 +36,7 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
       port: ports.etcd,
       peerPort: ports.etcdPeer,
       dataDir: join(dataDir, 'etcd'),
-      compactionRetentionMs: options.etcdCompactionRetentionMs ?? (process.env.CONVEYOR_ETCD_COMPACTION ? parseDuration(process.env.CONVEYOR_ETCD_COMPACTION, 'CONVEYOR_ETCD_COMPACTION') : undefined),
+      compactionRetentionMs: options.etcdCompactionRetentionMs ?? etcdCompactionFromEnv(),
     }),
   ])
   if (nats.status === 'rejected' || etcd.status === 'rejected') {

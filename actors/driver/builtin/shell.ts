@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { inheritedPath } from '../../../runtime/config.ts'
 import { defineDriver } from '../define.ts'
 import { TerminalError } from '../errors.ts'
 import type { DriverContext, DriverResult } from '../types.ts'
@@ -129,7 +130,7 @@ export const shellDriver = defineDriver({
     if (!ctx.step || !commands || commands.length === 0 || !workspace) throw new TerminalError('the shell driver runs pipeline steps that list commands')
     const outputFile = join(workspace, `.conveyor-output-${ctx.step.id}`)
     const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      PATH: inheritedPath(),
       HOME: workspace,
       LANG: 'C.UTF-8',
       ...specEnvironment(ctx.resource.spec),

@@ -1,0 +1,62 @@
+import { join } from 'node:path'
+import { resolveConfig } from '../../runtime/config.ts'
+import { connectServers } from '../../runtime/connections.ts'
+import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
+import { startGateway } from '../../gateway/server.ts'
+import { loadUws } from '../../gateway/uws.ts'
+import { runDriver } from '../../actors/driver/run.ts'
+import { startWorker } from '../../actors/worker/worker.ts'
+import { untilSignal } from '../signals.ts'
+import { BUILT_IN_DRIVERS } from './builtin-drivers.ts'
+import type { ServeFlags } from './flags.ts'
+
+function localPorts(flags: ServeFlags): { nats: number; natsMonitor: number; etcd: number; etcdPeer: number } {
+  const port = (value: string | undefined, fallback: number, flag: string): number => {
+    if (value === undefined) return fallback
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new TypeError(`--${flag} must be a TCP port (0-65535), got ${JSON.stringify(value)}`)
+    return n
+  }
+  const nats = port(flags.natsPort, 4222, 'nats-port')
+  const etcd = port(flags.etcdPort, 2379, 'etcd-port')
+  return { nats, natsMonitor: nats === 0 ? 0 : 8222, etcd, etcdPeer: etcd === 0 ? 0 : etcd + 1 }
+}
+
+/** `conveyor up`: local etcd and NATS (unless given), then every role in this process. */
+export async function up(flags: ServeFlags): Promise<number> {
+  const useLocal = flags.natsUrl === undefined && flags.etcdEndpoints === undefined
+  const config = resolveConfig(flags)
+  await loadUws()
+  const out = (line: string): boolean => process.stdout.write(line + '\n')
+  const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: localPorts(flags) }) : undefined
+  try {
+    const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
+    const gateway = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
+    const actorWorker = await startWorker({ connections, heapSoftLimitMb: 256 })
+    const builtIns = await Promise.all(Object.values(BUILT_IN_DRIVERS).map((d) => runDriver(d, { connections, workspaceRoot: join(config.dataDir, 'workspaces') })))
+    out(`Conveyor is up.`)
+    out(`  API:  ${gateway.url}`)
+    out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
+    out(`  etcd: ${(servers?.etcdEndpoints ?? config.etcdEndpoints).join(',')}`)
+    out(`  data: ${config.dataDir}`)
+    out(`  drivers: ${Object.keys(BUILT_IN_DRIVERS).join(', ')} (built in)`)
+    out(`Press Ctrl-C to stop.`)
+    return await untilSignal(
+      async () => {
+        for (const handle of builtIns) await handle.close()
+        await actorWorker.close()
+        await gateway.close()
+        await connections.close()
+        await servers?.stop()
+      },
+      (fatal) => {
+        if (!servers) return
+        servers.nats.child.onUnexpectedExit = (code, output) => fatal(`nats-server exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
+        servers.etcd.child.onUnexpectedExit = (code, output) => fatal(`etcd exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
+      },
+    )
+  } catch (error) {
+    await servers?.stop()
+    throw error
+  }
+}
