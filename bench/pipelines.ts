@@ -52,6 +52,24 @@ export async function rawRoundTrip(connections: Connections, ratePerSecond: numb
   }
 }
 
+/** Raw etcd: one create transaction (a compare and a put) at a time, at a steady rate; its latency. */
+export async function rawEtcdTxn(connections: Connections, ratePerSecond: number, durationMs: number): Promise<Latency> {
+  const run = randomUUID().slice(0, 8)
+  const samples: number[] = []
+  const total = Math.round((ratePerSecond * durationMs) / 1000)
+  const begin = performance.now()
+  for (let i = 0; i < total; i++) {
+    const wait = begin + (i * 1000) / ratePerSecond - performance.now()
+    if (wait > 1) await sleep(wait)
+    const key = `/bench/txn/${run}/${i}`
+    const start = performance.now()
+    await connections.etcd.if(key, 'Create', '==', 0).then(connections.etcd.put(key).value('x')).commit()
+    samples.push(performance.now() - start)
+  }
+  await connections.etcd.delete().prefix(`/bench/txn/${run}/`)
+  return latencyOf(samples)
+}
+
 /** Three no-op drivers, one per step of the benchmark pipeline, timing when each step starts and ends. */
 export class StepClock {
   readonly created = new Map<string, number>()

@@ -2,7 +2,8 @@ import type { Connections } from '../runtime/connections.ts'
 import type { LocalServers } from '../runtime/servers/local-cluster.ts'
 import { createToDriverLatency, httpCreates, rawEtcdCreates, rawJetStreamPublishes } from './creates.ts'
 import { round } from './stats.ts'
-import { startGatewayProcess } from './processes.ts'
+import { serverEnv, startGatewayProcess, startWorkerProcess } from './processes.ts'
+import { waitForPartitions } from './actors.ts'
 
 const log = (line: string): void => void process.stderr.write(line + '\n')
 
@@ -27,7 +28,10 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
     const http1 = await httpCreates(url, 'bench', 1, seconds)
     const http64 = await httpCreates(url, 'bench', 64, seconds)
     log('create → driver latency at 200/s…')
-    const latency = await createToDriverLatency(url, 'latency', connections, 200, seconds * 1000)
+    // The driver claims each version from its actor: a worker hosts them.
+    const worker = await startWorkerProcess({ ...serverEnv(servers), CONVEYOR_DATA_DIR: '/tmp/conveyor-bench-unused' })
+    await waitForPartitions(connections, 1)
+    const latency = await createToDriverLatency(url, 'latency', connections, 200, seconds * 1000).finally(() => worker.stop())
 
     const rate = (r: { perSecond: number; p50Ms: number; p99Ms: number }) => ({ perSecond: round(r.perSecond), p50Ms: round(r.p50Ms, 2), p99Ms: round(r.p99Ms, 2) })
     return {

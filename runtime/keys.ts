@@ -31,6 +31,7 @@ export const keys = {
   versions: (type: string, name: string): string => `${ROOT}/versions/${type}/${name}/`,
   actor: (type: string, name: string): string => `${ROOT}/actors/${partitionToken(type, name)}/${type}/${name}`,
   actorsOfPartition: (partition: number): string => `${ROOT}/actors/${partitionName(partition)}/`,
+  actorsOfType: (partition: number, type: string): string => `${ROOT}/actors/${partitionName(partition)}/${type}/`,
   /** Durable timers, ordered by due time inside a partition so a range read finds the next ones. */
   timer: (type: string, name: string, dueAt: number, id: string): string =>
     `${ROOT}/timers/${partitionToken(type, name)}/${String(dueAt).padStart(15, '0')}/${type}/${name}/${encodeURIComponent(id)}`,

@@ -8,7 +8,7 @@ import type { Outbox } from '../../runtime/outbox.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import type { ActorEvent, ActorRecord } from '../../runtime/actor-record.ts'
 import type { EventReply } from '../../runtime/inbox.ts'
-import { compare, op, readKeys, readRange } from '../../runtime/etcd-ops.ts'
+import { compare, op, readKeys, readRange, type StoredValue } from '../../runtime/etcd-ops.ts'
 import type { ReadBatcher } from '../../runtime/read-batcher.ts'
 import type { Semaphore } from '../../runtime/semaphore.ts'
 import { consumers, headers, keys, parseInboxSubject, parseTimerKey, partitionOf, streams, subjects } from '../../runtime/keys.ts'
@@ -210,6 +210,9 @@ export class PartitionHost {
       now: this.#context.clock.now(),
       servingDrivers: (type) => this.#context.registry.servingDrivers(type),
     })
+    // The stored resource an answer carries does not change with this commit: read it meanwhile.
+    const stored = output.wantsResource ? this.#context.reads.read(keys.resource(cell.type, cell.name)) : undefined
+    stored?.catch(() => {})
     if (!output.changed && output.orphanTimers.length === 0) {
       // Nothing to commit, so no compare guards the cached record: a resource replaced or deleted
       // through the API since it was cached must not answer with its old state.
@@ -217,12 +220,12 @@ export class PartitionHost {
         this.#context.cache.delete(key)
         return false
       }
-      await this.#answer(cell, batch, output, cached?.revision ?? 0, cached?.record)
+      await this.#answer(batch, output, cached?.revision ?? 0, cached?.record, stored)
       return true
     }
     const revision = await this.#commit(key, cell, cached, output)
     if (revision === undefined) return false
-    await this.#answer(cell, batch, output, revision, output.record)
+    await this.#answer(batch, output, revision, output.record, stored)
     return true
   }
 
@@ -264,21 +267,15 @@ export class PartitionHost {
     return outcome.revision
   }
 
-  async #answer(cell: Cell, batch: readonly Item[], output: BatchOutput, revision: number, record: ActorRecord | undefined): Promise<void> {
+  async #answer(batch: readonly Item[], output: BatchOutput, revision: number, record: ActorRecord | undefined, stored: Promise<StoredValue | undefined> | undefined): Promise<void> {
     const replied = new Set<number>()
-    const resource = output.wantsResource && record ? await this.#resource(cell, record) : undefined
+    const value = await stored
+    const resource = value && record ? presentResource(JSON.parse(value.value) as StoredResource, value.modRevision, record) : undefined
     for (const { item, reply } of output.replies) {
       replied.add(item)
       this.#finish(batch[item] as InboxItem, () => reply(revision, resource))
     }
     for (const [index, item] of batch.entries()) if (item.kind === 'inbox' && !replied.has(index)) this.#finish(item, undefined)
-  }
-
-  /** The resource as the API shows it, for answers that carry it (a granted step claim). */
-  async #resource(cell: Cell, record: ActorRecord): Promise<ReturnType<typeof presentResource> | undefined> {
-    const stored = await this.#context.reads.read(keys.resource(cell.type, cell.name))
-    if (!stored) return undefined
-    return presentResource(JSON.parse(stored.value) as StoredResource, stored.modRevision, record)
   }
 
   async #revisionOf(cell: Cell): Promise<number | undefined> {

@@ -17,15 +17,24 @@ function owes(record: ActorRecord, request: SyncRequest): boolean {
   return record.drivers?.[request.driver]?.outcomeFor !== record.runid
 }
 
-/** One page of the partition's resources the driver has not reconciled. */
+/**
+ * One page of the partition's resources the driver has not reconciled. Actor keys sort by type,
+ * so each type is one range; the cursor is the last key read (or a type's prefix to start it).
+ */
 async function page(context: HostContext, partition: number, request: SyncRequest): Promise<SyncPage> {
   const { etcd } = context.connections
-  const actors = await readPrefix(etcd, keys.actorsOfPartition(partition), { limit: PAGE, ...(request.after ? { startAfter: request.after } : {}) })
+  const prefixes = [...new Set(request.types)].sort().map((type) => keys.actorsOfType(partition, type))
+  const after = request.after
+  const index = after === undefined ? 0 : prefixes.findIndex((prefix) => after.startsWith(prefix) || after < prefix)
+  const prefix = prefixes[index]
+  if (prefix === undefined) return { items: [] }
+  const actors = await readPrefix(etcd, prefix, { limit: PAGE, ...(after?.startsWith(prefix) ? { startAfter: after } : {}) })
+  const following = prefixes[index + 1]
   const owed = actors.values.map((v) => JSON.parse(v.value) as ActorRecord).filter((record) => owes(record, request))
   const resources = await readKeys(etcd, owed.map((record) => keys.resource(record.type, record.name)), actors.revision)
   const items: ConveyorEvent[] = []
   let bytes = 0
-  let next = actors.more ? actors.values.at(-1)?.key : undefined
+  let next = actors.more ? actors.values.at(-1)?.key : following
   for (const [i, record] of owed.entries()) {
     const value = resources.values[i]
     if (!value) continue
