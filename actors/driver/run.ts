@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
@@ -68,6 +69,8 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   const nats = options.connections ?? (await connectNats(resolved.natsUrl, { name: `driver ${driver.name}` }))
   const abort = new AbortController()
   const closingSignal = new AbortController()
+  // Every run in progress listens to both: as many listeners as units of concurrency, and more.
+  setMaxListeners(0, abort.signal, closingSignal.signal)
   const pulls = new Set<ConsumerMessages>()
   const workspaces = new Workspaces(resolved.workspaceRoot, logger)
   const runtime: DriverRuntime = {

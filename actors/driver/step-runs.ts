@@ -138,14 +138,21 @@ export class StepRunner {
     const resource = go.resource ?? (event.object as Resource | undefined)
     try {
       if (!resource) return { success: false, retryable: true, message: 'the resource could not be read', data: {} }
+      const workspace = this.#runtime.workspaces.of(event.runid!)
+      let created = false
       const context: DriverContext = {
+        // Made on first use: drivers that never look at it leave no directory behind.
+        get workspace(): string {
+          if (!created) workspace.create()
+          created = true
+          return workspace.path
+        },
         resource,
         event,
         runid: event.runid!,
         attempt: go.execution,
         step,
         steps: go.steps ?? {},
-        workspace: await this.#runtime.workspaces.of(event.runid!),
         ...(event.pipeline ? { pipeline: event.pipeline } : {}),
         replayed,
         signal: controller.signal,

@@ -1,4 +1,5 @@
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Subscription } from '@nats-io/transport-node'
 import type { NatsConnections } from '../../runtime/nats-connection.ts'
@@ -37,12 +38,11 @@ export class Workspaces {
     })
   }
 
-  /** The run's directory, created if needed. */
-  async of(runid: string): Promise<string> {
+  /** The run's directory; `create()` makes it (drivers that never look at it leave no directory behind). */
+  of(runid: string): { readonly path: string; create(): string } {
     if (!RUNID.test(runid)) throw new TypeError(`not a run id: ${runid}`)
-    const dir = join(this.#root, runid)
-    await mkdir(dir, { recursive: true })
-    return dir
+    const path = join(this.#root, runid)
+    return { path, create: () => (mkdirSync(path, { recursive: true }), path) }
   }
 
   close(): void {

@@ -17,6 +17,7 @@ import type { Clock } from './clock.ts'
 import { AckFloor } from './ack-floor.ts'
 import { applyBatch, type BatchItem, type BatchOutput } from './apply-batch.ts'
 import type { CachedRecord, RecordCache } from './record-cache.ts'
+import type { LRUCache } from 'lru-cache'
 import { serveSync } from './partition-sync.ts'
 import { faultHooks } from '../../runtime/faults.ts'
 
@@ -29,6 +30,8 @@ export interface HostContext {
   readonly clock: Clock
   readonly machine: (lifecycleId: string) => Promise<AnyStateMachine>
   readonly cache: RecordCache
+  /** Stored resources by `type/name/runid`, for the answers that carry them. */
+  readonly resources: LRUCache<string, StoredValue>
   /** Loads actor records, many per round trip. */
   readonly reads: ReadBatcher
   /** Bounds the actor batches in progress at once across all partitions (memory and etcd load). */
@@ -211,7 +214,7 @@ export class PartitionHost {
       servingDrivers: (type) => this.#context.registry.servingDrivers(type),
     })
     // The stored resource an answer carries does not change with this commit: read it meanwhile.
-    const stored = output.wantsResource ? this.#context.reads.read(keys.resource(cell.type, cell.name)) : undefined
+    const stored = output.wantsResource && output.record ? this.#storedResource(cell, output.record.runid) : undefined
     stored?.catch(() => {})
     if (!output.changed && output.orphanTimers.length === 0) {
       // Nothing to commit, so no compare guards the cached record: a resource replaced or deleted
@@ -276,6 +279,16 @@ export class PartitionHost {
       this.#finish(batch[item] as InboxItem, () => reply(revision, resource))
     }
     for (const [index, item] of batch.entries()) if (item.kind === 'inbox' && !replied.has(index)) this.#finish(item, undefined)
+  }
+
+  /** The resource as stored for a run: a replace starts a new run, so one read serves every step of a run. */
+  async #storedResource(cell: Cell, runid: string): Promise<StoredValue | undefined> {
+    const key = `${cell.type}/${cell.name}/${runid}`
+    const cached = this.#context.resources.get(key)
+    if (cached) return cached
+    const value = await this.#context.reads.read(keys.resource(cell.type, cell.name))
+    if (value && (JSON.parse(value.value) as StoredResource).run.runid === runid) this.#context.resources.set(key, value)
+    return value
   }
 
   async #revisionOf(cell: Cell): Promise<number | undefined> {

@@ -16,6 +16,7 @@ import { Ownership } from './ownership.ts'
 import { boundHeap } from './memory.ts'
 import { PartitionHost, type HostContext } from './partition-host.ts'
 import { RecordCache } from './record-cache.ts'
+import { LRUCache } from 'lru-cache'
 import { DriverRegistry } from '../../runtime/driver-registry.ts'
 
 /** Options of an actor worker; anything omitted has a production default. */
@@ -83,6 +84,7 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     clock: options.clock ?? systemClock,
     machine,
     cache: new RecordCache(options.maxCachedActors ?? 10_000),
+    resources: new LRUCache({ max: 1000 }),
     reads: new ReadBatcher(connections.etcd),
     slots: new Semaphore(options.maxActiveActors ?? 512),
     backlog: new Semaphore(options.maxPendingEvents ?? 1024),
