@@ -10,8 +10,11 @@ const log = (line: string): void => void process.stderr.write(line + '\n')
 /** HTTP creates at 1 and 64 clients beside raw etcd create transactions and raw JetStream publishes; create → driver latency at 200/s. */
 export async function createBenchmarks(servers: LocalServers, connections: Connections, seconds: number) {
   const gateway = await startGatewayProcess(servers)
+  // Drivers claim each version from its actor: a worker hosts them.
+  const worker = await startWorkerProcess({ ...serverEnv(servers), CONVEYOR_DATA_DIR: '/tmp/conveyor-bench-unused' })
   const url = gateway.url
   try {
+    await waitForPartitions(connections, 1)
     const define = (body: unknown) => fetch(`${url}/resource-definitions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
     await define({ name: 'bench', version: '1', schema: { type: 'object', required: ['repository'], properties: { repository: { type: 'string' }, branch: { type: 'string' } } } })
     await define({ name: 'latency', version: '1', schema: { type: 'object' } })
@@ -28,10 +31,8 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
     const http1 = await httpCreates(url, 'bench', 1, seconds)
     const http64 = await httpCreates(url, 'bench', 64, seconds)
     log('create → driver latency at 200/s…')
-    // The driver claims each version from its actor: a worker hosts them.
-    const worker = await startWorkerProcess({ ...serverEnv(servers), CONVEYOR_DATA_DIR: '/tmp/conveyor-bench-unused' })
-    await waitForPartitions(connections, 1)
-    const latency = await createToDriverLatency(url, 'latency', connections, 200, seconds * 1000).finally(() => worker.stop())
+    await createToDriverLatency(url, 'latency', connections, 200, 1000)
+    const latency = await createToDriverLatency(url, 'latency', connections, 200, seconds * 1000)
 
     const rate = (r: { perSecond: number; p50Ms: number; p99Ms: number }) => ({ perSecond: round(r.perSecond), p50Ms: round(r.p50Ms, 2), p99Ms: round(r.p99Ms, 2) })
     return {
@@ -44,6 +45,7 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
       },
     }
   } finally {
+    await worker.stop()
     await gateway.stop()
   }
 }

@@ -5,8 +5,9 @@ import type { DriverOutcome, Resource } from './objects.ts'
  * The work protocol between drivers and the actor that owns a resource. A driver never writes
  * the database: before work it claims the work from the actor, renews the claim while it works,
  * and reports the outcome; the worker hosting the actor commits each of these in the actor record
- * (under its partition fencing) and answers. Every message goes through the actor's inbox, so it
- * is applied in order with the actor's other events.
+ * (under its partition fencing) and answers. Each is a core NATS request to
+ * `conveyor.work.{pNN}.{type}.{name}`, joined to the actor's mailbox so it is applied in order
+ * with the actor's other events; a lost one is asked again, as every request is idempotent by its token.
  */
 export const WorkEvent = {
   claim: 'conveyor.claim',
@@ -36,7 +37,7 @@ export interface WorkClaim {
 
 export interface ClaimRequest {
   readonly type: typeof WorkEvent.claim
-  /** Unique per message (a retry sends a new one; the token makes the claim idempotent). */
+  /** Unique per message, returned in the answer; the token makes the claim idempotent. */
   readonly id: string
   readonly work: WorkRef
   readonly token: string

@@ -126,6 +126,9 @@ export const subjects = {
   allInbox: (): string => 'conveyor.in.>',
   /** Every run end, for drivers that keep per-run state (a workspace). */
   allRunEnds: (): string => 'conveyor.ev.outcome.*.*.*.run-finished',
+  /** Claims, renewals and reports for a resource's actor (core NATS request/reply), answered by its partition's owner. */
+  work: (type: string, name: string): string => `conveyor.work.${partitionToken(type, name)}.${type}.${name}`,
+  workOfPartition: (partition: number): string => `conveyor.work.${partitionName(partition)}.>`,
   /** Catch-up requests of a partition (core NATS request/reply), answered by its owner. */
   sync: (partition: number): string => `conveyor.sync.${partitionName(partition)}`,
   log: (driver: string, runid: string): string => `conveyor.logs.${driver}.${runid}`,
@@ -138,10 +141,10 @@ export const subjects = {
 /** The log "driver" whose end marker ends a whole pipeline run (not a valid driver name, so no clash). */
 export const RUN_LOG = '_run'
 
-/** `conveyor.in.pNN.{type}.{name}` back into the resource it addresses. */
-export function parseInboxSubject(subject: string): { type: string; name: string } | undefined {
+/** `conveyor.in.pNN.{type}.{name}` (or `conveyor.work.pNN.{type}.{name}`) back into the resource it addresses. */
+export function parseInboxSubject(subject: string, kind: 'in' | 'work' = 'in'): { type: string; name: string } | undefined {
   const parts = subject.split('.')
-  if (parts.length !== 5 || parts[0] !== 'conveyor' || parts[1] !== 'in') return undefined
+  if (parts.length !== 5 || parts[0] !== 'conveyor' || parts[1] !== kind) return undefined
   return { type: parts[3]!, name: parts[4]! }
 }
 

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connect, headers, type NatsConnection, type Subscription } from '@nats-io/transport-node'
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node'
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 
@@ -36,30 +36,17 @@ function partitionOf(type: string, name: string): string {
   return `p${String(h % 64).padStart(2, '0')}`
 }
 
-/** The actor's inbox: `conveyor.in.{pNN}.{type}.{name}`. */
-const inboxSubject = (type: string, name: string): string => `conveyor.in.${partitionOf(type, name)}.${type}.${name}`
+/** Where a resource's actor takes work requests: `conveyor.work.{pNN}.{type}.{name}`. */
+const workSubject = (type: string, name: string): string => `conveyor.work.${partitionOf(type, name)}.${type}.${name}`
 
-/** A raw driver instance: its name, instance id, and the core NATS subject its answers come to. */
+/** A raw driver instance: its name and instance id. */
 interface RawDriver {
   readonly name: string
   readonly instance: string
-  readonly replyTo: string
-  readonly replies: Subscription
-  readonly waiting: Map<string, (answer: any) => void>
 }
 
-/** Subscribes to a reply subject of our own and routes each answer to the request with its `id`. */
 function rawDriver(name: string): RawDriver {
-  const replyTo = `proto.replies.${name}.${randomUUID()}`
-  const replies = nc.subscribe(replyTo)
-  const waiting = new Map<string, (answer: any) => void>()
-  void (async () => {
-    for await (const m of replies) {
-      const answer = m.json<any>()
-      waiting.get(answer.body?.id)?.(answer)
-    }
-  })()
-  return { name, instance: `${name}-${randomUUID().slice(0, 8)}`, replyTo, replies, waiting }
+  return { name, instance: `${name}-${randomUUID().slice(0, 8)}` }
 }
 
 /** "put `{name, resources, instance, …}` into `conveyor-driver-instances` under `{driver}.{instance}`", and the driver once into `conveyor-drivers`. */
@@ -70,29 +57,20 @@ async function register(driver: RawDriver, resources: string[]): Promise<void> {
 }
 
 /**
- * One request to a resource's actor: a JetStream publish to its inbox with `Nats-Msg-Id:
- * {type}.{name}.{id}` (a new id for every message, retries included) and `Conveyor-Reply-To`;
- * the answer `{status, body}` comes to our subject. No answer within a few seconds: send it again
- * with a new id (the request is idempotent by its token).
+ * One request to a resource's actor: a core NATS request to its work subject; the answer is
+ * `{status, body}`. No answer within a few seconds (or no responders): ask again (the request is
+ * idempotent by its token).
  */
-async function ask(driver: RawDriver, type: string, name: string, request: Record<string, unknown>, attempts = 3): Promise<{ status: number; body: any }> {
+async function ask(_driver: RawDriver, type: string, name: string, request: Record<string, unknown>, attempts = 3): Promise<{ status: number; body: any }> {
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const id = randomUUID()
-    const answered = new Promise<any>((resolve) => driver.waiting.set(id, resolve))
-    const h = headers()
-    h.set('Nats-Msg-Id', `${type}.${name}.${id}`)
-    h.set('Conveyor-Reply-To', driver.replyTo)
-    await js.publish(inboxSubject(type, name), json({ ...request, id }), { headers: h })
-    let timer: NodeJS.Timeout | undefined
-    const answer = await Promise.race([answered, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5000)))])
-    clearTimeout(timer)
-    driver.waiting.delete(id)
-    if (answer !== undefined) {
-      expect(answer.body.id).toBe(id)
-      return answer
-    }
+    const reply = await nc.request(workSubject(type, name), json({ ...request, id }), { timeout: 5000 }).catch(() => undefined)
+    if (reply === undefined) continue
+    const answer = reply.json<{ status: number; body: any }>()
+    expect(answer.body.id).toBe(id)
+    return answer
   }
-  throw new Error(`no answer to ${String(request.type)} on ${inboxSubject(type, name)}`)
+  throw new Error(`no answer to ${String(request.type)} on ${workSubject(type, name)}`)
 }
 
 /** Pulls the next message of a durable consumer, waiting for it rather than sleeping. */
@@ -212,7 +190,6 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     expect(forged.body).toMatchObject({ result: 'stale' })
     expect(forged.body.reason).toBeDefined()
 
-    driver.replies.unsubscribe()
   })
 
   it('runs a pipeline step: the commands come with the granted claim, not with the message', async () => {
@@ -264,6 +241,5 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     expect(done.status.pipeline.status).toBe('succeeded')
     expect(done.status.steps[0]).toMatchObject({ id: 'plan', status: 'succeeded', data: { plan: 'ok' } })
 
-    driver.replies.unsubscribe()
   })
 })

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
+import { errors } from '@nats-io/transport-node'
 import type { NatsConnections } from '../../runtime/nats-connection.ts'
-import { ReplyInbox, sendToActor } from '../../runtime/inbox.ts'
+import type { EventReply } from '../../runtime/inbox.ts'
+import { subjects } from '../../runtime/keys.ts'
 import { backoffMs } from '../../runtime/backoff.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import {
@@ -26,16 +28,18 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener('abort', done, { once: true })
   })
 
-/** The driver's side of the work protocol: claims, renewals and reports sent to a resource's actor, each retried until it is answered. */
+/**
+ * The driver's side of the work protocol: claims, renewals and reports, each a core NATS request
+ * to the worker that owns the resource's actor, retried until it is answered (every request is
+ * idempotent by its token, so a repeat is harmless).
+ */
 export class WorkClient {
   readonly #nats: NatsConnections
-  readonly #replies: ReplyInbox
   readonly #logger: Logger
   readonly #closing: AbortSignal
 
   constructor(nats: NatsConnections, logger: Logger, closing: AbortSignal) {
     this.#nats = nats
-    this.#replies = new ReplyInbox(nats.nats)
     this.#logger = logger
     this.#closing = closing
   }
@@ -68,23 +72,21 @@ export class WorkClient {
     }
   }
 
+  /** One request; undefined when no worker answered in time (none owns the partition yet, or it is overloaded). */
   async #once<T>(type: string, name: string, request: Record<string, unknown>): Promise<T | undefined> {
-    const waiting = this.#replies.expect(ANSWER_TIMEOUT_MS)
+    let reply: EventReply
     try {
-      // A fresh id per message: JetStream would drop a resend with the same id, and no answer would come.
-      await sendToActor(this.#nats.publisher, type, name, { ...request, type: String(request.type), id: randomUUID() }, waiting.subject)
+      const message = await this.#nats.nats.request(subjects.work(type, name), JSON.stringify({ ...request, id: randomUUID() }), { timeout: ANSWER_TIMEOUT_MS })
+      reply = message.json<EventReply>()
     } catch (error) {
-      waiting.cancel()
+      // No owner yet (no responders), none in time, or a reconnect: ask again.
+      if (error instanceof errors.TimeoutError || error instanceof errors.RequestError) return undefined
       throw error
     }
-    const reply = await waiting.reply
-    if (!reply) return undefined
     if (reply.status !== 200) throw new Error(`the actor answered ${reply.status}: ${String(reply.body.detail ?? '')}`)
     const { id: _id, ...answer } = reply.body
     return answer as T
   }
 
-  close(): void {
-    this.#replies.close()
-  }
+  close(): void {}
 }

@@ -8,9 +8,14 @@ import { acceptedEvents, applyEvent } from '../lifecycle/apply-event.ts'
 import { applyRunEvent, settleRun, transitionedEvent } from '../pipeline/host.ts'
 import { isRunEvent } from '../pipeline/run.ts'
 import { applyWork, isWorkRequest } from '../work/claims.ts'
+import type { WorkRequest } from '../../definitions/work.ts'
 
 /** One thing for an actor to apply: an inbox event (with its stream sequence) or a due durable timer. */
-export type BatchItem = { readonly kind: 'inbox'; readonly event: ActorEvent; readonly seq: number } | { readonly kind: 'timer'; readonly id: string; readonly dueAt: number }
+export type BatchItem =
+  | { readonly kind: 'inbox'; readonly event: ActorEvent; readonly seq: number }
+  /** A work request (claim, renewal, report) over core NATS: idempotent by its token, so not stored in the inbox. */
+  | { readonly kind: 'request'; readonly event: WorkRequest }
+  | { readonly kind: 'timer'; readonly id: string; readonly dueAt: number }
 
 /** The answer to one inbox item, completed once the commit's revision (and, if asked for, the stored resource) is known. */
 export interface BatchReply {
@@ -105,16 +110,16 @@ export function applyBatch(input: BatchInput): BatchOutput {
       continue
     }
     const event = item.event
-    if (isWorkRequest(event)) {
+    if (item.kind === 'request' || isWorkRequest(event)) {
       // Claims, renewals and reports are idempotent by their token, so a redelivered one is
       // evaluated again (and answered the same) rather than skipped.
-      const outcome = applyWork(record, event, { machine, now, servingDrivers: input.servingDrivers })
+      const outcome = applyWork(record, event as WorkRequest, { machine, now, servingDrivers: input.servingDrivers })
       if ('missing' in outcome) {
         const work = outcome.answer
         answer(index, () => ({ status: 200, body: { ...work } }))
         continue
       }
-      const seen = Math.max(outcome.record.inboxSeq, item.seq)
+      const seen = Math.max(outcome.record.inboxSeq, item.kind === 'inbox' ? item.seq : 0)
       if (outcome.changed || seen !== outcome.record.inboxSeq) {
         record = { ...outcome.record, inboxSeq: seen }
         changed = true
@@ -127,6 +132,7 @@ export function applyBatch(input: BatchInput): BatchOutput {
       } else answer(index, () => ({ status: 200, body: { ...work } }))
       continue
     }
+    if (item.kind !== 'inbox') continue
     if (!record || record.deletedAt) {
       answer(index, () => problem(404, 'not-found', `resource ${input.type}/${input.name} not found`))
       continue

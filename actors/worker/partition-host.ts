@@ -15,7 +15,9 @@ import { consumers, headers, keys, parseInboxSubject, parseTimerKey, partitionOf
 import { presentResource, type StoredResource } from '../../runtime/resource-view.ts'
 import type { Clock } from './clock.ts'
 import { AckFloor } from './ack-floor.ts'
-import { applyBatch, type BatchItem, type BatchOutput } from './apply-batch.ts'
+import { applyBatch, problem, type BatchItem, type BatchOutput } from './apply-batch.ts'
+import { isWorkRequest } from '../work/claims.ts'
+import type { WorkRequest } from '../../definitions/work.ts'
 import type { CachedRecord, RecordCache } from './record-cache.ts'
 import type { LRUCache } from 'lru-cache'
 import { serveSync } from './partition-sync.ts'
@@ -44,8 +46,11 @@ export interface HostContext {
   readonly registry: { servingDrivers(type: string): readonly string[]; isLive(driver: string): boolean }
 }
 
-type Item = (BatchItem & { readonly kind: 'timer' }) | (BatchItem & { readonly kind: 'inbox'; readonly message: JsMsg; readonly replyTo: string | undefined })
-type InboxItem = Item & { readonly kind: 'inbox' }
+type Item =
+  | (BatchItem & { readonly kind: 'timer' })
+  | (BatchItem & { readonly kind: 'inbox'; readonly message: JsMsg; readonly replyTo: string | undefined })
+  | (BatchItem & { readonly kind: 'request'; readonly respond: (reply: EventReply) => void })
+type AnsweredItem = Item & { readonly kind: 'inbox' | 'request' }
 
 interface Cell {
   readonly type: string
@@ -73,6 +78,7 @@ export class PartitionHost {
   #loop: Promise<void> | undefined
   #acks = new AckFloor(0)
   #sync: Subscription | undefined
+  #work: Subscription | undefined
   #scanTimer: unknown
   #stopped = false
 
@@ -111,6 +117,7 @@ export class PartitionHost {
     this.#messages = await consumer.consume({ max_messages: 32 })
     this.#loop = this.#consume(this.#messages)
     this.#sync = serveSync(this.#context, this.partition)
+    this.#work = this.#serveWork()
     await this.#scanTimers()
   }
 
@@ -144,6 +151,27 @@ export class PartitionHost {
       this.#acks.track(message)
       this.#enqueue(target.type, target.name, { kind: 'inbox', event, seq: message.seq, message, replyTo: message.headers?.get(headers.replyTo) || undefined })
     }
+  }
+
+  /** Claims, renewals and reports come as core NATS requests: each joins its actor's mailbox, and is answered once applied. */
+  #serveWork(): Subscription {
+    return this.#context.connections.nats.subscribe(subjects.workOfPartition(this.partition), {
+      callback: (error, message) => {
+        if (error || this.#stopped) return
+        const target = parseInboxSubject(message.subject, 'work')
+        let event: WorkRequest | undefined
+        try {
+          event = message.json<WorkRequest>()
+        } catch {
+          event = undefined
+        }
+        if (!target || !event || !isWorkRequest(event) || typeof event.token !== 'string' || typeof event.work !== 'object' || event.work === null) {
+          message.respond(JSON.stringify(problem(400, 'invalid', 'expected a claim, renewal or report: {type, id, work, token, …}')))
+          return
+        }
+        this.#enqueue(target.type, target.name, { kind: 'request', event, respond: (reply) => message.respond(JSON.stringify(reply)) })
+      },
+    })
   }
 
   #enqueue(type: string, name: string, item: Item): void {
@@ -276,9 +304,9 @@ export class PartitionHost {
     const resource = value && record ? presentResource(JSON.parse(value.value) as StoredResource, value.modRevision, record) : undefined
     for (const { item, reply } of output.replies) {
       replied.add(item)
-      this.#finish(batch[item] as InboxItem, () => reply(revision, resource))
+      this.#finish(batch[item] as AnsweredItem, () => reply(revision, resource))
     }
-    for (const [index, item] of batch.entries()) if (item.kind === 'inbox' && !replied.has(index)) this.#finish(item, undefined)
+    for (const [index, item] of batch.entries()) if (item.kind !== 'timer' && !replied.has(index)) this.#finish(item, undefined)
   }
 
   /** The resource as stored for a run: a replace starts a new run, so one read serves every step of a run. */
@@ -302,7 +330,13 @@ export class PartitionHost {
   }
 
   /** Marks an inbox message applied (the ack floor may move) and answers whoever waits for it. */
-  #finish(item: InboxItem, reply: (() => EventReply) | undefined): void {
+  #finish(item: AnsweredItem, reply: (() => EventReply) | undefined): void {
+    if (item.kind === 'request') {
+      if (!reply) return
+      const answer = reply()
+      item.respond({ ...answer, body: { ...answer.body, id: item.event.id } })
+      return
+    }
     this.#acks.done(item.seq)
     this.#context.backlog.release()
     if (!item.replyTo || !reply) return
@@ -351,6 +385,7 @@ export class PartitionHost {
   async stop(): Promise<void> {
     this.#stopped = true
     this.#sync?.unsubscribe()
+    this.#work?.unsubscribe()
     this.#context.clock.clearTimeout(this.#scanTimer)
     for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
     this.#timers.clear()
