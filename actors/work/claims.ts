@@ -181,6 +181,8 @@ function settledOutcome(record: ActorRecord, id: string, serving: readonly strin
 
 /** Applies a system event to the lifecycle when the current state accepts it (and records the transition). */
 function follow(context: WorkContext, record: ActorRecord, event: { readonly type: string; readonly [key: string]: unknown }, messages: OutboxMessage[]): ActorRecord {
+  // Most lifecycles never mention most of these events: no transition to try.
+  if (!(context.machine as unknown as { events: readonly string[] }).events.includes(event.type)) return record
   const result = applyEvent(context.machine, record, { ...event, id: '' }, context.now)
   if (result.kind !== 'applied') return record
   messages.push({ subject: subjects.outcome(record.type, record.name, 'transitioned'), event: transitionedEvent(result.record, result.from, result.to, event) })
