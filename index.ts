@@ -7,8 +7,24 @@ export { defineDriver } from './actors/driver/define.ts'
 export { runDriver } from './actors/driver/run.ts'
 export type { RunningDriver } from './actors/driver/run.ts'
 export { RetryableError, TerminalError } from './actors/driver/errors.ts'
-export type { DriverContext, DriverDefinition, DriverHandle, DriverResult, RunDriverOptions } from './actors/driver/types.ts'
-export type { ConveyorEvent, DriverOutcome, EventKind, LogEnd, LogLine, ObjectMetadata, Resource, ResourceDefinition, ResourceStatus } from './definitions/objects.ts'
+export type {
+  DriverContext,
+  DriverDefinition,
+  DriverHandle,
+  DriverResult,
+  RunDriverOptions,
+} from './actors/driver/types.ts'
+export type {
+  ConveyorEvent,
+  DriverOutcome,
+  EventKind,
+  LogEnd,
+  LogLine,
+  ObjectMetadata,
+  Resource,
+  ResourceDefinition,
+  ResourceStatus,
+} from './definitions/objects.ts'
 export type { StepDispatch } from './definitions/pipeline.ts'
 export { ConveyorError } from './runtime/errors.ts'
 export type { FieldError } from './runtime/errors.ts'

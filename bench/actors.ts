@@ -9,21 +9,36 @@ import { lifecycleId } from '../actors/lifecycle/machine.ts'
 import { percentile, type Rate } from './stats.ts'
 
 /** The lifecycle the benchmarks drive: every INC is a transition that counts. */
-export const COUNTER = { initial: 'open', context: { count: 0 }, states: { open: { on: { INC: { actions: { type: 'assign', params: { count: { $inc: 1 } } } } } } } }
+export const COUNTER = {
+  initial: 'open',
+  context: { count: 0 },
+  states: { open: { on: { INC: { actions: { type: 'assign', params: { count: { $inc: 1 } } } } } } },
+}
 
 /** Raw etcd compare-and-swap: `loops` loops, each putting its own keys with a compare on their last mod revision. */
-export async function rawCas(connections: Connections, loops: number, keyCount: number, durationMs: number): Promise<Rate> {
+export async function rawCas(
+  connections: Connections,
+  loops: number,
+  keyCount: number,
+  durationMs: number,
+): Promise<Rate> {
   const prefix = `/bench/cas/${Date.now()}/`
   const revisions = new Map<string, number>()
   const latencies: number[] = []
   const started = performance.now()
   await Promise.all(
     Array.from({ length: loops }, async (_, loop) => {
-      const mine = Array.from({ length: Math.max(1, Math.floor(keyCount / loops)) }, (_, k) => `${prefix}${loop + k * loops}`)
+      const mine = Array.from(
+        { length: Math.max(1, Math.floor(keyCount / loops)) },
+        (_, k) => `${prefix}${loop + k * loops}`,
+      )
       for (let i = 0; performance.now() - started < durationMs; i++) {
         const key = mine[i % mine.length]!
         const t0 = performance.now()
-        const response = await connections.etcd.kv.txn({ compare: [compare.modRevision(key, revisions.get(key) ?? 0)], success: [op.put(key, JSON.stringify({ count: i }))] })
+        const response = await connections.etcd.kv.txn({
+          compare: [compare.modRevision(key, revisions.get(key) ?? 0)],
+          success: [op.put(key, JSON.stringify({ count: i }))],
+        })
         if (!response.succeeded) throw new Error('raw CAS lost a race it cannot have')
         revisions.set(key, Number(response.header.revision))
         latencies.push(performance.now() - t0)
@@ -31,7 +46,13 @@ export async function rawCas(connections: Connections, loops: number, keyCount: 
     }),
   )
   const seconds = (performance.now() - started) / 1000
-  return { ops: latencies.length, seconds, perSecond: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) }
+  return {
+    ops: latencies.length,
+    seconds,
+    perSecond: latencies.length / seconds,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+  }
 }
 
 export async function waitForPartitions(connections: Connections, workers: number): Promise<void> {
@@ -55,9 +76,28 @@ export async function seedActors(connections: Connections, type: string, names: 
       for (let i = next++; i < names.length; i = next++) {
         const name = names[i]!
         const uid = `${type}-${name}`
-        const { record } = actorInitializer.initial({ uid, type, name, runid: uid, lifecycle: COUNTER, now: Date.now() })
-        const resource = { name, resource: type, spec: {}, metadata: { uid, version: 1, createdAt: now, updatedAt: now, labels: {} }, run: { runid: uid } }
-        await batcher.commit({ compares: [], ops: [op.put(keys.resource(type, name), JSON.stringify(resource)), op.put(keys.actor(type, name), JSON.stringify(record))] })
+        const { record } = actorInitializer.initial({
+          uid,
+          type,
+          name,
+          runid: uid,
+          lifecycle: COUNTER,
+          now: Date.now(),
+        })
+        const resource = {
+          name,
+          resource: type,
+          spec: {},
+          metadata: { uid, version: 1, createdAt: now, updatedAt: now, labels: {} },
+          run: { runid: uid },
+        }
+        await batcher.commit({
+          compares: [],
+          ops: [
+            op.put(keys.resource(type, name), JSON.stringify(resource)),
+            op.put(keys.actor(type, name), JSON.stringify(record)),
+          ],
+        })
       }
     }),
   )
@@ -75,17 +115,25 @@ export function countTransitions(connections: Connections): { count(): number; s
 }
 
 /** Sends `total` INC events spread over `names` with `inFlight` publishes outstanding; resolves when all are applied. */
-export async function driveTransitions(connections: Connections, type: string, names: readonly string[], total: number, inFlight: number): Promise<{ perSecond: number; seconds: number }> {
+export async function driveTransitions(
+  connections: Connections,
+  type: string,
+  names: readonly string[],
+  total: number,
+  inFlight: number,
+): Promise<{ perSecond: number; seconds: number }> {
   const counter = countTransitions(connections)
   const start = performance.now()
   let next = 0
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
-      for (let i = next++; i < total; i = next++) await sendToActor(connections.publisher, type, names[i % names.length]!, { type: 'INC', id: `e-${start}-${i}` })
+      for (let i = next++; i < total; i = next++)
+        await sendToActor(connections.publisher, type, names[i % names.length]!, { type: 'INC', id: `e-${start}-${i}` })
     }),
   )
   const deadline = performance.now() + 120_000
-  while (counter.count() < total && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+  while (counter.count() < total && performance.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 10))
   const seconds = (performance.now() - start) / 1000
   counter.stop()
   if (counter.count() < total) throw new Error(`only ${counter.count()} of ${total} transitions applied`)

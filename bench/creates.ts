@@ -9,25 +9,44 @@ import { defineDriver, runDriver } from '../index.ts'
 export function rawEtcdCreates(connections: Connections, concurrency: number, durationMs: number): Promise<Rate> {
   const prefix = `/bench/raw/${randomUUID()}/`
   return measure(concurrency, durationMs, (i) =>
-    connections.etcd.kv.txn({ compare: [compare.absent(prefix + i)], success: [op.put(prefix + i, JSON.stringify({ name: `r-${i}`, spec: { repository: 'https://example.invalid/repo.git' } }))] }),
+    connections.etcd.kv.txn({
+      compare: [compare.absent(prefix + i)],
+      success: [
+        op.put(
+          prefix + i,
+          JSON.stringify({ name: `r-${i}`, spec: { repository: 'https://example.invalid/repo.git' } }),
+        ),
+      ],
+    }),
   )
 }
 
 /** Raw JetStream publishes with a message id, each awaited for its ack, into a stream of their own. */
-export async function rawJetStreamPublishes(connections: Connections, concurrency: number, durationMs: number): Promise<Rate> {
+export async function rawJetStreamPublishes(
+  connections: Connections,
+  concurrency: number,
+  durationMs: number,
+): Promise<Rate> {
   const stream = `BENCH_RAW_${concurrency}`
   await connections.jsm.streams.add({ name: stream, subjects: [`bench.raw.${concurrency}`] })
   const body = JSON.stringify({ kind: 'created', name: 'x', spec: { repository: 'https://example.invalid/repo.git' } })
   const run = randomUUID()
   try {
-    return await measure(concurrency, durationMs, (i) => connections.js.publish(`bench.raw.${concurrency}`, body, { msgID: `${run}:${i}` }))
+    return await measure(concurrency, durationMs, (i) =>
+      connections.js.publish(`bench.raw.${concurrency}`, body, { msgID: `${run}:${i}` }),
+    )
   } finally {
     await connections.jsm.streams.delete(stream)
   }
 }
 
 /** HTTP creates with unique names through the gateway, driven by autocannon. */
-export async function httpCreates(url: string, type: string, connectionsCount: number, durationSeconds: number): Promise<Rate & { errors: number; non2xx: number }> {
+export async function httpCreates(
+  url: string,
+  type: string,
+  connectionsCount: number,
+  durationSeconds: number,
+): Promise<Rate & { errors: number; non2xx: number }> {
   let counter = 0
   const run = randomUUID().slice(0, 8)
   const result = await autocannon({
@@ -40,7 +59,11 @@ export async function httpCreates(url: string, type: string, connectionsCount: n
         headers: { 'content-type': 'application/json' },
         setupRequest: (request: Record<string, unknown>) => ({
           ...request,
-          body: JSON.stringify({ name: `c${connectionsCount}-${run}-${counter++}`, resource: type, spec: { repository: 'https://example.invalid/repo.git', branch: 'main' } }),
+          body: JSON.stringify({
+            name: `c${connectionsCount}-${run}-${counter++}`,
+            resource: type,
+            spec: { repository: 'https://example.invalid/repo.git', branch: 'main' },
+          }),
         }),
       },
     ],
@@ -58,7 +81,13 @@ export async function httpCreates(url: string, type: string, connectionsCount: n
 }
 
 /** Steady-rate creates over HTTP; measures request start → driver `reconcile` called. */
-export async function createToDriverLatency(url: string, type: string, connections: Connections, ratePerSecond: number, durationMs: number): Promise<{ sent: number; received: number; p50Ms: number; p99Ms: number; maxMs: number }> {
+export async function createToDriverLatency(
+  url: string,
+  type: string,
+  connections: Connections,
+  ratePerSecond: number,
+  durationMs: number,
+): Promise<{ sent: number; received: number; p50Ms: number; p99Ms: number; maxMs: number }> {
   const sentAt = new Map<string, number>()
   const latencies: number[] = []
   const driver = await runDriver(
@@ -85,13 +114,26 @@ export async function createToDriverLatency(url: string, type: string, connectio
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait))
     const name = `l-${run}-${i}`
     sentAt.set(name, performance.now())
-    requests.push(fetch(`${url}/resources`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, resource: type, spec: {} }) }).then((r) => r.arrayBuffer()))
+    requests.push(
+      fetch(`${url}/resources`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name, resource: type, spec: {} }),
+      }).then((r) => r.arrayBuffer()),
+    )
   }
   await Promise.all(requests)
   const deadline = performance.now() + 10_000
-  while (latencies.length < total && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  while (latencies.length < total && performance.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 20))
   await driver.close()
-  return { sent: total, received: latencies.length, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.reduce((max, value) => Math.max(max, value), 0) }
+  return {
+    sent: total,
+    received: latencies.length,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    maxMs: latencies.reduce((max, value) => Math.max(max, value), 0),
+  }
 }
 
 export { round }

@@ -13,18 +13,37 @@ export async function seedHistory(connections: Connections, type: string, name: 
     await Promise.all(
       Array.from({ length: Math.min(500, count - start) }, (_, i) => {
         const seq = start + i + 1
-        const event = { kind: 'transitioned', uid: `bench-${name}`, revision: seq, time: new Date().toISOString(), type, name, runid: 'r', from: 'open', to: 'open', event: { type: 'INC' }, seq }
-        return connections.publisher.publish(subject, JSON.stringify(event), { msgID: `bench-${name}:${seq}`, headers: { 'Conveyor-Kind': 'transitioned' } })
+        const event = {
+          kind: 'transitioned',
+          uid: `bench-${name}`,
+          revision: seq,
+          time: new Date().toISOString(),
+          type,
+          name,
+          runid: 'r',
+          from: 'open',
+          to: 'open',
+          event: { type: 'INC' },
+          seq,
+        }
+        return connections.publisher.publish(subject, JSON.stringify(event), {
+          msgID: `bench-${name}:${seq}`,
+          headers: { 'Conveyor-Kind': 'transitioned' },
+        })
       }),
     )
   }
 }
 
 /** Reads the whole history through `GET …/history`, page after page: events/s. */
-export async function readHistoryOverHttp(url: string, type: string, name: string): Promise<{ events: number; perSecond: number }> {
+export async function readHistoryOverHttp(
+  url: string,
+  type: string,
+  name: string,
+): Promise<{ events: number; perSecond: number }> {
   const start = performance.now()
   let events = 0
-  for (let after = 0; ; ) {
+  for (let after = 0; ;) {
     const response = await fetch(`${url}/resources/${type}/${name}/history?limit=1000${after ? `&after=${after}` : ''}`)
     const page = (await response.json()) as { items: unknown[]; next?: number }
     events += page.items.length
@@ -35,9 +54,17 @@ export async function readHistoryOverHttp(url: string, type: string, name: strin
 }
 
 /** The raw baseline: one ordered consumer reading the same subject straight from JetStream. */
-export async function readHistoryRaw(connections: Connections, type: string, name: string, expected: number): Promise<{ events: number; perSecond: number }> {
+export async function readHistoryRaw(
+  connections: Connections,
+  type: string,
+  name: string,
+  expected: number,
+): Promise<{ events: number; perSecond: number }> {
   const start = performance.now()
-  const consumer = await connections.js.consumers.get(streams.events, { filter_subjects: subjects.history(type, name), deliver_policy: DeliverPolicy.All })
+  const consumer = await connections.js.consumers.get(streams.events, {
+    filter_subjects: subjects.history(type, name),
+    deliver_policy: DeliverPolicy.All,
+  })
   let events = 0
   const messages = await consumer.consume({ max_messages: 1000 })
   for await (const message of messages) {
@@ -58,7 +85,14 @@ interface Watcher {
  * `ratePerSecond`; each change carries its write time, so commit → watcher latency is measured
  * for every delivery. The raw baseline is a plain etcd watch on the same keys in the same run.
  */
-export async function watchFanOut(url: string, connections: Connections, type: string, watchers: number, ratePerSecond: number, durationMs: number) {
+export async function watchFanOut(
+  url: string,
+  connections: Connections,
+  type: string,
+  watchers: number,
+  ratePerSecond: number,
+  durationMs: number,
+) {
   const names = Array.from({ length: 20 }, (_, i) => `fan-${i}`)
   const latencies: number[] = []
   const rawLatencies: number[] = []
@@ -94,7 +128,13 @@ export async function watchFanOut(url: string, connections: Connections, type: s
     if (wait > 1) await sleep(wait)
     const name = names[i % names.length]!
     const now = new Date().toISOString()
-    const value = { name, resource: type, spec: { n: i, sentAt: performance.timeOrigin + performance.now() }, metadata: { uid: `fan-${name}`, version: i + 1, createdAt: now, updatedAt: now, labels: {} }, run: { runid: 'r' } }
+    const value = {
+      name,
+      resource: type,
+      spec: { n: i, sentAt: performance.timeOrigin + performance.now() },
+      metadata: { uid: `fan-${name}`, version: i + 1, createdAt: now, updatedAt: now, labels: {} },
+      run: { runid: 'r' },
+    }
     writes.push(connections.etcd.put(keys.resource(type, name)).value(JSON.stringify(value)).exec())
   }
   await Promise.all(writes)

@@ -11,14 +11,27 @@ export interface Latency {
   readonly maxMs: number
 }
 
-const latencyOf = (samples: readonly number[]): Latency => ({ count: samples.length, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: samples.reduce((max, value) => Math.max(max, value), 0) })
+const latencyOf = (samples: readonly number[]): Latency => ({
+  count: samples.length,
+  p50Ms: percentile(samples, 50),
+  p99Ms: percentile(samples, 99),
+  maxMs: samples.reduce((max, value) => Math.max(max, value), 0),
+})
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Raw JetStream: publish (acked) at a steady rate, consumed by a durable pull consumer; publish start → message in hand. */
-export async function rawRoundTrip(connections: Connections, ratePerSecond: number, durationMs: number): Promise<Latency> {
+export async function rawRoundTrip(
+  connections: Connections,
+  ratePerSecond: number,
+  durationMs: number,
+): Promise<Latency> {
   const stream = 'BENCH_ROUND_TRIP'
   await connections.jsm.streams.add({ name: stream, subjects: ['bench.trip.>'] })
-  await connections.jsm.consumers.add(stream, { durable_name: 'trip', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All })
+  await connections.jsm.consumers.add(stream, {
+    durable_name: 'trip',
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+  })
   const sentAt = new Map<string, number>()
   const samples: number[] = []
   const consumer = await connections.js.consumers.get(stream, 'trip')
@@ -53,7 +66,11 @@ export async function rawRoundTrip(connections: Connections, ratePerSecond: numb
 }
 
 /** Raw etcd: one create transaction (a compare and a put) at a time, at a steady rate; its latency. */
-export async function rawEtcdTxn(connections: Connections, ratePerSecond: number, durationMs: number): Promise<Latency> {
+export async function rawEtcdTxn(
+  connections: Connections,
+  ratePerSecond: number,
+  durationMs: number,
+): Promise<Latency> {
   const run = randomUUID().slice(0, 8)
   const samples: number[] = []
   const total = Math.round((ratePerSecond * durationMs) / 1000)
@@ -90,7 +107,8 @@ export class StepClock {
             reconcile: (ctx) => {
               const resource = ctx.resource.name
               // Ready = the resource was created (first step) or the step before it returned.
-              const ready = previous === undefined ? this.created.get(resource) : this.#ended.get(`${resource}/${previous}`)
+              const ready =
+                previous === undefined ? this.created.get(resource) : this.#ended.get(`${resource}/${previous}`)
               if (ready !== undefined) this.dispatch.push(performance.now() - ready)
               this.#ended.set(`${resource}/${name}`, performance.now())
               if (index === steps.length - 1) this.#finished.set(resource, performance.now())
@@ -113,7 +131,14 @@ export class StepClock {
 }
 
 /** Creates runs over HTTP at a steady rate; measures step dispatch latency. */
-export async function steadyRuns(url: string, clock: StepClock, type: string, pipeline: string, ratePerSecond: number, durationMs: number): Promise<{ runs: number; finished: number; dispatch: Latency }> {
+export async function steadyRuns(
+  url: string,
+  clock: StepClock,
+  type: string,
+  pipeline: string,
+  ratePerSecond: number,
+  durationMs: number,
+): Promise<{ runs: number; finished: number; dispatch: Latency }> {
   const run = randomUUID().slice(0, 8)
   const total = Math.round((ratePerSecond * durationMs) / 1000)
   const before = clock.finishedCount()
@@ -130,11 +155,22 @@ export async function steadyRuns(url: string, clock: StepClock, type: string, pi
   await Promise.all(requests)
   const deadline = performance.now() + 30_000
   while (clock.finishedCount() - before < total && performance.now() < deadline) await sleep(10)
-  return { runs: total, finished: clock.finishedCount() - before, dispatch: latencyOf(clock.dispatch.slice(firstSample)) }
+  return {
+    runs: total,
+    finished: clock.finishedCount() - before,
+    dispatch: latencyOf(clock.dispatch.slice(firstSample)),
+  }
 }
 
 /** Creates `total` runs with `concurrency` HTTP clients as fast as they go; runs/s until the last one finished. */
-export async function runThroughput(url: string, clock: StepClock, type: string, pipeline: string, total: number, concurrency: number): Promise<{ runs: number; seconds: number; perSecond: number }> {
+export async function runThroughput(
+  url: string,
+  clock: StepClock,
+  type: string,
+  pipeline: string,
+  total: number,
+  concurrency: number,
+): Promise<{ runs: number; seconds: number; perSecond: number }> {
   const run = randomUUID().slice(0, 8)
   const before = clock.finishedCount()
   const begin = performance.now()
@@ -152,7 +188,11 @@ export async function runThroughput(url: string, clock: StepClock, type: string,
 }
 
 async function create(url: string, name: string, type: string, pipeline: string): Promise<void> {
-  const response = await fetch(`${url}/resources`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, resource: type, pipeline, spec: {} }) })
+  const response = await fetch(`${url}/resources`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name, resource: type, pipeline, spec: {} }),
+  })
   await response.arrayBuffer()
   if (response.status !== 201) throw new Error(`create ${name} answered ${response.status}`)
 }

@@ -8,7 +8,10 @@ import type { LocalServers } from '../runtime/servers/local-cluster.ts'
 const CLI = fileURLToPath(new URL('../cli/bin.js', import.meta.url))
 
 /** The environment that points a `conveyor` process at the benchmark's servers. */
-export const serverEnv = (servers: LocalServers): Record<string, string> => ({ CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(',') })
+export const serverEnv = (servers: LocalServers): Record<string, string> => ({
+  CONVEYOR_NATS_URL: servers.natsUrl,
+  CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
+})
 
 export interface WorkerProcess {
   readonly child: ChildProcess
@@ -17,7 +20,10 @@ export interface WorkerProcess {
 
 /** A `conveyor worker` process, resolved once it runs. */
 export async function startWorkerProcess(env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...env, CONVEYOR_LOG_LEVEL: 'error' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [CLI, 'worker'], {
+    env: { ...process.env, ...env, CONVEYOR_LOG_LEVEL: 'error' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('running') && resolve())
     child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)))

@@ -49,16 +49,26 @@ export async function actorBenchmarks(servers: LocalServers, connections: Connec
   const one = byWorkers.workers1!
   const two = byWorkers.workers2!
   return {
-    rawEtcdCas: { sequential: round(casSequential.perSecond), concurrent64Over1000Keys: round(casConcurrent.perSecond) },
+    rawEtcdCas: {
+      sequential: round(casSequential.perSecond),
+      concurrent64Over1000Keys: round(casConcurrent.perSecond),
+    },
     transitionsPerSecond: byWorkers,
     ratios: {
-      hotActorVsSequentialCas: { workers1: round(one.hotActor / casSequential.perSecond, 2), workers2: round(two.hotActor / casSequential.perSecond, 2) },
-      thousandActorsVsConcurrentCas: { workers1: round(one.thousandActors / casConcurrent.perSecond, 2), workers2: round(two.thousandActors / casConcurrent.perSecond, 2) },
+      hotActorVsSequentialCas: {
+        workers1: round(one.hotActor / casSequential.perSecond, 2),
+        workers2: round(two.hotActor / casSequential.perSecond, 2),
+      },
+      thousandActorsVsConcurrentCas: {
+        workers1: round(one.thousandActors / casConcurrent.perSecond, 2),
+        workers2: round(two.thousandActors / casConcurrent.perSecond, 2),
+      },
     },
     memory: { storedActors: hundredK.length, touchedPerSecond: round(touched.perSecond), peakRssMb: round(peak) },
     targets: {
       hotActorAtLeast3xSequentialCas: Math.max(one.hotActor, two.hotActor) >= 3 * casSequential.perSecond,
-      thousandActorsAtLeast80PercentOfConcurrentCas: Math.max(one.thousandActors, two.thousandActors) >= 0.8 * casConcurrent.perSecond,
+      thousandActorsAtLeast80PercentOfConcurrentCas:
+        Math.max(one.thousandActors, two.thousandActors) >= 0.8 * casConcurrent.perSecond,
       workerUnder300MbWith100kActors: peak < 300,
     },
   }

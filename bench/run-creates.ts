@@ -15,8 +15,21 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
   const url = gateway.url
   try {
     await waitForPartitions(connections, 1)
-    const define = (body: unknown) => fetch(`${url}/resource-definitions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    await define({ name: 'bench', version: '1', schema: { type: 'object', required: ['repository'], properties: { repository: { type: 'string' }, branch: { type: 'string' } } } })
+    const define = (body: unknown) =>
+      fetch(`${url}/resource-definitions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    await define({
+      name: 'bench',
+      version: '1',
+      schema: {
+        type: 'object',
+        required: ['repository'],
+        properties: { repository: { type: 'string' }, branch: { type: 'string' } },
+      },
+    })
     await define({ name: 'latency', version: '1', schema: { type: 'object' } })
 
     log('warming up…')
@@ -34,11 +47,33 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
     await createToDriverLatency(url, 'latency', connections, 200, 1000)
     const latency = await createToDriverLatency(url, 'latency', connections, 200, seconds * 1000)
 
-    const rate = (r: { perSecond: number; p50Ms: number; p99Ms: number }) => ({ perSecond: round(r.perSecond), p50Ms: round(r.p50Ms, 2), p99Ms: round(r.p99Ms, 2) })
+    const rate = (r: { perSecond: number; p50Ms: number; p99Ms: number }) => ({
+      perSecond: round(r.perSecond),
+      p50Ms: round(r.p50Ms, 2),
+      p99Ms: round(r.p99Ms, 2),
+    })
     return {
-      concurrency1: { http: rate(http1), rawEtcdCreateTxn: rate(etcd1), rawJetStreamPublish: rate(js1), httpVsRawEtcd: round(http1.perSecond / etcd1.perSecond, 2) },
-      concurrency64: { http: rate(http64), rawEtcdCreateTxn: rate(etcd64), rawJetStreamPublish: rate(js64), httpVsRawEtcd: round(http64.perSecond / etcd64.perSecond, 2), httpErrors: http64.errors + http64.non2xx },
-      createToDriver: { ratePerSecond: 200, sent: latency.sent, received: latency.received, p50Ms: round(latency.p50Ms, 2), p99Ms: round(latency.p99Ms, 2), maxMs: round(latency.maxMs, 2) },
+      concurrency1: {
+        http: rate(http1),
+        rawEtcdCreateTxn: rate(etcd1),
+        rawJetStreamPublish: rate(js1),
+        httpVsRawEtcd: round(http1.perSecond / etcd1.perSecond, 2),
+      },
+      concurrency64: {
+        http: rate(http64),
+        rawEtcdCreateTxn: rate(etcd64),
+        rawJetStreamPublish: rate(js64),
+        httpVsRawEtcd: round(http64.perSecond / etcd64.perSecond, 2),
+        httpErrors: http64.errors + http64.non2xx,
+      },
+      createToDriver: {
+        ratePerSecond: 200,
+        sent: latency.sent,
+        received: latency.received,
+        p50Ms: round(latency.p50Ms, 2),
+        p99Ms: round(latency.p99Ms, 2),
+        maxMs: round(latency.maxMs, 2),
+      },
       targets: {
         http64AtLeast80PercentOfRawEtcd: http64.perSecond >= 0.8 * etcd64.perSecond,
         createToDriverP99AtMost50Ms: latency.p99Ms <= 50 && latency.received === latency.sent,

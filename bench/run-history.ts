@@ -20,7 +20,12 @@ export async function historyBenchmarks(servers: LocalServers, connections: Conn
     log('watch fan-out: 100 watchers, 500 changes/s…')
     const fan = await watchFanOut(gateway.url, connections, 'bench-fan', 100, 500, seconds * 1000)
     return {
-      history: { events: http.events, httpPerSecond: round(http.perSecond), rawJetStreamPerSecond: round(raw.perSecond), ratio: round(http.perSecond / raw.perSecond, 2) },
+      history: {
+        events: http.events,
+        httpPerSecond: round(http.perSecond),
+        rawJetStreamPerSecond: round(raw.perSecond),
+        ratio: round(http.perSecond / raw.perSecond, 2),
+      },
       watchFanOut: {
         watchers: fan.watchers,
         changesPerSecond: 500,
@@ -32,7 +37,9 @@ export async function historyBenchmarks(servers: LocalServers, connections: Conn
         maxMs: round(fan.maxMs, 2),
         rawEtcdWatch: { p50Ms: round(fan.rawEtcdWatch.p50Ms, 2), p99Ms: round(fan.rawEtcdWatch.p99Ms, 2) },
       },
-      targets: { watchP99AtMost50MsAt500ChangesPerSecondTo100Watchers: fan.p99Ms <= 50 && fan.delivered === fan.expected },
+      targets: {
+        watchP99AtMost50MsAt500ChangesPerSecondTo100Watchers: fan.p99Ms <= 50 && fan.delivered === fan.expected,
+      },
     }
   } finally {
     await gateway.stop()

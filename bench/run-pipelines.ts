@@ -15,9 +15,18 @@ export async function pipelineBenchmarks(servers: LocalServers, connections: Con
   const clock = new StepClock()
   try {
     await waitForPartitions(connections, 1)
-    const post = (path: string, body: unknown) => fetch(`${gateway.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.arrayBuffer())
+    const post = (path: string, body: unknown) =>
+      fetch(`${gateway.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      }).then((r) => r.arrayBuffer())
     await post('/resource-definitions', { name: 'bench-build', version: '1', schema: { type: 'object' } })
-    await post('/pipelines', { name: 'bench-three', resource: 'bench-build', steps: STEPS.map((driver, i) => ({ id: `step-${i + 1}`, driver })) })
+    await post('/pipelines', {
+      name: 'bench-three',
+      resource: 'bench-build',
+      steps: STEPS.map((driver, i) => ({ id: `step-${i + 1}`, driver })),
+    })
     await clock.start(connections, STEPS)
     log('warming up…')
     await steadyRuns(gateway.url, clock, 'bench-build', 'bench-three', 50, 1000)
@@ -29,7 +38,12 @@ export async function pipelineBenchmarks(servers: LocalServers, connections: Con
     const steady = await steadyRuns(gateway.url, clock, 'bench-build', 'bench-three', 50, seconds * 1000)
     log('pipeline runs flat out…')
     const flat = await runThroughput(gateway.url, clock, 'bench-build', 'bench-three', 1500, 32)
-    const latency = (l: { p50Ms: number; p99Ms: number; maxMs: number; count: number }) => ({ count: l.count, p50Ms: round(l.p50Ms, 2), p99Ms: round(l.p99Ms, 2), maxMs: round(l.maxMs, 2) })
+    const latency = (l: { p50Ms: number; p99Ms: number; maxMs: number; count: number }) => ({
+      count: l.count,
+      p50Ms: round(l.p50Ms, 2),
+      p99Ms: round(l.p99Ms, 2),
+      maxMs: round(l.maxMs, 2),
+    })
     // What a dispatch cannot go below: the report crosses JetStream to the worker and is committed,
     // the dispatch crosses JetStream to the driver, whose claim crosses JetStream to the worker and
     // is committed (the answer's core NATS hop is left out).
@@ -37,10 +51,22 @@ export async function pipelineBenchmarks(servers: LocalServers, connections: Con
     return {
       rawJetStreamRoundTrip150PerSecond: latency(raw),
       rawEtcdTxn150PerSecond: latency(txn),
-      stepDispatchFloor: { p50Ms: round(floorP50, 2), hops: '3 × JetStream publish→consume + 2 × etcd txn (p50s)', p50VsFloor: round(steady.dispatch.p50Ms / floorP50, 2) },
+      stepDispatchFloor: {
+        p50Ms: round(floorP50, 2),
+        hops: '3 × JetStream publish→consume + 2 × etcd txn (p50s)',
+        p50VsFloor: round(steady.dispatch.p50Ms / floorP50, 2),
+      },
       at50RunsPerSecond: { runs: steady.runs, finished: steady.finished, stepDispatch: latency(steady.dispatch) },
-      flatOut: { runs: flat.runs, seconds: round(flat.seconds, 2), runsPerSecond: round(flat.perSecond), stepsPerSecond: round(flat.perSecond * STEPS.length) },
-      targets: { stepDispatchP99AtMost50MsAt50RunsPerSecond: steady.dispatch.p99Ms <= 50 && steady.finished === steady.runs, stepDispatchP50Within3xFloor: steady.dispatch.p50Ms <= 3 * floorP50 },
+      flatOut: {
+        runs: flat.runs,
+        seconds: round(flat.seconds, 2),
+        runsPerSecond: round(flat.perSecond),
+        stepsPerSecond: round(flat.perSecond * STEPS.length),
+      },
+      targets: {
+        stepDispatchP99AtMost50MsAt50RunsPerSecond: steady.dispatch.p99Ms <= 50 && steady.finished === steady.runs,
+        stepDispatchP50Within3xFloor: steady.dispatch.p50Ms <= 3 * floorP50,
+      },
     }
   } finally {
     await clock.stop()

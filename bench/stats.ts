@@ -15,7 +15,11 @@ export interface Rate {
 }
 
 /** Runs `op` with `concurrency` loops for `durationMs`, timing each call. */
-export async function measure(concurrency: number, durationMs: number, op: (i: number) => Promise<unknown>): Promise<Rate> {
+export async function measure(
+  concurrency: number,
+  durationMs: number,
+  op: (i: number) => Promise<unknown>,
+): Promise<Rate> {
   const latencies: number[] = []
   let next = 0
   const started = performance.now()
@@ -31,7 +35,13 @@ export async function measure(concurrency: number, durationMs: number, op: (i: n
     }),
   )
   const seconds = (performance.now() - started) / 1000
-  return { ops: latencies.length, seconds, perSecond: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) }
+  return {
+    ops: latencies.length,
+    seconds,
+    perSecond: latencies.length / seconds,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+  }
 }
 
 export const round = (value: number, digits = 1): number => Math.round(value * 10 ** digits) / 10 ** digits

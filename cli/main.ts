@@ -64,7 +64,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE)
     return command || values.help ? 0 : 2
   }
-  const flags = { natsUrl: values.nats, etcdEndpoints: values.etcd, httpPort: values.port, dataDir: values['data-dir'], httpHost: values.host, natsPort: values['nats-port'], etcdPort: values['etcd-port'] }
+  const flags = {
+    natsUrl: values.nats,
+    etcdEndpoints: values.etcd,
+    httpPort: values.port,
+    dataDir: values['data-dir'],
+    httpHost: values.host,
+    natsPort: values['nats-port'],
+    etcdPort: values['etcd-port'],
+  }
   try {
     switch (command) {
       // Each command loads only its own modules: a driver process loads nothing of the worker or the stores.
@@ -77,17 +85,39 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'driver':
         return await (await import('./commands/driver.ts')).driver(flags, rest[0])
       case 'history':
-        return await (await import('./commands/client.ts')).history({ api: values.api, json: values.json, kind: values.kind, after: values.after, limit: values.limit }, rest[0])
+        return await (
+          await import('./commands/client.ts')
+        ).history(
+          { api: values.api, json: values.json, kind: values.kind, after: values.after, limit: values.limit },
+          rest[0],
+        )
       case 'verify':
         return await (await import('./commands/client.ts')).verify({ api: values.api, json: values.json }, rest[0])
       case 'replay':
-        return await (await import('./commands/client.ts')).replay({ api: values.api, json: values.json, driver: values.driver, type: values.type, resource: values.resource, fromSeq: values['from-seq'], since: values.since, until: values.until, force: values.force })
+        return await (
+          await import('./commands/client.ts')
+        ).replay({
+          api: values.api,
+          json: values.json,
+          driver: values.driver,
+          type: values.type,
+          resource: values.resource,
+          fromSeq: values['from-seq'],
+          since: values.since,
+          until: values.until,
+          force: values.force,
+        })
       default:
         process.stderr.write(`conveyor: unknown command ${JSON.stringify(command)}\n${USAGE}`)
         return 2
     }
   } catch (error) {
-    const message = error instanceof ConveyorError || error instanceof TypeError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)
+    const message =
+      error instanceof ConveyorError || error instanceof TypeError
+        ? error.message
+        : error instanceof Error
+          ? (error.stack ?? error.message)
+          : String(error)
     process.stderr.write(`conveyor: ${message}\n`)
     return 1
   }

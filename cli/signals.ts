@@ -1,5 +1,8 @@
 /** Runs `stop` on the first SIGINT/SIGTERM; a second signal exits at once. Resolves with the exit code. */
-export function untilSignal(stop: () => Promise<void>, onFatal?: (listen: (reason: string) => void) => void): Promise<number> {
+export function untilSignal(
+  stop: () => Promise<void>,
+  onFatal?: (listen: (reason: string) => void) => void,
+): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false
     const shutdown = (code: number): void => {

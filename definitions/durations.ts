@@ -1,7 +1,18 @@
 /** The one parser of durations and sizes, for the API (step `timeout`, `backoff`) and the environment. */
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-const SIZES: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 }
+const SIZES: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+}
 
 /** The forms a duration may take, for schemas: `500ms`, `30s`, `5m`, `2h`, `7d`. */
 export const DURATION_PATTERN = '^[0-9]+(ms|s|m|h|d)$'
@@ -9,17 +20,20 @@ export const DURATION_PATTERN = '^[0-9]+(ms|s|m|h|d)$'
 /** `7d`, `168h`, `90m`, `30s`, `500ms` or plain milliseconds; `source` names the setting in the error. */
 export function parseDuration(text: string | number, source: string): number {
   if (typeof text === 'number') {
-    if (!Number.isInteger(text) || text <= 0) throw new TypeError(`${source} must be a positive number of milliseconds, got ${text}`)
+    if (!Number.isInteger(text) || text <= 0)
+      throw new TypeError(`${source} must be a positive number of milliseconds, got ${text}`)
     return text
   }
   const match = /^\s*(\d+)\s*(ms|s|m|h|d)?\s*$/.exec(text)
-  if (!match || Number(match[1]) <= 0) throw new TypeError(`${source} must be a duration such as 7d, 168h, 90m, 30s or 500ms, got ${JSON.stringify(text)}`)
+  if (!match || Number(match[1]) <= 0)
+    throw new TypeError(`${source} must be a duration such as 7d, 168h, 90m, 30s or 500ms, got ${JSON.stringify(text)}`)
   return Number(match[1]) * UNITS[match[2] ?? 'ms']!
 }
 
 /** `10GiB`, `500MB`, `1048576`. */
 export function parseSize(text: string, source: string): number {
   const match = /^\s*(\d+)\s*([kmgt]i?b|b)?\s*$/i.exec(text)
-  if (!match || Number(match[1]) <= 0) throw new TypeError(`${source} must be a size such as 10GiB or 500MB, got ${JSON.stringify(text)}`)
+  if (!match || Number(match[1]) <= 0)
+    throw new TypeError(`${source} must be a size such as 10GiB or 500MB, got ${JSON.stringify(text)}`)
   return Number(match[1]) * SIZES[(match[2] ?? '').toLowerCase()]!
 }

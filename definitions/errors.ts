@@ -26,7 +26,11 @@ export class ConveyorError extends Error {
   readonly kind: ErrorKind | undefined
   readonly errors: readonly FieldError[] | undefined
 
-  constructor(code: string, message: string, options: { kind?: ErrorKind; errors?: readonly FieldError[]; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    options: { kind?: ErrorKind; errors?: readonly FieldError[]; cause?: unknown } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'ConveyorError'
     this.code = code
@@ -42,9 +46,11 @@ export class ConveyorError extends Error {
 export const invalid = (message: string, errors?: readonly FieldError[]): ConveyorError =>
   new ConveyorError('invalid', message, { kind: 'invalid', ...(errors ? { errors } : {}) })
 
-export const notFound = (message: string): ConveyorError => new ConveyorError('not-found', message, { kind: 'notFound' })
+export const notFound = (message: string): ConveyorError =>
+  new ConveyorError('not-found', message, { kind: 'notFound' })
 
-export const conflict = (code: string, message: string): ConveyorError => new ConveyorError(code, message, { kind: 'conflict' })
+export const conflict = (code: string, message: string): ConveyorError =>
+  new ConveyorError(code, message, { kind: 'conflict' })
 
 export const unavailable = (message: string, cause?: unknown): ConveyorError =>
   new ConveyorError('unavailable', message, { kind: 'unavailable', cause })

@@ -11,7 +11,19 @@ export type LifecycleConfig = Record<string, unknown>
 /** Built-in actions. `assign` sets context keys from expressions (see `evaluate` in the actor host). */
 export const ACTION_TYPES = ['assign'] as const
 
-const STATE_KEYS = new Set(['id', 'initial', 'states', 'on', 'after', 'type', 'tags', 'entry', 'exit', 'description', 'meta'])
+const STATE_KEYS = new Set([
+  'id',
+  'initial',
+  'states',
+  'on',
+  'after',
+  'type',
+  'tags',
+  'entry',
+  'exit',
+  'description',
+  'meta',
+])
 const ROOT_KEYS = new Set([...STATE_KEYS, 'context', 'version'])
 const TRANSITION_KEYS = new Set(['target', 'actions', 'description', 'reenter', 'meta'])
 const EXPRESSION_KEYS = new Set(['$event', '$context', '$inc', '$append', '$literal'])
@@ -39,8 +51,10 @@ interface StateInfo {
   readonly node: Record<string, unknown>
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
-const asList = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value])
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+const asList = <T>(value: T | T[] | undefined): T[] =>
+  value === undefined ? [] : Array.isArray(value) ? value : [value]
 const escape = (segment: string): string => segment.replace(/~/g, '~0').replace(/\//g, '~1')
 
 /** Checks a lifecycle; returns every problem with a JSON pointer under `prefix`. */
@@ -54,23 +68,36 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
   const ids = new Map<string, string[]>()
   const collect = (node: Record<string, unknown>, path: string[], pointer: string, root: boolean): void => {
     states.push({ path, pointer, node })
-    for (const key of Object.keys(node)) if (!(root ? ROOT_KEYS : STATE_KEYS).has(key)) error(`${pointer}/${escape(key)}`, `is not a supported lifecycle key (use ${[...(root ? ROOT_KEYS : STATE_KEYS)].join(', ')})`)
+    for (const key of Object.keys(node))
+      if (!(root ? ROOT_KEYS : STATE_KEYS).has(key))
+        error(
+          `${pointer}/${escape(key)}`,
+          `is not a supported lifecycle key (use ${[...(root ? ROOT_KEYS : STATE_KEYS)].join(', ')})`,
+        )
     if (typeof node.id === 'string') ids.set(node.id, path)
-    if (node.type !== undefined && !['final', 'parallel', 'compound', 'atomic'].includes(node.type as string)) error(`${pointer}/type`, 'must be final, parallel, compound or atomic')
-    if (node.tags !== undefined && !(Array.isArray(node.tags) && node.tags.every((t) => typeof t === 'string'))) error(`${pointer}/tags`, 'must be an array of strings')
+    if (node.type !== undefined && !['final', 'parallel', 'compound', 'atomic'].includes(node.type as string))
+      error(`${pointer}/type`, 'must be final, parallel, compound or atomic')
+    if (node.tags !== undefined && !(Array.isArray(node.tags) && node.tags.every((t) => typeof t === 'string')))
+      error(`${pointer}/tags`, 'must be an array of strings')
     if (node.states === undefined) {
       if (node.initial !== undefined) error(`${pointer}/initial`, 'is set but the state has no child states')
       if (root) error(`${pointer}/states`, 'is required')
       return
     }
-    if (!isObject(node.states) || Object.keys(node.states).length === 0) return error(`${pointer}/states`, 'must be an object with at least one state')
+    if (!isObject(node.states) || Object.keys(node.states).length === 0)
+      return error(`${pointer}/states`, 'must be an object with at least one state')
     if (node.type !== 'parallel') {
       if (typeof node.initial !== 'string') error(`${pointer}/initial`, 'is required: name the first child state')
-      else if (!(node.initial in node.states)) error(`${pointer}/initial`, `names no child state: ${node.initial} is not one of ${Object.keys(node.states).join(', ')}`)
+      else if (!(node.initial in node.states))
+        error(
+          `${pointer}/initial`,
+          `names no child state: ${node.initial} is not one of ${Object.keys(node.states).join(', ')}`,
+        )
     }
     for (const [name, child] of Object.entries(node.states)) {
       const childPointer = `${pointer}/states/${escape(name)}`
-      if (name.includes('.') || name.startsWith('#') || name === '') error(childPointer, "a state name must be non-empty and contain no '.' or '#'")
+      if (name.includes('.') || name.startsWith('#') || name === '')
+        error(childPointer, "a state name must be non-empty and contain no '.' or '#'")
       if (!isObject(child)) error(childPointer, 'must be an object')
       else if (states.length < MAX_STATES) collect(child, [...path, name], childPointer, false)
       else error(childPointer, `a lifecycle has at most ${MAX_STATES} states`)
@@ -104,22 +131,29 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
       const at = Array.isArray(actions) ? `${pointer}/${i}` : pointer
       const type = typeof action === 'string' ? action : isObject(action) ? action.type : undefined
       if (typeof type !== 'string' || !(ACTION_TYPES as readonly string[]).includes(type)) {
-        return error(at, `unknown action ${JSON.stringify(type)}: the lifecycle vocabulary is ${ACTION_TYPES.join(', ')}`)
+        return error(
+          at,
+          `unknown action ${JSON.stringify(type)}: the lifecycle vocabulary is ${ACTION_TYPES.join(', ')}`,
+        )
       }
       if (type === 'assign') {
         const params = isObject(action) ? action.params : undefined
-        if (!isObject(params) || Object.keys(params).length === 0) return error(`${at}/params`, 'assign needs params: { contextKey: expression }')
-        for (const [key, expression] of Object.entries(params)) checkExpression(expression, `${at}/params/${escape(key)}`)
+        if (!isObject(params) || Object.keys(params).length === 0)
+          return error(`${at}/params`, 'assign needs params: { contextKey: expression }')
+        for (const [key, expression] of Object.entries(params))
+          checkExpression(expression, `${at}/params/${escape(key)}`)
       }
     })
   }
   const checkExpression = (expression: unknown, pointer: string): void => {
     if (!isObject(expression) || !Object.keys(expression).some((k) => k.startsWith('$'))) return
     const keys = Object.keys(expression)
-    if (keys.length !== 1 || !EXPRESSION_KEYS.has(keys[0]!)) return error(pointer, `an expression is one of ${[...EXPRESSION_KEYS].map((k) => `{"${k}": …}`).join(', ')}`)
+    if (keys.length !== 1 || !EXPRESSION_KEYS.has(keys[0]!))
+      return error(pointer, `an expression is one of ${[...EXPRESSION_KEYS].map((k) => `{"${k}": …}`).join(', ')}`)
     const [key] = keys as [string]
     const value = expression[key]
-    if ((key === '$event' || key === '$context') && typeof value !== 'string') error(`${pointer}/${escape(key)}`, 'must be a dot path string')
+    if ((key === '$event' || key === '$context') && typeof value !== 'string')
+      error(`${pointer}/${escape(key)}`, 'must be a dot path string')
     if (key === '$inc' && typeof value !== 'number') error(`${pointer}/$inc`, 'must be a number')
     if (key === '$append') checkExpression(value, `${pointer}/$append`)
   }
@@ -132,8 +166,10 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
       }
       if (!isObject(transition)) return error(at, 'must be a target state name or { target?, actions? }')
       for (const key of Object.keys(transition)) {
-        if (key === 'guard' || key === 'cond') error(`${at}/${key}`, 'guards are not supported in declarative lifecycles')
-        else if (!TRANSITION_KEYS.has(key)) error(`${at}/${escape(key)}`, `is not a transition key (use ${[...TRANSITION_KEYS].join(', ')})`)
+        if (key === 'guard' || key === 'cond')
+          error(`${at}/${key}`, 'guards are not supported in declarative lifecycles')
+        else if (!TRANSITION_KEYS.has(key))
+          error(`${at}/${escape(key)}`, `is not a transition key (use ${[...TRANSITION_KEYS].join(', ')})`)
       }
       asList(transition.target as string | string[] | undefined).forEach((target, j) => {
         const targetPointer = Array.isArray(transition.target) ? `${at}/target/${j}` : `${at}/target`
@@ -145,12 +181,14 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
   }
 
   for (const { path, pointer, node } of states) {
-    if (node.type === 'final' && (node.on !== undefined || node.after !== undefined || node.states !== undefined)) error(pointer, 'a final state has no on, after or child states')
+    if (node.type === 'final' && (node.on !== undefined || node.after !== undefined || node.states !== undefined))
+      error(pointer, 'a final state has no on, after or child states')
     if (node.on !== undefined) {
       if (!isObject(node.on)) error(`${pointer}/on`, 'must map event types to transitions')
       else
         for (const [event, transitions] of Object.entries(node.on)) {
-          if (event.startsWith('xstate.') || event === '*' || event === '') error(`${pointer}/on/${escape(event)}`, 'event types may not be empty, * or start with xstate.')
+          if (event.startsWith('xstate.') || event === '*' || event === '')
+            error(`${pointer}/on/${escape(event)}`, 'event types may not be empty, * or start with xstate.')
           checkTransitions(transitions, `${pointer}/on/${escape(event)}`, path)
         }
     }
@@ -159,7 +197,11 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
       else
         for (const [delay, transitions] of Object.entries(node.after)) {
           const ms = Number(delay)
-          if (!/^[0-9]+$/.test(delay) || ms < 1 || ms > MAX_DELAY_MS) error(`${pointer}/after/${escape(delay)}`, `a delay is a whole number of milliseconds from 1 to ${MAX_DELAY_MS}`)
+          if (!/^[0-9]+$/.test(delay) || ms < 1 || ms > MAX_DELAY_MS)
+            error(
+              `${pointer}/after/${escape(delay)}`,
+              `a delay is a whole number of milliseconds from 1 to ${MAX_DELAY_MS}`,
+            )
           checkTransitions(transitions, `${pointer}/after/${escape(delay)}`, path)
         }
     }

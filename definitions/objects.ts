@@ -45,7 +45,13 @@ export interface ResourceStatus {
   /** Events the actor applied in this run. */
   readonly seq?: number
   /** The pipeline run, for resources created with `pipeline`. */
-  readonly pipeline?: { readonly name: string; readonly status: string; readonly startedAt: string; readonly finishedAt?: string; readonly message?: string }
+  readonly pipeline?: {
+    readonly name: string
+    readonly status: string
+    readonly startedAt: string
+    readonly finishedAt?: string
+    readonly message?: string
+  }
   readonly steps?: readonly Record<string, unknown>[]
 }
 
@@ -104,7 +110,11 @@ export interface ConveyorEvent {
   readonly seq?: number
   /** Pipeline events: the pipeline, the step (dispatch, result, cancel) and the run's status. */
   readonly pipeline?: string
-  readonly step?: StepDispatch & { readonly status?: string; readonly message?: string; readonly data?: Readonly<Record<string, unknown>> }
+  readonly step?: StepDispatch & {
+    readonly status?: string
+    readonly message?: string
+    readonly data?: Readonly<Record<string, unknown>>
+  }
   readonly status?: string
 }
 

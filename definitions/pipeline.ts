@@ -6,7 +6,10 @@ import type { ObjectMetadata } from './objects.ts'
 import type { WorkClaim } from './work.ts'
 
 /** A duration: milliseconds as a number, or text such as `500ms`, `30s`, `5m`, `2h`. */
-const Duration = Type.Union([Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 * 1000 }), Type.String({ pattern: DURATION_PATTERN, maxLength: 16 })])
+const Duration = Type.Union([
+  Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 * 1000 }),
+  Type.String({ pattern: DURATION_PATTERN, maxLength: 16 }),
+])
 
 export const StepInput = Type.Object({
   id: Name,
@@ -27,7 +30,12 @@ export const StepInput = Type.Object({
   /** For the built-in `shell` driver: commands run one after another, each with `sh -c`. */
   commands: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 256 })),
   /** For the built-in `shell` driver: extra environment variables. */
-  env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 128 }), Type.String({ maxLength: 16_384 }))),
+  env: Type.Optional(
+    Type.Record(
+      Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 128 }),
+      Type.String({ maxLength: 16_384 }),
+    ),
+  ),
 })
 export type StepInput = Static<typeof StepInput>
 
@@ -98,26 +106,40 @@ export function checkSteps(steps: readonly StepInput[]): FieldError[] {
   const errors: FieldError[] = []
   const index = new Map<string, number>()
   steps.forEach((step, i) => {
-    if (index.has(step.id)) errors.push({ path: `/steps/${i}/id`, message: `duplicate step id ${step.id} (also /steps/${index.get(step.id)}/id)` })
+    if (index.has(step.id))
+      errors.push({
+        path: `/steps/${i}/id`,
+        message: `duplicate step id ${step.id} (also /steps/${index.get(step.id)}/id)`,
+      })
     else index.set(step.id, i)
-    for (const [field, value] of [['timeout', step.timeout], ['backoff', step.backoff]] as const) {
+    for (const [field, value] of [
+      ['timeout', step.timeout],
+      ['backoff', step.backoff],
+    ] as const) {
       if (value === undefined) continue
       const ms = durationMs(value)
-      if (ms < 1 || ms > 7 * 24 * 3600 * 1000) errors.push({ path: `/steps/${i}/${field}`, message: 'must be between 1 ms and 7 days' })
+      if (ms < 1 || ms > 7 * 24 * 3600 * 1000)
+        errors.push({ path: `/steps/${i}/${field}`, message: 'must be between 1 ms and 7 days' })
     }
   })
   steps.forEach((step, i) => {
     const seen = new Set<string>()
     step.needs?.forEach((need, j) => {
-      if (need === step.id) errors.push({ path: `/steps/${i}/needs/${j}`, message: `step ${step.id} cannot need itself` })
-      else if (!index.has(need)) errors.push({ path: `/steps/${i}/needs/${j}`, message: `unknown step ${need} (steps are ${[...index.keys()].join(', ')})` })
+      if (need === step.id)
+        errors.push({ path: `/steps/${i}/needs/${j}`, message: `step ${step.id} cannot need itself` })
+      else if (!index.has(need))
+        errors.push({
+          path: `/steps/${i}/needs/${j}`,
+          message: `unknown step ${need} (steps are ${[...index.keys()].join(', ')})`,
+        })
       if (seen.has(need)) errors.push({ path: `/steps/${i}/needs/${j}`, message: `${need} is listed twice` })
       seen.add(need)
     })
   })
   if (errors.length > 0) return errors
   const cycle = findCycle(steps)
-  if (cycle) errors.push({ path: `/steps/${index.get(cycle[0]!)}/needs`, message: `steps form a cycle: ${cycle.join(' → ')}` })
+  if (cycle)
+    errors.push({ path: `/steps/${index.get(cycle[0]!)}/needs`, message: `steps form a cycle: ${cycle.join(' → ')}` })
   return errors
 }
 

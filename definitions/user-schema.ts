@@ -13,7 +13,11 @@ let metaValidators: { draft2020: AjvInstance; draft7: AjvInstance } | undefined
 const meta = (): { draft2020: AjvInstance; draft7: AjvInstance } =>
   (metaValidators ??= {
     draft2020: new Ajv2020Module.default({ strict: false, allErrors: true, validateFormats: false }),
-    draft7: new AjvDraft7Module.default({ strict: false, allErrors: true, validateFormats: false }) as unknown as AjvInstance,
+    draft7: new AjvDraft7Module.default({
+      strict: false,
+      allErrors: true,
+      validateFormats: false,
+    }) as unknown as AjvInstance,
   })
 
 /**
@@ -28,14 +32,20 @@ export function checkUserSchema(schema: unknown, pathPrefix = '/schema'): void {
   let ajv: AjvInstance
   if (declared === undefined || declared === DRAFT_2020 || declared === `${DRAFT_2020}#`) ajv = meta().draft2020
   else if (typeof declared === 'string' && DRAFT_07.has(declared)) ajv = meta().draft7
-  else throw invalid(`unsupported $schema ${JSON.stringify(declared)}: use draft 2020-12 or draft-07`, [{ path: `${pathPrefix}/$schema`, message: 'must name JSON Schema draft 2020-12 or draft-07' }])
+  else
+    throw invalid(`unsupported $schema ${JSON.stringify(declared)}: use draft 2020-12 or draft-07`, [
+      { path: `${pathPrefix}/$schema`, message: 'must name JSON Schema draft 2020-12 or draft-07' },
+    ])
   if (!ajv.validateSchema(schema)) {
     const errors = toFieldErrors((ajv.errors ?? []) as never, pathPrefix)
     throw invalid(`invalid schema: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
   }
   try {
     // A fresh instance each time: Ajv keeps compiled schemas by $id. This resolves every $ref.
-    const compiler = ajv === meta().draft7 ? new AjvDraft7Module.default({ strict: false, validateFormats: false }) : new Ajv2020Module.default({ strict: false, validateFormats: false })
+    const compiler =
+      ajv === meta().draft7
+        ? new AjvDraft7Module.default({ strict: false, validateFormats: false })
+        : new Ajv2020Module.default({ strict: false, validateFormats: false })
     compiler.compile(schema)
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
@@ -51,7 +61,9 @@ export function checkUserSchema(schema: unknown, pathPrefix = '/schema'): void {
   try {
     for (const sample of SAMPLES) validator.Check(sample)
   } catch {
-    throw invalid('schema refers to itself without consuming input (a $ref cycle), so no value can be validated', [{ path: pathPrefix, message: 'has a $ref cycle that consumes no input' }])
+    throw invalid('schema refers to itself without consuming input (a $ref cycle), so no value can be validated', [
+      { path: pathPrefix, message: 'has a $ref cycle that consumes no input' },
+    ])
   }
 }
 

@@ -28,7 +28,8 @@ export function toFieldErrors(errors: readonly RawError[], prefix = ''): FieldEr
       for (const name of names) byPath.set(`${path}/${String(name)}`, 'is not allowed')
       continue
     }
-    if (error.keyword === 'enum' && Array.isArray(error.params.allowedValues)) message = `must be one of ${error.params.allowedValues.join(', ')}`
+    if (error.keyword === 'enum' && Array.isArray(error.params.allowedValues))
+      message = `must be one of ${error.params.allowedValues.join(', ')}`
     if (path === '') path = '/'
     if (!byPath.has(path)) byPath.set(path, message)
   }
@@ -40,7 +41,8 @@ export function compileInput<T extends TSchema>(type: T, what: string): (value: 
   const validator = Compile(type)
   return (value) => {
     if (validator.Check(value)) return value as Static<T>
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(`${what} must be a JSON object`, [{ path: '/', message: 'must be an object' }])
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw invalid(`${what} must be a JSON object`, [{ path: '/', message: 'must be an object' }])
     const errors = toFieldErrors([...validator.Errors(value)] as RawError[])
     throw invalid(`invalid ${what}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
   }

@@ -19,9 +19,22 @@ export type WorkEvent = (typeof WorkEvent)[keyof typeof WorkEvent]
 /** Which piece of work a claim, renewal or report is about. */
 export type WorkRef =
   /** One dispatch of one pipeline step. */
-  | { readonly kind: 'step'; readonly uid: string; readonly runid: string; readonly step: string; readonly dispatch: number }
+  | {
+      readonly kind: 'step'
+      readonly uid: string
+      readonly runid: string
+      readonly step: string
+      readonly dispatch: number
+    }
   /** The reconcile of one version (run id) of a resource without a pipeline by one driver; `deleted` for its deletion. */
-  | { readonly kind: 'reconcile'; readonly uid: string; readonly runid: string; readonly driver: string; readonly revision: number; readonly deleted?: boolean }
+  | {
+      readonly kind: 'reconcile'
+      readonly uid: string
+      readonly runid: string
+      readonly driver: string
+      readonly revision: number
+      readonly deleted?: boolean
+    }
 
 /** A claim on a piece of work, kept in the actor record while it runs. */
 export interface WorkClaim {
@@ -89,15 +102,20 @@ export type ClaimAnswer =
   | { readonly result: 'busy'; readonly holder: string; readonly expiresAt: number }
 
 /** What a renewal is answered: keep going, or stop (the claim was lost). */
-export type RenewAnswer = { readonly result: 'ok'; readonly expiresAt: number } | { readonly result: 'abort'; readonly reason: string }
+export type RenewAnswer =
+  { readonly result: 'ok'; readonly expiresAt: number } | { readonly result: 'abort'; readonly reason: string }
 
 /** What a report is answered: recorded now, recorded before (a repeat), or no longer wanted. */
-export type ReportAnswer = { readonly result: 'recorded' } | { readonly result: 'duplicate' } | { readonly result: 'stale'; readonly reason: string }
+export type ReportAnswer =
+  | { readonly result: 'recorded' }
+  | { readonly result: 'duplicate' }
+  | { readonly result: 'stale'; readonly reason: string }
 
 export type WorkAnswer = ClaimAnswer | RenewAnswer | ReportAnswer
 
 /** The work id a reconcile claim is recorded under: one per resource version, another for its deletion. */
-export const reconcileWorkId = (runid: string, deleted: boolean | undefined): string => (deleted ? `${runid}:deleted` : runid)
+export const reconcileWorkId = (runid: string, deleted: boolean | undefined): string =>
+  deleted ? `${runid}:deleted` : runid
 
 /** The driver's per-resource record in the actor: its claim and outcome for the current work. */
 export interface DriverWork {

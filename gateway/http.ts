@@ -22,8 +22,20 @@ export interface ApiReply {
 export type Handler = (request: ApiRequest) => Promise<ApiReply> | ApiReply
 
 const STATUS_TEXT: Record<number, string> = {
-  200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
-  405: 'Method Not Allowed', 409: 'Conflict', 410: 'Gone', 413: 'Content Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  200: 'OK',
+  201: 'Created',
+  204: 'No Content',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  410: 'Gone',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
 }
 
 export const statusLine = (status: number): string => `${status} ${STATUS_TEXT[status] ?? 'Unknown'}`
@@ -37,17 +49,26 @@ export interface Problem {
 }
 
 export function problem(status: number, code: string, detail: string, errors?: readonly FieldError[]): ApiReply {
-  const body: Problem = { type: `urn:conveyor:problem:${code}`, title: STATUS_TEXT[status] ?? 'Error', status, detail, ...(errors ? { errors } : {}) }
+  const body: Problem = {
+    type: `urn:conveyor:problem:${code}`,
+    title: STATUS_TEXT[status] ?? 'Error',
+    status,
+    detail,
+    ...(errors ? { errors } : {}),
+  }
   return { status, body, headers: { 'Content-Type': 'application/problem+json' } }
 }
 
 /** Maps anything thrown by a handler to a problem reply; only a bug of ours is a 500. */
 export function replyForError(error: unknown, logger: Logger): ApiReply {
-  if (error instanceof ConveyorError && error.kind !== undefined) return problem(error.status, error.code, error.message, error.errors)
+  if (error instanceof ConveyorError && error.kind !== undefined)
+    return problem(error.status, error.code, error.message, error.errors)
   if (isServerUnavailable(error) || (error instanceof ConveyorError && error.code.endsWith('unreachable'))) {
     return problem(503, 'unavailable', 'a backing server (etcd or NATS) is unavailable; retry shortly')
   }
-  logger.error('unexpected error while handling a request', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+  logger.error('unexpected error while handling a request', {
+    error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+  })
   return problem(500, 'internal', 'internal error; the gateway log has the details')
 }
 
@@ -69,23 +90,44 @@ function depthOf(value: unknown): number {
 
 /** Parses a JSON body; malformed or too deeply nested JSON is a 400 that says why. */
 export function parseJson(body: Buffer): unknown {
-  if (body.length === 0) throw new ConveyorError('invalid-json', 'request body is empty; send a JSON object', { kind: 'invalid', errors: [{ path: '/', message: 'must be a JSON object' }] })
+  if (body.length === 0)
+    throw new ConveyorError('invalid-json', 'request body is empty; send a JSON object', {
+      kind: 'invalid',
+      errors: [{ path: '/', message: 'must be a JSON object' }],
+    })
   let value: unknown
   try {
     value = JSON.parse(body.toString('utf8'))
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
-    throw new ConveyorError('invalid-json', `malformed JSON: ${message}`, { kind: 'invalid', errors: [{ path: '/', message: `malformed JSON: ${message}` }] })
+    throw new ConveyorError('invalid-json', `malformed JSON: ${message}`, {
+      kind: 'invalid',
+      errors: [{ path: '/', message: `malformed JSON: ${message}` }],
+    })
   }
-  if (depthOf(value) > MAX_JSON_DEPTH) throw new ConveyorError('invalid-json', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`, { kind: 'invalid', errors: [{ path: '/', message: `is nested deeper than ${MAX_JSON_DEPTH} levels` }] })
+  if (depthOf(value) > MAX_JSON_DEPTH)
+    throw new ConveyorError('invalid-json', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`, {
+      kind: 'invalid',
+      errors: [{ path: '/', message: `is nested deeper than ${MAX_JSON_DEPTH} levels` }],
+    })
   return value
 }
 
 /** Copies method, URL, query and headers out of a uWS request; must run before any await. */
-export function readRequestHead(req: HttpRequest): { method: string; path: string; query: URLSearchParams; headers: Map<string, string> } {
+export function readRequestHead(req: HttpRequest): {
+  method: string
+  path: string
+  query: URLSearchParams
+  headers: Map<string, string>
+} {
   const headers = new Map<string, string>()
   req.forEach((name, value) => headers.set(name.toLowerCase(), value))
-  return { method: req.getCaseSensitiveMethod().toUpperCase(), path: req.getUrl(), query: new URLSearchParams(req.getQuery() ?? ''), headers }
+  return {
+    method: req.getCaseSensitiveMethod().toUpperCase(),
+    path: req.getUrl(),
+    query: new URLSearchParams(req.getQuery() ?? ''),
+    headers,
+  }
 }
 
 /** Reads the whole body up to `limit` bytes; resolves undefined when the body is too large. */

@@ -24,8 +24,10 @@ const SEP = '\u0000'
 const seqKey = (seq: number): string => String(seq).padStart(16, '0')
 const META_LAST_SEQ = `m${SEP}lastSeq`
 const runKey = (runid: string, seq: number): string => `r${SEP}${runid}${SEP}${seqKey(seq)}`
-const driverKey = (driver: string, runid: string, seq: number): string => `d${SEP}${driver}${SEP}${runid}${SEP}${seqKey(seq)}`
-const pipelineKey = (pipeline: string, runid: string, seq: number): string => `p${SEP}${pipeline}${SEP}${runid}${SEP}${seqKey(seq)}`
+const driverKey = (driver: string, runid: string, seq: number): string =>
+  `d${SEP}${driver}${SEP}${runid}${SEP}${seqKey(seq)}`
+const pipelineKey = (pipeline: string, runid: string, seq: number): string =>
+  `p${SEP}${pipeline}${SEP}${runid}${SEP}${seqKey(seq)}`
 const endKey = (runid: string, driver: string): string => `e${SEP}${runid}${SEP}${driver}`
 /** Sequence index: the keys each stream message was stored under, so what the stream dropped can be dropped here too. */
 const seqIndexKey = (seq: number): string => `s${SEP}${seqKey(seq)}`
@@ -63,7 +65,14 @@ export class LogStore {
     store.#lastSeq = Number((await db.get(META_LAST_SEQ)) ?? 0)
     await store.#follow()
     const prune = (): void => {
-      store.#pruneTimer = setTimeout(() => void store.prune().catch((error: unknown) => logger.warn('pruning the log index failed', { error: String(error) })).finally(prune), PRUNE_INTERVAL_MS)
+      store.#pruneTimer = setTimeout(
+        () =>
+          void store
+            .prune()
+            .catch((error: unknown) => logger.warn('pruning the log index failed', { error: String(error) }))
+            .finally(prune),
+        PRUNE_INTERVAL_MS,
+      )
       store.#pruneTimer.unref()
     }
     await store.prune().catch((error: unknown) => logger.warn('pruning the log index failed', { error: String(error) }))
@@ -84,7 +93,11 @@ export class LogStore {
         operations.push({ type: 'del', key })
         for (const stored of JSON.parse(value) as string[]) {
           // An end marker's key is per run and driver: keep it if a later marker replaced this one.
-          if (stored.startsWith('e') && Number((JSON.parse((await this.#db.get(stored)) ?? '{}') as { seq?: number }).seq ?? 0) >= first) continue
+          if (
+            stored.startsWith('e') &&
+            Number((JSON.parse((await this.#db.get(stored)) ?? '{}') as { seq?: number }).seq ?? 0) >= first
+          )
+            continue
           operations.push({ type: 'del', key: stored })
         }
         dropped++
@@ -101,7 +114,9 @@ export class LogStore {
   async #follow(): Promise<void> {
     const consumer = await this.#connections.js.consumers.get(streams.logs, {
       filter_subjects: subjects.allLogs(),
-      ...(this.#lastSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#lastSeq + 1 } : { deliver_policy: DeliverPolicy.All }),
+      ...(this.#lastSeq > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#lastSeq + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
     })
     this.#messages = await consumer.consume({ max_messages: 1000 })
     this.#running = this.#apply(this.#messages)
@@ -122,7 +137,9 @@ export class LogStore {
         await flushing
         flushing = flush().catch((error) => {
           // Nothing after the last stored sequence is lost: start over from it.
-          this.#logger.error('log store write failed; re-reading the log stream from the last stored line', { error: String(error) })
+          this.#logger.error('log store write failed; re-reading the log stream from the last stored line', {
+            error: String(error),
+          })
           batch = []
           void messages.close()
         })
@@ -146,12 +163,20 @@ export class LogStore {
       if ('success' in parsed) {
         ends.push(parsed)
         operations.push({ type: 'put', key: endKey(parsed.runid, parsed.driver), value: JSON.stringify(parsed) })
-        operations.push({ type: 'put', key: seqIndexKey(parsed.seq), value: JSON.stringify([endKey(parsed.runid, parsed.driver)]) })
+        operations.push({
+          type: 'put',
+          key: seqIndexKey(parsed.seq),
+          value: JSON.stringify([endKey(parsed.runid, parsed.driver)]),
+        })
         continue
       }
       const value = JSON.stringify(parsed)
       lines.push(parsed)
-      const stored = [runKey(parsed.runid, parsed.seq), driverKey(parsed.driver, parsed.runid, parsed.seq), ...(parsed.pipeline ? [pipelineKey(parsed.pipeline, parsed.runid, parsed.seq)] : [])]
+      const stored = [
+        runKey(parsed.runid, parsed.seq),
+        driverKey(parsed.driver, parsed.runid, parsed.seq),
+        ...(parsed.pipeline ? [pipelineKey(parsed.pipeline, parsed.runid, parsed.seq)] : []),
+      ]
       for (const key of stored) operations.push({ type: 'put', key, value })
       operations.push({ type: 'put', key: seqIndexKey(parsed.seq), value: JSON.stringify(stored) })
     }
@@ -180,7 +205,13 @@ export class LogStore {
   }
 
   /** Lines in stream order, by the most selective index the query allows. */
-  async query(query: { runid?: string; driver?: string; pipeline?: string; after?: number; limit?: number }): Promise<LogLine[]> {
+  async query(query: {
+    runid?: string
+    driver?: string
+    pipeline?: string
+    after?: number
+    limit?: number
+  }): Promise<LogLine[]> {
     let prefix: string
     if (query.driver && query.runid) prefix = `d${SEP}${query.driver}${SEP}${query.runid}${SEP}`
     else if (query.runid) prefix = `r${SEP}${query.runid}${SEP}`
@@ -204,7 +235,8 @@ export class LogStore {
   async ends(runid: string): Promise<LogEnd[]> {
     const prefix = `e${SEP}${runid}${SEP}`
     const result: LogEnd[] = []
-    for await (const value of this.#db.values({ gte: prefix, lt: upper(prefix) })) result.push(JSON.parse(value) as LogEnd)
+    for await (const value of this.#db.values({ gte: prefix, lt: upper(prefix) }))
+      result.push(JSON.parse(value) as LogEnd)
     return result
   }
 
@@ -240,7 +272,12 @@ export class LogStore {
       if (set.size === 0) this.#listeners.delete(filter.runid)
     }
     void (async () => {
-      const backlog = await this.query({ runid: filter.runid, ...(filter.driver ? { driver: filter.driver } : {}), after: lastSent, limit: Number.MAX_SAFE_INTEGER })
+      const backlog = await this.query({
+        runid: filter.runid,
+        ...(filter.driver ? { driver: filter.driver } : {}),
+        after: lastSent,
+        limit: Number.MAX_SAFE_INTEGER,
+      })
       for (const line of backlog) deliver(line)
       held.sort((a, b) => a.seq - b.seq)
       for (const item of held) deliver(item)
@@ -262,4 +299,3 @@ export class LogStore {
     await this.#db.close()
   }
 }
-

@@ -67,20 +67,38 @@ export function streamSse(res: HttpResponse, logs: LogStore, filter: LogFilter, 
 }
 
 /** Registers WebSocket upgrades for a log route; lines are sent as JSON text frames, then `{event:'end'}`. */
-export function registerLogSockets(app: TemplatedApp, pattern: string, logs: LogStore, filterOf: (params: string[]) => LogFilter | undefined): void {
+export function registerLogSockets(
+  app: TemplatedApp,
+  pattern: string,
+  logs: LogStore,
+  filterOf: (params: string[]) => LogFilter | undefined,
+): void {
   app.ws<SocketData>(pattern, {
     maxPayloadLength: 4096,
     idleTimeout: 120,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
       const params = [req.getParameter(0) ?? '', req.getParameter(1) ?? '']
-      const after = Number(new URLSearchParams(req.getQuery() ?? '').get('after') ?? req.getHeader('last-event-id') ?? 0) || 0
+      const after =
+        Number(new URLSearchParams(req.getQuery() ?? '').get('after') ?? req.getHeader('last-event-id') ?? 0) || 0
       const key = req.getHeader('sec-websocket-key')
       const protocol = req.getHeader('sec-websocket-protocol')
       const extensions = req.getHeader('sec-websocket-extensions')
       const filter = filterOf(params)
       if (!filter) {
-        res.cork(() => res.writeStatus(statusLine(400)).writeHeader('Content-Type', 'application/problem+json').end(JSON.stringify({ type: 'urn:conveyor:problem:invalid', title: 'Bad Request', status: 400, detail: 'invalid driver or runid in the path' })))
+        res.cork(() =>
+          res
+            .writeStatus(statusLine(400))
+            .writeHeader('Content-Type', 'application/problem+json')
+            .end(
+              JSON.stringify({
+                type: 'urn:conveyor:problem:invalid',
+                title: 'Bad Request',
+                status: 400,
+                detail: 'invalid driver or runid in the path',
+              }),
+            ),
+        )
         return
       }
       res.upgrade<SocketData>({ filter, after }, key, protocol, extensions, context)

@@ -13,7 +13,12 @@ interface Route {
 }
 
 export type RouteMatch =
-  | { readonly kind: 'found'; readonly handler: Handler; readonly params: Record<string, string>; readonly options: RouteOptions }
+  | {
+      readonly kind: 'found'
+      readonly handler: Handler
+      readonly params: Record<string, string>
+      readonly options: RouteOptions
+    }
   | { readonly kind: 'method-not-allowed'; readonly allowed: readonly string[] }
   | { readonly kind: 'not-found' }
 
@@ -32,7 +37,8 @@ export class Router {
     for (const route of this.#routes) {
       const params = matchSegments(route.segments, segments)
       if (!params) continue
-      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { kind: 'found', handler: route.handler, params, options: route.options }
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET'))
+        return { kind: 'found', handler: route.handler, params, options: route.options }
       allowed.push(route.method)
     }
     return allowed.length > 0 ? { kind: 'method-not-allowed', allowed } : { kind: 'not-found' }

@@ -71,10 +71,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { connections } = options
   const maxBodyBytes = options.maxBodyBytes ?? 256 * 1024
   const batcher = new TxnBatcher(connections.etcd)
-  const outbox = new Outbox(connections, logger, options.outboxSweepIntervalMs ? { sweepIntervalMs: options.outboxSweepIntervalMs } : {})
+  const outbox = new Outbox(
+    connections,
+    logger,
+    options.outboxSweepIntervalMs ? { sweepIntervalMs: options.outboxSweepIntervalMs } : {},
+  )
   const definitions = new DefinitionStore(connections, batcher, outbox, lifecycles)
   const registry = await DriverRegistry.open(connections, logger)
-  const resources = new ResourceStore(connections, batcher, outbox, definitions, actorInitializer, { driverIsLive: (driver) => registry.isLive(driver) })
+  const resources = new ResourceStore(connections, batcher, outbox, definitions, actorInitializer, {
+    driverIsLive: (driver) => registry.isLive(driver),
+  })
   const logs = await LogStore.open(join(options.dataDir, 'logs'), connections, logger)
   await outbox.start()
 
@@ -88,13 +94,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   registerDriverRoutes(router, registry)
   const replies = new ReplyInbox(connections.nats)
   // Before the resource routes: `/resources/:type/:name/actor` must win over `/:version`.
-  registerActorRoutes(router, connections, resources, replies, requireNats, options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {})
+  registerActorRoutes(
+    router,
+    connections,
+    resources,
+    replies,
+    requireNats,
+    options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {},
+  )
   registerResourceRoutes(router, resources, requireNats)
   registerLogRoutes(router, connections, logs, requireNats)
   registerReplayRoutes(router, connections, requireNats)
 
   const app: TemplatedApp = uws.App()
-  const runFilter = (params: string[]) => (isValidName(params[0]) && RUNID.test(params[1] ?? '') ? { driver: params[0], runid: params[1]! } : undefined)
+  const runFilter = (params: string[]) =>
+    isValidName(params[0]) && RUNID.test(params[1] ?? '') ? { driver: params[0], runid: params[1]! } : undefined
   registerLogSockets(app, '/logs/streams/:driver/:runid', logs, runFilter)
   registerLogSockets(app, '/logs/streams/:driver/:runid/', logs, runFilter)
   const pipelineFilter = (params: string[]) => (RUNID.test(params[0] ?? '') ? { runid: params[0]! } : undefined)
@@ -111,20 +125,32 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const head = readRequestHead(req)
     if (head.method === 'GET' && tryStream(res, state, head.path, head.query, head.headers, logs)) return
     const match = router.match(head.method, head.path)
-    if (match.kind === 'not-found') return send(res, state, problem(404, 'route-not-found', `no route ${head.method} ${head.path}`))
+    if (match.kind === 'not-found')
+      return send(res, state, problem(404, 'route-not-found', `no route ${head.method} ${head.path}`))
     if (match.kind === 'method-not-allowed') {
-      const reply = problem(405, 'method-not-allowed', `${head.method} is not allowed on ${head.path}; use ${match.allowed.join(', ')}`)
+      const reply = problem(
+        405,
+        'method-not-allowed',
+        `${head.method} is not allowed on ${head.path}; use ${match.allowed.join(', ')}`,
+      )
       return send(res, state, { ...reply, headers: { ...reply.headers, Allow: match.allowed.join(', ') } })
     }
     const limit = Math.min(maxBodyBytes, match.options.maxBodyBytes ?? maxBodyBytes)
     const length = Number(head.headers.get('content-length') ?? 0)
-    if (length > limit) return send(res, state, problem(413, 'too-large', `request body of ${length} bytes is over the limit of ${limit}`), true)
+    if (length > limit)
+      return send(
+        res,
+        state,
+        problem(413, 'too-large', `request body of ${length} bytes is over the limit of ${limit}`),
+        true,
+      )
     const hasBody = BODY_METHODS.has(head.method) && (length > 0 || head.headers.has('transfer-encoding'))
     void (async () => {
       let body: Buffer = Buffer.alloc(0)
       if (hasBody) {
         const read = await readBody(res, limit)
-        if (read === undefined) return send(res, state, problem(413, 'too-large', `request body is over the limit of ${limit} bytes`), true)
+        if (read === undefined)
+          return send(res, state, problem(413, 'too-large', `request body is over the limit of ${limit} bytes`), true)
         body = read
       }
       let reply: ApiReply
@@ -138,7 +164,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   })
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(options.host ?? '127.0.0.1', options.port ?? 8080, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 8080}: is the port in use?`))))
+    app.listen(options.host ?? '127.0.0.1', options.port ?? 8080, (socket) =>
+      socket
+        ? resolve(socket)
+        : reject(
+            new Error(`cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 8080}: is the port in use?`),
+          ),
+    )
   })
   const port = uws.us_socket_local_port(listenSocket)
   let closing: Promise<void> | undefined
@@ -154,17 +186,38 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     })()
     return closing
   }
-  return { port, url: `http://${options.host ?? '127.0.0.1'}:${port}`, resources, definitions, logs, close, [Symbol.asyncDispose]: close }
+  return {
+    port,
+    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    resources,
+    definitions,
+    logs,
+    close,
+    [Symbol.asyncDispose]: close,
+  }
 }
 
-function tryStream(res: HttpResponse, state: { aborted: boolean }, path: string, query: URLSearchParams, headers: ReadonlyMap<string, string>, logs: LogStore): boolean {
+function tryStream(
+  res: HttpResponse,
+  state: { aborted: boolean },
+  path: string,
+  query: URLSearchParams,
+  headers: ReadonlyMap<string, string>,
+  logs: LogStore,
+): boolean {
   const driverMatch = LOG_STREAM.exec(path)
   const pipelineMatch = driverMatch ? null : PIPELINE_STREAM.exec(path)
   if (!driverMatch && !pipelineMatch) return false
   const driver = driverMatch?.[1]
   const runid = (driverMatch?.[2] ?? pipelineMatch?.[1])!
   if ((driver !== undefined && !isValidName(driver)) || !RUNID.test(runid)) {
-    send(res, state, problem(400, 'invalid', 'driver must be a valid name and runid 1-128 letters, digits, - or _', [{ path: driver !== undefined && !isValidName(driver) ? ':driver' : ':runid', message: 'is invalid' }]))
+    send(
+      res,
+      state,
+      problem(400, 'invalid', 'driver must be a valid name and runid 1-128 letters, digits, - or _', [
+        { path: driver !== undefined && !isValidName(driver) ? ':driver' : ':runid', message: 'is invalid' },
+      ]),
+    )
     return true
   }
   const after = Number(query.get('after') ?? headers.get('last-event-id') ?? 0) || 0

@@ -18,7 +18,10 @@ export async function loadUws(): Promise<Uws> {
   const root = dirname(dirname(require.resolve('uWebSockets.js')))
   const binary = join(root, 'binaries', `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`)
   if (!existsSync(binary) || testSwitches.uwsFallback()) {
-    throw new ConveyorError('uws-native-missing', `uWebSockets.js has no native build for Node.js ${process.version} (${process.platform}-${process.arch}, ABI ${process.versions.modules}); use Node.js 20`)
+    throw new ConveyorError(
+      'uws-native-missing',
+      `uWebSockets.js has no native build for Node.js ${process.version} (${process.platform}-${process.arch}, ABI ${process.versions.modules}); use Node.js 20`,
+    )
   }
   const module = (await import('uWebSockets.js')) as Uws & { default?: Uws }
   loaded = module.default ?? module

@@ -41,8 +41,15 @@ function changeOf(event: { type: 'Put' | 'Delete'; kv: IKeyValue; prev_kv?: IKey
   const run = stored.run as { runid?: string } | undefined
   const { run: _run, ...rest } = stored
   const object = { ...rest, metadata, runid: run?.runid, version: metadata.version }
-  const kind = event.type === 'Delete' ? 'deleted' : event.kv.create_revision === event.kv.mod_revision ? 'created' : 'updated'
-  return { kind, revision, name: String(stored.name), object, labels: (metadata.labels as Record<string, string> | undefined) ?? {} }
+  const kind =
+    event.type === 'Delete' ? 'deleted' : event.kv.create_revision === event.kv.mod_revision ? 'created' : 'updated'
+  return {
+    kind,
+    revision,
+    name: String(stored.name),
+    object,
+    labels: (metadata.labels as Record<string, string> | undefined) ?? {},
+  }
 }
 
 /**
@@ -86,8 +93,14 @@ class TypeWatch {
 
   /** etcd cancels a watch from a compacted revision without always saying why: a read at that revision tells. */
   async #explain(etcd: Etcd3, error: unknown): Promise<['compacted' | 'unavailable', string]> {
-    const compacted = isCompactedError(error) || (await etcd.kv.range({ key: Buffer.from(keys.resources('')), revision: String(this.startRevision) }).then(() => false, isCompactedError))
-    return compacted ? ['compacted', `revision ${this.startRevision - 1} has been compacted`] : ['unavailable', `the watch was interrupted: ${error instanceof Error ? error.message : String(error)}`]
+    const compacted =
+      isCompactedError(error) ||
+      (await etcd.kv
+        .range({ key: Buffer.from(keys.resources('')), revision: String(this.startRevision) })
+        .then(() => false, isCompactedError))
+    return compacted
+      ? ['compacted', `revision ${this.startRevision - 1} has been compacted`]
+      : ['unavailable', `the watch was interrupted: ${error instanceof Error ? error.message : String(error)}`]
   }
 
   /** True when a subscriber resuming after `revision` gets every later change from here. */
@@ -153,10 +166,22 @@ export class WatchHub {
     let startAfter: string | undefined
     let revision: number | undefined
     for (;;) {
-      const page = await readPrefix(this.#etcd, keys.resources(type), { limit: 500, ...(startAfter ? { startAfter } : {}), ...(revision ? { revision } : {}) })
+      const page = await readPrefix(this.#etcd, keys.resources(type), {
+        limit: 500,
+        ...(startAfter ? { startAfter } : {}),
+        ...(revision ? { revision } : {}),
+      })
       revision ??= page.revision
       for (const value of page.values) {
-        const change = changeOf({ type: 'Put', kv: { key: Buffer.from(value.key), value: Buffer.from(value.value), mod_revision: String(value.modRevision), create_revision: String(value.createRevision) } as IKeyValue })
+        const change = changeOf({
+          type: 'Put',
+          kv: {
+            key: Buffer.from(value.key),
+            value: Buffer.from(value.value),
+            mod_revision: String(value.modRevision),
+            create_revision: String(value.createRevision),
+          } as IKeyValue,
+        })
         if (change) items.push(change.object)
       }
       if (!page.more || page.values.length === 0) return { items, revision }

@@ -22,7 +22,12 @@ const encoded = new WeakMap<ResourceChange, string>()
 function encode(change: ResourceChange): string {
   let text = encoded.get(change)
   if (text === undefined) {
-    text = JSON.stringify({ type: 'change', kind: change.kind, revision: change.revision, object: change.object }).slice(1)
+    text = JSON.stringify({
+      type: 'change',
+      kind: change.kind,
+      revision: change.revision,
+      object: change.object,
+    }).slice(1)
     encoded.set(change, text)
   }
   return text
@@ -37,7 +42,13 @@ class RequestError extends Error {
   }
 }
 
-function field<T>(request: Record<string, unknown>, name: string, check: (value: unknown) => value is T, what: string, optional = false): T | undefined {
+function field<T>(
+  request: Record<string, unknown>,
+  name: string,
+  check: (value: unknown) => value is T,
+  what: string,
+  optional = false,
+): T | undefined {
   const value = request[name]
   if (value === undefined && optional) return undefined
   if (!check(value)) throw new RequestError(`/${name}`, `${name} must be ${what}`)
@@ -45,7 +56,8 @@ function field<T>(request: Record<string, unknown>, name: string, check: (value:
 }
 
 const isString = (value: unknown): value is string => typeof value === 'string'
-const isRevision = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+const isRevision = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 
 /**
  * `GET /ws`: one WebSocket, many subscriptions, each named by the client's `id`.
@@ -58,13 +70,25 @@ const isRevision = (value: unknown): value is number => typeof value === 'number
  * - `{"op":"replay","id","replay"}`: a replay's progress (`{"type":"progress","delivered","total","status"}`) until it is done.
  * - `{"op":"unsubscribe","id"}`.
  */
-export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogStore, replays: (id: string) => Promise<{ delivered: number; total: number; status: string }>, logger: Logger): void {
+export function registerWsApi(
+  app: TemplatedApp,
+  watches: WatchHub,
+  logs: LogStore,
+  replays: (id: string) => Promise<{ delivered: number; total: number; status: string }>,
+  logger: Logger,
+): void {
   app.ws<SocketState>('/ws', {
     maxPayloadLength: 16 * 1024,
     idleTimeout: 120,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      res.upgrade<SocketState>({ subscriptions: new Map(), closed: false }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context)
+      res.upgrade<SocketState>(
+        { subscriptions: new Map(), closed: false },
+        req.getHeader('sec-websocket-key'),
+        req.getHeader('sec-websocket-protocol'),
+        req.getHeader('sec-websocket-extensions'),
+        context,
+      )
     },
     message: (ws, data) => {
       let request: Record<string, unknown>
@@ -72,18 +96,44 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
         request = JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>
         if (typeof request !== 'object' || request === null || Array.isArray(request)) throw new Error('not an object')
       } catch {
-        send(ws, JSON.stringify({ type: 'error', code: 'invalid', message: 'a request is a JSON object {op, id, ...}' }))
+        send(
+          ws,
+          JSON.stringify({ type: 'error', code: 'invalid', message: 'a request is a JSON object {op, id, ...}' }),
+        )
         return
       }
       const id = typeof request.id === 'string' ? request.id : undefined
       try {
         handle(ws, request)
       } catch (error) {
-        if (error instanceof RequestError) send(ws, JSON.stringify({ ...(id ? { id } : {}), type: 'error', code: 'invalid', message: error.message, errors: [{ path: error.path, message: error.message }] }))
-        else if (error instanceof ConveyorError) send(ws, JSON.stringify({ ...(id ? { id } : {}), type: 'error', code: error.code, message: error.message, ...(error.errors ? { errors: error.errors } : {}) }))
+        if (error instanceof RequestError)
+          send(
+            ws,
+            JSON.stringify({
+              ...(id ? { id } : {}),
+              type: 'error',
+              code: 'invalid',
+              message: error.message,
+              errors: [{ path: error.path, message: error.message }],
+            }),
+          )
+        else if (error instanceof ConveyorError)
+          send(
+            ws,
+            JSON.stringify({
+              ...(id ? { id } : {}),
+              type: 'error',
+              code: error.code,
+              message: error.message,
+              ...(error.errors ? { errors: error.errors } : {}),
+            }),
+          )
         else {
           logger.error('websocket request failed', { error: String(error) })
-          send(ws, JSON.stringify({ ...(id ? { id } : {}), type: 'error', code: 'internal', message: 'the request failed' }))
+          send(
+            ws,
+            JSON.stringify({ ...(id ? { id } : {}), type: 'error', code: 'internal', message: 'the request failed' }),
+          )
         }
       }
     },
@@ -136,7 +186,14 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
           },
           fail: (code, message) => {
             state.subscriptions.delete(id)
-            out({ type: 'error', code, message: code === 'compacted' ? `${message}: the changes after revision ${revision} are gone; watch again without fromRevision for a fresh list` : message })
+            out({
+              type: 'error',
+              code,
+              message:
+                code === 'compacted'
+                  ? `${message}: the changes after revision ${revision} are gone; watch again without fromRevision for a fresh list`
+                  : message,
+            })
           },
         })
       }
@@ -145,7 +202,13 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
         .list(type)
         .then(({ items, revision }) => {
           if (cancelled || state.closed) return
-          out({ type: 'list', revision, items: selector ? items.filter((item) => selector(((item.metadata as { labels?: Record<string, string> }).labels) ?? {})) : items })
+          out({
+            type: 'list',
+            revision,
+            items: selector
+              ? items.filter((item) => selector((item.metadata as { labels?: Record<string, string> }).labels ?? {}))
+              : items,
+          })
           start(revision)
         })
         .catch((error: unknown) => {
@@ -155,7 +218,12 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
       return
     }
     if (op === 'logs') {
-      const runid = field(request, 'runid', (v): v is string => isString(v) && RUNID.test(v), "1-128 letters, digits, '-' or '_'")!
+      const runid = field(
+        request,
+        'runid',
+        (v): v is string => isString(v) && RUNID.test(v),
+        "1-128 letters, digits, '-' or '_'",
+      )!
       const driver = field(request, 'driver', (v): v is string => isValidName(v), 'a driver name', true)
       const after = field(request, 'after', isRevision, 'a log sequence number', true)
       const filter = { runid, ...(driver ? { driver } : {}) }
@@ -177,19 +245,35 @@ export function registerWsApi(app: TemplatedApp, watches: WatchHub, logs: LogSto
       return
     }
     if (op === 'replay') {
-      const replay = field(request, 'replay', (v): v is string => isString(v) && /^[a-f0-9]{12}$/.test(v), 'a replay id (12 hex digits)')!
+      const replay = field(
+        request,
+        'replay',
+        (v): v is string => isString(v) && /^[a-f0-9]{12}$/.test(v),
+        'a replay id (12 hex digits)',
+      )!
       let last = ''
       let timer: NodeJS.Timeout | undefined
       const poll = async (): Promise<void> => {
         try {
           const progress = await replays(replay)
           const text = `${progress.delivered}/${progress.total}/${progress.status}`
-          if (text !== last) out({ type: 'progress', replay, delivered: progress.delivered, total: progress.total, status: progress.status })
+          if (text !== last)
+            out({
+              type: 'progress',
+              replay,
+              delivered: progress.delivered,
+              total: progress.total,
+              status: progress.status,
+            })
           last = text
           if (progress.status === 'done') return void state.subscriptions.delete(id)
         } catch (error) {
           state.subscriptions.delete(id)
-          return out({ type: 'error', code: error instanceof ConveyorError ? error.code : 'unavailable', message: error instanceof Error ? error.message : String(error) })
+          return out({
+            type: 'error',
+            code: error instanceof ConveyorError ? error.code : 'unavailable',
+            message: error instanceof Error ? error.message : String(error),
+          })
         }
         if (state.subscriptions.has(id)) timer = setTimeout(() => void poll(), 200)
       }

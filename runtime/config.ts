@@ -37,7 +37,8 @@ const splitList = (value: string): string[] =>
 
 function parsePort(value: number | string, source: string): number {
   const port = typeof value === 'number' ? value : Number(value)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`${source} must be a TCP port (0-65535), got ${JSON.stringify(value)}`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new TypeError(`${source} must be a TCP port (0-65535), got ${JSON.stringify(value)}`)
   return port
 }
 
@@ -83,10 +84,16 @@ export function driverEnvironment(env: NodeJS.ProcessEnv = process.env): DriverE
 }
 
 /** Worker settings the environment gives: `CONVEYOR_WORKER_LEASE_TTL` (seconds) and `CONVEYOR_WORKER_HEAP_MB`. */
-export function workerEnvironment(env: NodeJS.ProcessEnv = process.env): { leaseTtlSeconds?: number; heapSoftLimitMb?: number } {
+export function workerEnvironment(env: NodeJS.ProcessEnv = process.env): {
+  leaseTtlSeconds?: number
+  heapSoftLimitMb?: number
+} {
   const leaseTtlSeconds = envNumber(env, 'CONVEYOR_WORKER_LEASE_TTL')
   const heapSoftLimitMb = envNumber(env, 'CONVEYOR_WORKER_HEAP_MB')
-  return { ...(leaseTtlSeconds !== undefined ? { leaseTtlSeconds } : {}), ...(heapSoftLimitMb !== undefined ? { heapSoftLimitMb } : {}) }
+  return {
+    ...(leaseTtlSeconds !== undefined ? { leaseTtlSeconds } : {}),
+    ...(heapSoftLimitMb !== undefined ? { heapSoftLimitMb } : {}),
+  }
 }
 
 /** The log level (`CONVEYOR_LOG_LEVEL`: info, warn, error, silent). */
@@ -96,7 +103,9 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): string | 
 
 /** The local etcd's compaction window (`CONVEYOR_ETCD_COMPACTION`, a duration). */
 export function etcdCompactionFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  return env.CONVEYOR_ETCD_COMPACTION ? parseDuration(env.CONVEYOR_ETCD_COMPACTION, 'CONVEYOR_ETCD_COMPACTION') : undefined
+  return env.CONVEYOR_ETCD_COMPACTION
+    ? parseDuration(env.CONVEYOR_ETCD_COMPACTION, 'CONVEYOR_ETCD_COMPACTION')
+    : undefined
 }
 
 /** The `PATH` child processes (shell steps) inherit. */
@@ -113,9 +122,17 @@ export const testSwitches = {
 /** Retention settings from the environment; only what is set there is returned. */
 export function retentionFromEnv(env: NodeJS.ProcessEnv = process.env): RetentionOptions {
   return {
-    ...(env.CONVEYOR_EVENTS_RETENTION ? { eventsMaxAgeMs: parseDuration(env.CONVEYOR_EVENTS_RETENTION, 'CONVEYOR_EVENTS_RETENTION') } : {}),
-    ...(env.CONVEYOR_LOGS_RETENTION ? { logsMaxAgeMs: parseDuration(env.CONVEYOR_LOGS_RETENTION, 'CONVEYOR_LOGS_RETENTION') } : {}),
-    ...(env.CONVEYOR_EVENTS_MAX_BYTES ? { eventsMaxBytes: parseSize(env.CONVEYOR_EVENTS_MAX_BYTES, 'CONVEYOR_EVENTS_MAX_BYTES') } : {}),
-    ...(env.CONVEYOR_LOGS_MAX_BYTES ? { logsMaxBytes: parseSize(env.CONVEYOR_LOGS_MAX_BYTES, 'CONVEYOR_LOGS_MAX_BYTES') } : {}),
+    ...(env.CONVEYOR_EVENTS_RETENTION
+      ? { eventsMaxAgeMs: parseDuration(env.CONVEYOR_EVENTS_RETENTION, 'CONVEYOR_EVENTS_RETENTION') }
+      : {}),
+    ...(env.CONVEYOR_LOGS_RETENTION
+      ? { logsMaxAgeMs: parseDuration(env.CONVEYOR_LOGS_RETENTION, 'CONVEYOR_LOGS_RETENTION') }
+      : {}),
+    ...(env.CONVEYOR_EVENTS_MAX_BYTES
+      ? { eventsMaxBytes: parseSize(env.CONVEYOR_EVENTS_MAX_BYTES, 'CONVEYOR_EVENTS_MAX_BYTES') }
+      : {}),
+    ...(env.CONVEYOR_LOGS_MAX_BYTES
+      ? { logsMaxBytes: parseSize(env.CONVEYOR_LOGS_MAX_BYTES, 'CONVEYOR_LOGS_MAX_BYTES') }
+      : {}),
   }
 }

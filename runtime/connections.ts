@@ -26,7 +26,10 @@ export interface ConnectOptions {
  * Connects to etcd and NATS and makes sure the JetStream streams exist.
  * Fails with one clear line when a server cannot be reached.
  */
-export async function connectServers(config: Pick<ConveyorConfig, 'natsUrl' | 'etcdEndpoints'>, options: ConnectOptions = {}): Promise<Connections> {
+export async function connectServers(
+  config: Pick<ConveyorConfig, 'natsUrl' | 'etcdEndpoints'>,
+  options: ConnectOptions = {},
+): Promise<Connections> {
   const etcd = await connectEtcd(config.etcdEndpoints, options)
   let nats: NatsConnections
   try {
@@ -55,14 +58,19 @@ async function connectEtcd(endpoints: readonly string[], options: ConnectOptions
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeout }),
   })
   try {
-    await etcd.get(keys.ping()).options({ deadline: Date.now() + timeout }).string()
+    await etcd
+      .get(keys.ping())
+      .options({ deadline: Date.now() + timeout })
+      .string()
   } catch (error) {
     etcd.close()
-    throw new ConveyorError('etcd-unreachable', `cannot reach etcd at ${endpoints.join(',')}: ${describe(error)}`, { kind: 'unavailable', cause: error })
+    throw new ConveyorError('etcd-unreachable', `cannot reach etcd at ${endpoints.join(',')}: ${describe(error)}`, {
+      kind: 'unavailable',
+      cause: error,
+    })
   }
   return etcd
 }
-
 
 /** True when an error means a server is unreachable rather than the request being wrong. */
 export function isServerUnavailable(error: unknown): boolean {

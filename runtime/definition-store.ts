@@ -18,9 +18,14 @@ export interface CompiledDefinition {
   readonly validate: SpecValidator
 }
 
-type StoredDefinition = Omit<ResourceDefinition, 'metadata'> & { metadata: Omit<ResourceDefinition['metadata'], 'revision'> }
+type StoredDefinition = Omit<ResourceDefinition, 'metadata'> & {
+  metadata: Omit<ResourceDefinition['metadata'], 'revision'>
+}
 
-const withRevision = (stored: StoredDefinition, revision: number): ResourceDefinition => ({ ...stored, metadata: { ...stored.metadata, revision } })
+const withRevision = (stored: StoredDefinition, revision: number): ResourceDefinition => ({
+  ...stored,
+  metadata: { ...stored.metadata, revision },
+})
 
 /** Resource definitions in etcd: `/conveyor/definitions/{name}`. */
 export class DefinitionStore {
@@ -35,7 +40,12 @@ export class DefinitionStore {
    * `lifecycleId` names a lifecycle by its content; `checkMachine` builds it once so that what the
    * declarative check lets through is also a valid XState machine (it throws otherwise).
    */
-  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox, lifecycles: { id(config: Record<string, unknown>): string; check(config: Record<string, unknown>): void }) {
+  constructor(
+    connections: Connections,
+    batcher: TxnBatcher,
+    outbox: Outbox,
+    lifecycles: { id(config: Record<string, unknown>): string; check(config: Record<string, unknown>): void },
+  ) {
     this.#connections = connections
     this.#batcher = batcher
     this.#outbox = outbox
@@ -47,7 +57,8 @@ export class DefinitionStore {
     checkUserSchema(input.schema)
     if (input.lifecycle === undefined) return
     const errors = checkLifecycle(input.lifecycle)
-    if (errors.length > 0) throw invalid(`invalid lifecycle: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+    if (errors.length > 0)
+      throw invalid(`invalid lifecycle: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
     try {
       this.#checkMachine(input.lifecycle)
     } catch (error) {
@@ -102,45 +113,75 @@ export class DefinitionStore {
    * conditional; without one the latest revision is replaced.
    */
   async update(name: string, input: DefinitionInput, expectedRevision?: number): Promise<ResourceDefinition> {
-    if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
+    if (input.name !== name)
+      throw invalid(`name ${input.name} does not match the URL (${name})`, [
+        { path: '/name', message: `must be ${name}` },
+      ])
     this.#checkInput(input)
-    return await retryOnConflict(async () => {
-      const current = await this.#read(name)
-      if (!current) throw notFound(`resource definition ${name} not found`)
-      if (expectedRevision !== undefined && expectedRevision !== current.revision) throw staleRevision('resource definition', name, expectedRevision, current.revision)
-      const stored = this.#build(input, { ...current.stored.metadata, version: current.stored.metadata.version + 1, updatedAt: new Date().toISOString() })
-      const result = await this.#write(stored, current.revision, 'definition.updated')
-      if (!result && expectedRevision !== undefined) throw staleRevision('resource definition', name, expectedRevision, undefined)
-      return result
-    }, { exhausted: () => conflict('contention', `resource definition ${name} kept changing; retry`) })
+    return await retryOnConflict(
+      async () => {
+        const current = await this.#read(name)
+        if (!current) throw notFound(`resource definition ${name} not found`)
+        if (expectedRevision !== undefined && expectedRevision !== current.revision)
+          throw staleRevision('resource definition', name, expectedRevision, current.revision)
+        const stored = this.#build(input, {
+          ...current.stored.metadata,
+          version: current.stored.metadata.version + 1,
+          updatedAt: new Date().toISOString(),
+        })
+        const result = await this.#write(stored, current.revision, 'definition.updated')
+        if (!result && expectedRevision !== undefined)
+          throw staleRevision('resource definition', name, expectedRevision, undefined)
+        return result
+      },
+      { exhausted: () => conflict('contention', `resource definition ${name} kept changing; retry`) },
+    )
   }
 
   /** Creates or replaces: `created` tells which happened. */
   async apply(input: DefinitionInput): Promise<{ definition: ResourceDefinition; created: boolean }> {
     this.#checkInput(input)
-    return await retryOnConflict(async () => {
-      const current = await this.#read(input.name)
-      if (!current) {
-        const now = new Date().toISOString()
-        const result = await this.#write(this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now }), 0, 'definition.created')
-        return result ? { definition: result, created: true } : undefined
-      }
-      const stored = this.#build(input, { ...current.stored.metadata, version: current.stored.metadata.version + 1, updatedAt: new Date().toISOString() })
-      const result = await this.#write(stored, current.revision, 'definition.updated')
-      return result ? { definition: result, created: false } : undefined
-    }, { exhausted: () => conflict('contention', `resource definition ${input.name} kept changing; retry`) })
+    return await retryOnConflict(
+      async () => {
+        const current = await this.#read(input.name)
+        if (!current) {
+          const now = new Date().toISOString()
+          const result = await this.#write(
+            this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now }),
+            0,
+            'definition.created',
+          )
+          return result ? { definition: result, created: true } : undefined
+        }
+        const stored = this.#build(input, {
+          ...current.stored.metadata,
+          version: current.stored.metadata.version + 1,
+          updatedAt: new Date().toISOString(),
+        })
+        const result = await this.#write(stored, current.revision, 'definition.updated')
+        return result ? { definition: result, created: false } : undefined
+      },
+      { exhausted: () => conflict('contention', `resource definition ${input.name} kept changing; retry`) },
+    )
   }
 
   /** Deletes a definition that no resource uses any more. */
   async delete(name: string, expectedRevision?: number): Promise<ResourceDefinition> {
     const current = await this.#read(name)
     if (!current) throw notFound(`resource definition ${name} not found`)
-    if (expectedRevision !== undefined && expectedRevision !== current.revision) throw staleRevision('resource definition', name, expectedRevision, current.revision)
+    if (expectedRevision !== undefined && expectedRevision !== current.revision)
+      throw staleRevision('resource definition', name, expectedRevision, current.revision)
     const inUse = await this.#connections.etcd.getAll().prefix(keys.resources(name)).count()
-    if (inUse > 0) throw conflict('in-use', `resource definition ${name} still has ${inUse} resource(s); delete them first`)
+    if (inUse > 0)
+      throw conflict('in-use', `resource definition ${name} still has ${inUse} resource(s); delete them first`)
     const definition = withRevision(current.stored, current.revision)
     const { entry, op: outboxOp } = this.#outbox.entry(subjects.definition(name), {
-      kind: 'definition.deleted', uid: definition.metadata.uid, revision: 0, time: new Date().toISOString(), name, object: definition,
+      kind: 'definition.deleted',
+      uid: definition.metadata.uid,
+      revision: 0,
+      time: new Date().toISOString(),
+      name,
+      object: definition,
     })
     // The range compare makes "no resource of this type" part of the transaction, so a create racing the delete cannot slip in.
     const outcome = await this.#batcher.commit({
@@ -149,7 +190,8 @@ export class DefinitionStore {
     })
     if (!outcome.succeeded) {
       const left = await this.#connections.etcd.getAll().prefix(keys.resources(name)).count()
-      if (left > 0) throw conflict('in-use', `resource definition ${name} still has ${left} resource(s); delete them first`)
+      if (left > 0)
+        throw conflict('in-use', `resource definition ${name} still has ${left} resource(s); delete them first`)
       throw staleRevision('resource definition', name, current.revision, undefined)
     }
     this.#compiled.delete(name)
@@ -157,14 +199,20 @@ export class DefinitionStore {
     return definition
   }
 
-  #build(input: DefinitionInput, meta: Omit<StoredDefinition['metadata'], 'labels'> & { labels?: Readonly<Record<string, string>> }): StoredDefinition {
+  #build(
+    input: DefinitionInput,
+    meta: Omit<StoredDefinition['metadata'], 'labels'> & { labels?: Readonly<Record<string, string>> },
+  ): StoredDefinition {
     return {
       name: input.name,
       version: input.version ?? '1',
       ...(input.description !== undefined ? { description: input.description } : {}),
       schema: input.schema,
       ...(input.lifecycle !== undefined ? { lifecycle: input.lifecycle } : {}),
-      metadata: { ...meta, labels: input.labels ?? (input.metadata?.labels as Record<string, string> | undefined) ?? meta.labels ?? {} },
+      metadata: {
+        ...meta,
+        labels: input.labels ?? (input.metadata?.labels as Record<string, string> | undefined) ?? meta.labels ?? {},
+      },
     }
   }
 
@@ -174,12 +222,23 @@ export class DefinitionStore {
     return value ? { stored: JSON.parse(value.value) as StoredDefinition, revision: value.modRevision } : undefined
   }
 
-  async #write(stored: StoredDefinition, expectedRevision: number, kind: 'definition.created' | 'definition.updated'): Promise<ResourceDefinition | undefined> {
+  async #write(
+    stored: StoredDefinition,
+    expectedRevision: number,
+    kind: 'definition.created' | 'definition.updated',
+  ): Promise<ResourceDefinition | undefined> {
     const key = keys.definition(stored.name)
     const { entry, op: outboxOp } = this.#outbox.entry(subjects.definition(stored.name), {
-      kind, uid: stored.metadata.uid, revision: 0, time: stored.metadata.updatedAt, name: stored.name, object: withRevision(stored, 0),
+      kind,
+      uid: stored.metadata.uid,
+      revision: 0,
+      time: stored.metadata.updatedAt,
+      name: stored.name,
+      object: withRevision(stored, 0),
     })
-    const lifecycleOps = stored.lifecycle ? [op.put(keys.lifecycle(this.#lifecycleId(stored.lifecycle)), JSON.stringify(stored.lifecycle))] : []
+    const lifecycleOps = stored.lifecycle
+      ? [op.put(keys.lifecycle(this.#lifecycleId(stored.lifecycle)), JSON.stringify(stored.lifecycle))]
+      : []
     const outcome = await this.#batcher.commit({
       compares: [expectedRevision === 0 ? compare.absent(key) : compare.modRevision(key, expectedRevision)],
       ops: [op.put(key, JSON.stringify(stored)), ...lifecycleOps, outboxOp],
@@ -187,11 +246,18 @@ export class DefinitionStore {
     if (!outcome.succeeded) return undefined
     await this.#outbox.publish([entry], outcome.revision)
     const definition = withRevision(stored, outcome.revision)
-    this.#compiled.set(stored.name, { definition, revision: outcome.revision, validate: compileSpecValidator(definition.schema) })
+    this.#compiled.set(stored.name, {
+      definition,
+      revision: outcome.revision,
+      validate: compileSpecValidator(definition.schema),
+    })
     return definition
   }
 }
 
 export function staleRevision(what: string, name: string, expected: number, actual: number | undefined) {
-  return conflict('stale-revision', `${what} ${name} has changed: you sent revision ${expected}${actual !== undefined ? `, the current one is ${actual}` : ''}; read it again and retry`)
+  return conflict(
+    'stale-revision',
+    `${what} ${name} has changed: you sent revision ${expected}${actual !== undefined ? `, the current one is ${actual}` : ''}; read it again and retry`,
+  )
 }

@@ -39,7 +39,11 @@ async function driversBucket(nats: NatsConnections): Promise<KV> {
 const instanceKey = (driver: string, instance: string): string => `${driver}.${instance}`
 
 /** Announces a driver instance until closed: an entry renewed every few seconds (it expires if the process dies), and the driver's name kept for good. */
-export async function announceDriver(nats: NatsConnections, info: Omit<DriverInstance, 'host' | 'pid' | 'started'>, logger: Logger): Promise<{ close(): Promise<void> }> {
+export async function announceDriver(
+  nats: NatsConnections,
+  info: Omit<DriverInstance, 'host' | 'pid' | 'started'>,
+  logger: Logger,
+): Promise<{ close(): Promise<void> }> {
   const instances = await instancesBucket(nats)
   const drivers = await driversBucket(nats)
   const entry: DriverInstance = { ...info, host: hostname(), pid: process.pid, started: new Date().toISOString() }
@@ -47,7 +51,13 @@ export async function announceDriver(nats: NatsConnections, info: Omit<DriverIns
   const put = (): Promise<unknown> => instances.put(key, JSON.stringify(entry))
   await put()
   await drivers.put(info.name, JSON.stringify({ name: info.name, resources: info.resources, lastSeen: entry.started }))
-  const timer = setInterval(() => void put().catch((error: unknown) => logger.warn('renewing the driver registration failed', { error: String(error) })), RENEW_MS)
+  const timer = setInterval(
+    () =>
+      void put().catch((error: unknown) =>
+        logger.warn('renewing the driver registration failed', { error: String(error) }),
+      ),
+    RENEW_MS,
+  )
   timer.unref()
   return {
     close: async () => {
@@ -88,7 +98,11 @@ export class DriverRegistry {
   }
 
   /** Applies the bucket's current entries, then every change, and resolves once the current ones are in. */
-  async #follow(kv: KV, logger: Logger, apply: (key: string, value: string | undefined, time: number) => void): Promise<void> {
+  async #follow(
+    kv: KV,
+    logger: Logger,
+    apply: (key: string, value: string | undefined, time: number) => void,
+  ): Promise<void> {
     const watch = await kv.watch()
     this.#stops.push(() => watch.stop())
     let ready: () => void = () => {}
@@ -129,7 +143,13 @@ export class DriverRegistry {
 
   /** Drivers with a live instance that serve resources of `type`. */
   servingDrivers(type: string): string[] {
-    return [...new Set(this.#live().filter((i) => i.resources.includes(type)).map((i) => i.name))]
+    return [
+      ...new Set(
+        this.#live()
+          .filter((i) => i.resources.includes(type))
+          .map((i) => i.name),
+      ),
+    ]
   }
 
   /** Every driver ever seen, with its live instances, by name. */
@@ -139,7 +159,12 @@ export class DriverRegistry {
     return [...names].sort().map((name) => {
       const instances = live.filter((i) => i.name === name)
       const known = this.#known.get(name)
-      return { name, resources: instances[0]?.resources ?? known?.resources ?? [], lastSeen: known?.lastSeen ?? instances[0]?.started ?? '', instances }
+      return {
+        name,
+        resources: instances[0]?.resources ?? known?.resources ?? [],
+        lastSeen: known?.lastSeen ?? instances[0]?.started ?? '',
+        instances,
+      }
     })
   }
 

@@ -20,17 +20,35 @@ export const compare = {
   /** The key does not exist. */
   absent: (key: string): ICompare => ({ key: bytes(key), target: 'Create', result: 'Equal', create_revision: 0 }),
   /** The key exists and was last modified at `revision` (0 means: must not exist). */
-  modRevision: (key: string, revision: number): ICompare => ({ key: bytes(key), target: 'Mod', result: 'Equal', mod_revision: revision }),
+  modRevision: (key: string, revision: number): ICompare => ({
+    key: bytes(key),
+    target: 'Mod',
+    result: 'Equal',
+    mod_revision: revision,
+  }),
   /** No key exists under the prefix. */
-  noneUnder: (prefix: string): ICompare => ({ key: bytes(prefix), range_end: prefixEnd(prefix), target: 'Version', result: 'Equal', version: 0 }),
+  noneUnder: (prefix: string): ICompare => ({
+    key: bytes(prefix),
+    range_end: prefixEnd(prefix),
+    target: 'Version',
+    result: 'Equal',
+    version: 0,
+  }),
   /** The key was created at `revision` (and not deleted and re-created since): a fencing token. */
-  createRevision: (key: string, revision: number): ICompare => ({ key: bytes(key), target: 'Create', result: 'Equal', create_revision: revision }),
+  createRevision: (key: string, revision: number): ICompare => ({
+    key: bytes(key),
+    target: 'Create',
+    result: 'Equal',
+    create_revision: revision,
+  }),
 }
 
 export const op = {
   put: (key: string, value: string): IRequestOp => ({ request_put: { key: bytes(key), value: bytes(value) } }),
   delete: (key: string): IRequestOp => ({ request_delete_range: { key: bytes(key) } }),
-  deletePrefix: (prefix: string): IRequestOp => ({ request_delete_range: { key: bytes(prefix), range_end: prefixEnd(prefix) } }),
+  deletePrefix: (prefix: string): IRequestOp => ({
+    request_delete_range: { key: bytes(prefix), range_end: prefixEnd(prefix) },
+  }),
   get: (key: string): IRequestOp => ({ request_range: { key: bytes(key) } }),
 }
 
@@ -53,7 +71,11 @@ export const toStored = (kv: IKeyValue): StoredValue => ({
 export const MAX_TXN_OPS = 128
 
 /** Reads several single keys at one revision: one round trip per 128 keys, all at the first one's revision. */
-export async function readKeys(etcd: Etcd3, keyList: readonly string[], atRevision?: number): Promise<{ values: (StoredValue | undefined)[]; revision: number }> {
+export async function readKeys(
+  etcd: Etcd3,
+  keyList: readonly string[],
+  atRevision?: number,
+): Promise<{ values: (StoredValue | undefined)[]; revision: number }> {
   const values: (StoredValue | undefined)[] = []
   let revision = atRevision ?? 0
   for (let start = 0; start === 0 || start < keyList.length; start += MAX_TXN_OPS) {
@@ -78,7 +100,11 @@ export interface RangeOptions {
 }
 
 /** Lists a prefix in key order, optionally starting after a key and at a revision. */
-export async function readPrefix(etcd: Etcd3, prefix: string, options: RangeOptions = {}): Promise<{ values: StoredValue[]; more: boolean; revision: number }> {
+export async function readPrefix(
+  etcd: Etcd3,
+  prefix: string,
+  options: RangeOptions = {},
+): Promise<{ values: StoredValue[]; more: boolean; revision: number }> {
   const start = options.startAfter ? Buffer.concat([bytes(options.startAfter), Buffer.from([0])]) : bytes(prefix)
   const response = await etcd.kv.range({
     key: start,

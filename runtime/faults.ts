@@ -15,4 +15,6 @@ export function faultPoint(point: FaultPoint): void {
  * committed and before anything else happens; throwing from it is an ambiguous commit (the write
  * is durable, the writer saw an error), as a deadline that expires on the way back would be.
  */
-export const faultHooks: { afterActorCommit: ((subjects: readonly string[]) => void) | undefined } = { afterActorCommit: undefined }
+export const faultHooks: { afterActorCommit: ((subjects: readonly string[]) => void) | undefined } = {
+  afterActorCommit: undefined,
+}

@@ -14,8 +14,17 @@ export interface EventReply {
  * Sends an event to a resource's actor through its JetStream inbox. The message id derives from
  * the event id, so a retry inside the duplicate window is dropped by JetStream.
  */
-export async function sendToActor(publisher: StreamPublisher, type: string, name: string, event: ActorEvent, replyTo?: string): Promise<StreamAck> {
-  return await publisher.publish(subjects.inbox(type, name), JSON.stringify(event), { msgID: `${type}.${name}.${event.id}`, ...(replyTo ? { headers: { [headers.replyTo]: replyTo } } : {}) })
+export async function sendToActor(
+  publisher: StreamPublisher,
+  type: string,
+  name: string,
+  event: ActorEvent,
+  replyTo?: string,
+): Promise<StreamAck> {
+  return await publisher.publish(subjects.inbox(type, name), JSON.stringify(event), {
+    msgID: `${type}.${name}.${event.id}`,
+    ...(replyTo ? { headers: { [headers.replyTo]: replyTo } } : {}),
+  })
 }
 
 /** One subscription per process for the answers of actor hosts, matched to waiting requests by token. */

@@ -27,7 +27,8 @@ export const keys = {
   definitions: (): string => `${ROOT}/definitions/`,
   resource: (type: string, name: string): string => `${ROOT}/resources/${type}/${name}`,
   resources: (type: string): string => `${ROOT}/resources/${type}/`,
-  version: (type: string, name: string, version: number): string => `${ROOT}/versions/${type}/${name}/${String(version).padStart(10, '0')}`,
+  version: (type: string, name: string, version: number): string =>
+    `${ROOT}/versions/${type}/${name}/${String(version).padStart(10, '0')}`,
   versions: (type: string, name: string): string => `${ROOT}/versions/${type}/${name}/`,
   actor: (type: string, name: string): string => `${ROOT}/actors/${partitionToken(type, name)}/${type}/${name}`,
   actorsOfPartition: (partition: number): string => `${ROOT}/actors/${partitionName(partition)}/`,
@@ -58,7 +59,9 @@ export function parseActorKey(key: string): { type: string; name: string } | und
 }
 
 /** `/conveyor/timers/pNN/{dueAt}/{type}/{name}/{id}` back into its parts. */
-export function parseTimerKey(key: string): { partition: number; dueAt: number; type: string; name: string; id: string } | undefined {
+export function parseTimerKey(
+  key: string,
+): { partition: number; dueAt: number; type: string; name: string; id: string } | undefined {
   const parts = key.slice(keys.timers().length).split('/')
   if (parts.length !== 5) return undefined
   const [partition, due, type, name, id] = parts as [string, string, string, string, string]
@@ -105,13 +108,17 @@ const kindToken = (kind: string): string => kind.replace(/\./g, '-')
  */
 export const subjects = {
   /** created / updated / deleted of a resource: what drivers of its type consume. */
-  resource: (type: string, name: string, kind: 'created' | 'updated' | 'deleted'): string => `conveyor.ev.resource.${partitionToken(type, name)}.${type}.${name}.${kind}`,
+  resource: (type: string, name: string, kind: 'created' | 'updated' | 'deleted'): string =>
+    `conveyor.ev.resource.${partitionToken(type, name)}.${type}.${name}.${kind}`,
   /** What happened to a resource afterwards: transitions, driver and step results, run ends. */
-  outcome: (type: string, name: string, kind: string): string => `conveyor.ev.outcome.${partitionToken(type, name)}.${type}.${name}.${kindToken(kind)}`,
+  outcome: (type: string, name: string, kind: string): string =>
+    `conveyor.ev.outcome.${partitionToken(type, name)}.${type}.${name}.${kindToken(kind)}`,
   /** A pipeline step dispatched to a driver (consumed by that driver's step consumer). */
-  step: (type: string, name: string, driver: string): string => `conveyor.ev.step.${partitionToken(type, name)}.${type}.${name}.${driver}`,
+  step: (type: string, name: string, driver: string): string =>
+    `conveyor.ev.step.${partitionToken(type, name)}.${type}.${name}.${driver}`,
   /** A running step the driver must abort (cancel, timeout, run failed); every instance listens. */
-  cancel: (type: string, name: string, driver: string): string => `conveyor.ev.cancel.${partitionToken(type, name)}.${type}.${name}.${driver}`,
+  cancel: (type: string, name: string, driver: string): string =>
+    `conveyor.ev.cancel.${partitionToken(type, name)}.${type}.${name}.${driver}`,
   definition: (name: string): string => `conveyor.ev.definition.${name}`,
   pipeline: (name: string): string => `conveyor.ev.pipeline.${name}`,
   /** Every event of one resource, in order. */
@@ -142,7 +149,10 @@ export const subjects = {
 export const RUN_LOG = '_run'
 
 /** `conveyor.in.pNN.{type}.{name}` (or `conveyor.work.pNN.{type}.{name}`) back into the resource it addresses. */
-export function parseInboxSubject(subject: string, kind: 'in' | 'work' = 'in'): { type: string; name: string } | undefined {
+export function parseInboxSubject(
+  subject: string,
+  kind: 'in' | 'work' = 'in',
+): { type: string; name: string } | undefined {
   const parts = subject.split('.')
   if (parts.length !== 5 || parts[0] !== 'conveyor' || parts[1] !== kind) return undefined
   return { type: parts[3]!, name: parts[4]! }

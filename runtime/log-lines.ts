@@ -15,7 +15,8 @@ export interface LogLineBody {
 
 /** The one encoder of log lines: JSON `{message, stream, timestamp, pipeline?, step?}`. */
 export function encodeLogLine(line: LogLineBody): string {
-  const message = line.message.length > MAX_LOG_LINE ? line.message.slice(0, MAX_LOG_LINE) + ' …[truncated]' : line.message
+  const message =
+    line.message.length > MAX_LOG_LINE ? line.message.slice(0, MAX_LOG_LINE) + ' …[truncated]' : line.message
   return JSON.stringify({
     message,
     stream: line.stream ?? 'log',
@@ -26,12 +27,24 @@ export function encodeLogLine(line: LogLineBody): string {
 }
 
 /** The end marker of a run's log: `{success, message, timestamp}` with the header `Conveyor-Log-End: 1`. */
-export function encodeLogEnd(success: boolean, message: string): { body: string; headers: Readonly<Record<string, string>> } {
-  return { body: JSON.stringify({ success, message, timestamp: new Date().toISOString() }), headers: { [headers.logEnd]: '1' } }
+export function encodeLogEnd(
+  success: boolean,
+  message: string,
+): { body: string; headers: Readonly<Record<string, string>> } {
+  return {
+    body: JSON.stringify({ success, message, timestamp: new Date().toISOString() }),
+    headers: { [headers.logEnd]: '1' },
+  }
 }
 
 /** A stored log message back into a line or an end marker; undefined for anything else. */
-export function decodeLogMessage(message: { subject: string; seq: number; headers?: { get(name: string): string } | undefined; json<T>(): T; info: { timestampNanos: number } }): LogLine | LogEnd | undefined {
+export function decodeLogMessage(message: {
+  subject: string
+  seq: number
+  headers?: { get(name: string): string } | undefined
+  json<T>(): T
+  info: { timestampNanos: number }
+}): LogLine | LogEnd | undefined {
   const parsed = parseLogSubject(message.subject)
   if (!parsed) return undefined
   const { driver, runid } = parsed
@@ -41,8 +54,17 @@ export function decodeLogMessage(message: { subject: string; seq: number; header
   } catch {
     return undefined
   }
-  const timestamp = typeof body.timestamp === 'string' ? body.timestamp : new Date(message.info.timestampNanos / 1e6).toISOString()
-  if (message.headers?.get(headers.logEnd)) return { runid, driver, success: body.success === true, message: String(body.message ?? ''), timestamp, seq: message.seq }
+  const timestamp =
+    typeof body.timestamp === 'string' ? body.timestamp : new Date(message.info.timestampNanos / 1e6).toISOString()
+  if (message.headers?.get(headers.logEnd))
+    return {
+      runid,
+      driver,
+      success: body.success === true,
+      message: String(body.message ?? ''),
+      timestamp,
+      seq: message.seq,
+    }
   return {
     runid,
     driver,

@@ -10,7 +10,10 @@ export interface Logger {
 const LEVELS = { silent: 0, error: 1, warn: 2, info: 3 } as const
 type Level = keyof typeof LEVELS
 
-export function createLogger(component: string, level: Level = (logLevelFromEnv() as Level | undefined) ?? 'info'): Logger {
+export function createLogger(
+  component: string,
+  level: Level = (logLevelFromEnv() as Level | undefined) ?? 'info',
+): Logger {
   const threshold = LEVELS[level] ?? LEVELS.info
   const write = (at: Exclude<Level, 'silent'>, message: string, fields?: Record<string, unknown>): void => {
     if (LEVELS[at] > threshold) return

@@ -45,7 +45,10 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
       name: options.name ?? 'conveyor',
     })
   } catch (error) {
-    throw new ConveyorError('nats-unreachable', `cannot reach NATS at ${natsUrl}: ${describe(error)}`, { kind: 'unavailable', cause: error })
+    throw new ConveyorError('nats-unreachable', `cannot reach NATS at ${natsUrl}: ${describe(error)}`, {
+      kind: 'unavailable',
+      cause: error,
+    })
   }
   let connected = true
   void (async () => {
@@ -63,7 +66,15 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
     closing ??= nats.drain().catch(() => nats.close())
     return closing
   }
-  return { nats, js, jsm, publisher, natsConnected: () => connected && !nats.isClosed(), close, [Symbol.asyncDispose]: close }
+  return {
+    nats,
+    js,
+    jsm,
+    publisher,
+    natsConnected: () => connected && !nats.isClosed(),
+    close,
+    [Symbol.asyncDispose]: close,
+  }
 }
 
 /** The first line of an error, for one-line messages. */

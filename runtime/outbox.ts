@@ -11,7 +11,10 @@ import type { Logger } from './logger.ts'
 /** One message of an outbox entry: an event, or the end marker of a run's log. */
 export type OutboxMessage =
   | { readonly subject: string; readonly event: ConveyorEvent }
-  | { readonly subject: string; readonly logEnd: { readonly id: string; readonly success: boolean; readonly message: string } }
+  | {
+      readonly subject: string
+      readonly logEnd: { readonly id: string; readonly success: boolean; readonly message: string }
+    }
 
 /** Events of one commit, waiting in etcd until JetStream has acknowledged them. */
 export interface OutboxEntry {
@@ -42,7 +45,8 @@ export interface OutboxOptions {
 /** Sets the commit revision into an event (and into the object it carries). */
 function stamp(event: ConveyorEvent, revision: number): ConveyorEvent {
   const object = event.object
-  if (object === undefined || event.kind === 'deleted' || event.kind === 'definition.deleted') return { ...event, revision }
+  if (object === undefined || event.kind === 'deleted' || event.kind === 'definition.deleted')
+    return { ...event, revision }
   return { ...event, revision, object: { ...object, metadata: { ...object.metadata, revision } } as typeof object }
 }
 
@@ -93,7 +97,10 @@ export class Outbox {
       await Promise.all(messages.map((message) => this.#send(message, revision)))
       this.#scheduleDelete(key)
     } catch (error) {
-      this.#logger.warn('publish failed; the outbox sweeper will retry', { subject: messages[0]?.subject, error: String(error) })
+      this.#logger.warn('publish failed; the outbox sweeper will retry', {
+        subject: messages[0]?.subject,
+        error: String(error),
+      })
     }
   }
 
@@ -110,11 +117,17 @@ export class Outbox {
   async #send(message: OutboxMessage, revision: number): Promise<void> {
     if ('logEnd' in message) {
       const end = encodeLogEnd(message.logEnd.success, message.logEnd.message)
-      await this.#connections.publisher.publish(message.subject, end.body, { msgID: message.logEnd.id, headers: end.headers })
+      await this.#connections.publisher.publish(message.subject, end.body, {
+        msgID: message.logEnd.id,
+        headers: end.headers,
+      })
       return
     }
     const event = stamp(message.event, revision)
-    await this.#connections.publisher.publish(message.subject, JSON.stringify(event), { msgID: messageId(event), headers: { [headers.kind]: event.kind } })
+    await this.#connections.publisher.publish(message.subject, JSON.stringify(event), {
+      msgID: messageId(event),
+      headers: { [headers.kind]: event.kind },
+    })
   }
 
   #scheduleDelete(key: string): void {
@@ -155,7 +168,10 @@ export class Outbox {
     let startAfter: string | undefined
     let revision = 0
     for (;;) {
-      const page = await readPrefix(this.#connections.etcd, keys.outboxes(), { limit: 500, ...(startAfter ? { startAfter } : {}) })
+      const page = await readPrefix(this.#connections.etcd, keys.outboxes(), {
+        limit: 500,
+        ...(startAfter ? { startAfter } : {}),
+      })
       revision ||= page.revision
       for (const stored of [...page.values].sort((a, b) => a.modRevision - b.modRevision)) {
         if (stored.modRevision > threshold) continue
@@ -165,7 +181,10 @@ export class Outbox {
           this.#scheduleDelete(stored.key)
           published++
         } catch (error) {
-          this.#logger.warn('outbox entry could not be republished; retrying next sweep', { key: stored.key, error: String(error) })
+          this.#logger.warn('outbox entry could not be republished; retrying next sweep', {
+            key: stored.key,
+            error: String(error),
+          })
         }
       }
       if (!page.more || page.values.length === 0) break

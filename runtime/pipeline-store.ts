@@ -12,7 +12,10 @@ import type { ObjectMetadata } from '../definitions/objects.ts'
 
 type StoredPipeline = Omit<Pipeline, 'metadata'> & { metadata: Omit<ObjectMetadata, 'revision'> }
 
-const withRevision = (stored: StoredPipeline, revision: number): Pipeline => ({ ...stored, metadata: { ...stored.metadata, revision } })
+const withRevision = (stored: StoredPipeline, revision: number): Pipeline => ({
+  ...stored,
+  metadata: { ...stored.metadata, revision },
+})
 
 /**
  * Pipelines in etcd: `/conveyor/pipelines/{name}`. A pipeline is checked when saved (ids, needs,
@@ -34,7 +37,12 @@ export class PipelineStore {
   async read(name: string): Promise<{ pipeline: Pipeline; revision: number } | undefined> {
     const { values } = await readKeys(this.#connections.etcd, [keys.pipeline(name)])
     const value = values[0]
-    return value ? { pipeline: withRevision(JSON.parse(value.value) as StoredPipeline, value.modRevision), revision: value.modRevision } : undefined
+    return value
+      ? {
+          pipeline: withRevision(JSON.parse(value.value) as StoredPipeline, value.modRevision),
+          revision: value.modRevision,
+        }
+      : undefined
   }
 
   async get(name: string): Promise<Pipeline> {
@@ -51,46 +59,90 @@ export class PipelineStore {
   async create(input: PipelineInput): Promise<Pipeline> {
     check(input)
     const now = new Date().toISOString()
-    const result = await this.#write(build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: labelsOf(input) ?? {} }), 0, 'pipeline.created')
+    const result = await this.#write(
+      build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: labelsOf(input) ?? {} }),
+      0,
+      'pipeline.created',
+    )
     if (!result) throw conflict('already-exists', `pipeline ${input.name} already exists`)
     return result
   }
 
   async update(name: string, input: PipelineInput, expectedRevision?: number): Promise<Pipeline> {
-    if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
+    if (input.name !== name)
+      throw invalid(`name ${input.name} does not match the URL (${name})`, [
+        { path: '/name', message: `must be ${name}` },
+      ])
     check(input)
-    return await retryOnConflict(async () => {
-      const current = await this.read(name)
-      if (!current) throw notFound(`pipeline ${name} not found`)
-      if (expectedRevision !== undefined && expectedRevision !== current.revision) throw staleRevision('pipeline', name, expectedRevision, current.revision)
-      const meta = current.pipeline.metadata
-      const stored = build(input, { uid: meta.uid, createdAt: meta.createdAt, version: meta.version + 1, updatedAt: new Date().toISOString(), labels: labelsOf(input) ?? meta.labels })
-      const result = await this.#write(stored, current.revision, 'pipeline.updated')
-      if (!result && expectedRevision !== undefined) throw staleRevision('pipeline', name, expectedRevision, undefined)
-      return result
-    }, { exhausted: () => conflict('contention', `pipeline ${name} kept changing; retry`) })
+    return await retryOnConflict(
+      async () => {
+        const current = await this.read(name)
+        if (!current) throw notFound(`pipeline ${name} not found`)
+        if (expectedRevision !== undefined && expectedRevision !== current.revision)
+          throw staleRevision('pipeline', name, expectedRevision, current.revision)
+        const meta = current.pipeline.metadata
+        const stored = build(input, {
+          uid: meta.uid,
+          createdAt: meta.createdAt,
+          version: meta.version + 1,
+          updatedAt: new Date().toISOString(),
+          labels: labelsOf(input) ?? meta.labels,
+        })
+        const result = await this.#write(stored, current.revision, 'pipeline.updated')
+        if (!result && expectedRevision !== undefined)
+          throw staleRevision('pipeline', name, expectedRevision, undefined)
+        return result
+      },
+      { exhausted: () => conflict('contention', `pipeline ${name} kept changing; retry`) },
+    )
   }
 
   async delete(name: string, expectedRevision?: number): Promise<Pipeline> {
     const current = await this.read(name)
     if (!current) throw notFound(`pipeline ${name} not found`)
-    if (expectedRevision !== undefined && expectedRevision !== current.revision) throw staleRevision('pipeline', name, expectedRevision, current.revision)
-    const { entry, op: outboxOp } = this.#outbox.entry(subjects.pipeline(name), { kind: 'pipeline.deleted', uid: current.pipeline.metadata.uid, revision: 0, time: new Date().toISOString(), name })
-    const outcome = await this.#batcher.commit({ compares: [compare.modRevision(keys.pipeline(name), current.revision)], ops: [op.delete(keys.pipeline(name)), outboxOp] })
+    if (expectedRevision !== undefined && expectedRevision !== current.revision)
+      throw staleRevision('pipeline', name, expectedRevision, current.revision)
+    const { entry, op: outboxOp } = this.#outbox.entry(subjects.pipeline(name), {
+      kind: 'pipeline.deleted',
+      uid: current.pipeline.metadata.uid,
+      revision: 0,
+      time: new Date().toISOString(),
+      name,
+    })
+    const outcome = await this.#batcher.commit({
+      compares: [compare.modRevision(keys.pipeline(name), current.revision)],
+      ops: [op.delete(keys.pipeline(name)), outboxOp],
+    })
     if (!outcome.succeeded) throw staleRevision('pipeline', name, current.revision, undefined)
     await this.#outbox.publish([entry], outcome.revision)
     return current.pipeline
   }
 
   /** Writes when the key is at `expectedRevision` (0: absent) and the resource type still exists. */
-  async #write(stored: StoredPipeline, expectedRevision: number, kind: 'pipeline.created' | 'pipeline.updated'): Promise<Pipeline | undefined> {
+  async #write(
+    stored: StoredPipeline,
+    expectedRevision: number,
+    kind: 'pipeline.created' | 'pipeline.updated',
+  ): Promise<Pipeline | undefined> {
     const { values } = await readKeys(this.#connections.etcd, [keys.definition(stored.resource)])
     const definition = values[0]
-    if (!definition) throw invalid(`resource definition ${stored.resource} does not exist; create it before its pipelines`, [{ path: '/resource', message: `resource definition ${stored.resource} not found` }])
+    if (!definition)
+      throw invalid(`resource definition ${stored.resource} does not exist; create it before its pipelines`, [
+        { path: '/resource', message: `resource definition ${stored.resource} not found` },
+      ])
     const key = keys.pipeline(stored.name)
-    const { entry, op: outboxOp } = this.#outbox.entry(subjects.pipeline(stored.name), { kind, uid: stored.metadata.uid, revision: 0, time: stored.metadata.updatedAt, name: stored.name })
+    const { entry, op: outboxOp } = this.#outbox.entry(subjects.pipeline(stored.name), {
+      kind,
+      uid: stored.metadata.uid,
+      revision: 0,
+      time: stored.metadata.updatedAt,
+      name: stored.name,
+    })
     const outcome = await this.#batcher.commit({
-      compares: [expectedRevision === 0 ? compare.absent(key) : compare.modRevision(key, expectedRevision), compare.modRevision(keys.definition(stored.resource), definition.modRevision)],
+      compares: [
+        expectedRevision === 0 ? compare.absent(key) : compare.modRevision(key, expectedRevision),
+        compare.modRevision(keys.definition(stored.resource), definition.modRevision),
+      ],
       ops: [op.put(key, JSON.stringify(stored)), outboxOp],
     })
     if (!outcome.succeeded) {
@@ -106,7 +158,8 @@ export class PipelineStore {
 
 function check(input: PipelineInput): void {
   const errors = checkSteps(input.steps)
-  if (errors.length > 0) throw invalid(`invalid pipeline ${input.name}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+  if (errors.length > 0)
+    throw invalid(`invalid pipeline ${input.name}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
 }
 
 function labelsOf(input: PipelineInput): Record<string, string> | undefined {

@@ -27,7 +27,10 @@ export class ReadBatcher {
     while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
       const batch = this.#queue.splice(0, MAX_TXN_OPS)
       this.#inFlight++
-      void readKeys(this.#etcd, batch.map((b) => b.key))
+      void readKeys(
+        this.#etcd,
+        batch.map((b) => b.key),
+      )
         .then(
           ({ values }) => batch.forEach((b, i) => b.resolve(values[i])),
           (error: unknown) => batch.forEach((b) => b.reject(error)),

@@ -40,26 +40,39 @@ export const replayConsumerName = consumers.replay
 /** The bucket of replays, and the one of per-instance progress counts. */
 export async function replayBuckets(connections: Connections): Promise<{ replays: KV; counts: KV }> {
   const kvm = new Kvm(connections.nats)
-  const [replays, counts] = await Promise.all([kvm.create(buckets.replays, { history: 1 }), kvm.create(buckets.replayCounts, { history: 1 })])
+  const [replays, counts] = await Promise.all([
+    kvm.create(buckets.replays, { history: 1 }),
+    kvm.create(buckets.replayCounts, { history: 1 }),
+  ])
   return { replays, counts }
 }
 
 /** Records how many events of a replay one driver instance has handled. */
-export async function saveReplayCount(connections: Connections, id: string, instance: string, count: number): Promise<void> {
+export async function saveReplayCount(
+  connections: Connections,
+  id: string,
+  instance: string,
+  count: number,
+): Promise<void> {
   const { counts } = await replayBuckets(connections)
   await counts.put(`${id}.${instance}`, String(count))
 }
 
 /** The events a replay covers: one resource's, one type's, or every resource's. */
 function filterOf(request: ReplayRequest): string {
-  if (request.resource !== undefined) return `conveyor.ev.*.${partitionName(partitionOf(request.type!, request.resource))}.${request.type}.${request.resource}.*`
+  if (request.resource !== undefined)
+    return `conveyor.ev.*.${partitionName(partitionOf(request.type!, request.resource))}.${request.type}.${request.resource}.*`
   if (request.type !== undefined) return `conveyor.ev.*.*.${request.type}.*.*`
   return 'conveyor.ev.*.*.*.*.*'
 }
 
 /** The sequence of the first event at or after a time (one past the last event when none is). */
 async function sequenceAt(connections: Connections, time: string, last: number): Promise<number> {
-  const consumer = await connections.js.consumers.get(streams.events, { filter_subjects: 'conveyor.ev.>', deliver_policy: DeliverPolicy.StartTime, opt_start_time: time })
+  const consumer = await connections.js.consumers.get(streams.events, {
+    filter_subjects: 'conveyor.ev.>',
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: time,
+  })
   try {
     const first = await consumer.next({ expires: 1000 })
     return first ? first.seq : last + 1
@@ -70,7 +83,11 @@ async function sequenceAt(connections: Connections, time: string, last: number):
 
 /** Counts the events matching `filter` in [from, until] by reading them (a consumer's pending count is only an estimate on nats-server 2.9). */
 async function countRange(connections: Connections, filter: string, from: number, until: number): Promise<number> {
-  const consumer = await connections.js.consumers.get(streams.events, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from })
+  const consumer = await connections.js.consumers.get(streams.events, {
+    filter_subjects: filter,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: from,
+  })
   let count = 0
   try {
     for (;;) {
@@ -96,8 +113,10 @@ async function countRange(connections: Connections, filter: string, from: number
  * and records it in the replays bucket, where the driver's instances find it and work through it together.
  */
 export async function startReplay(connections: Connections, request: ReplayRequest): Promise<Replay> {
-  if (request.resource !== undefined && request.type === undefined) throw invalid('resource needs type', [{ path: '/type', message: 'is required with resource' }])
-  if (request.fromSequence !== undefined && request.since !== undefined) throw invalid('give fromSequence or since, not both', [{ path: '/since', message: 'conflicts with fromSequence' }])
+  if (request.resource !== undefined && request.type === undefined)
+    throw invalid('resource needs type', [{ path: '/type', message: 'is required with resource' }])
+  if (request.fromSequence !== undefined && request.since !== undefined)
+    throw invalid('give fromSequence or since, not both', [{ path: '/since', message: 'conflicts with fromSequence' }])
   const stream = await connections.jsm.streams.info(streams.events)
   const last = stream.state.last_seq
   const filter = filterOf(request)
@@ -105,8 +124,15 @@ export async function startReplay(connections: Connections, request: ReplayReque
   if (request.since !== undefined) fromSequence = await sequenceAt(connections, request.since, last)
   let untilSequence = last
   if (typeof request.until === 'number') untilSequence = Math.min(last, request.until)
-  else if (typeof request.until === 'string') untilSequence = Math.min(last, (await sequenceAt(connections, new Date(Date.parse(request.until) + 1).toISOString(), last)) - 1)
-  if (untilSequence < fromSequence) throw invalid(`the range is empty: from sequence ${fromSequence} to ${untilSequence}`, [{ path: request.since !== undefined ? '/since' : '/until', message: 'leaves no event in the range' }])
+  else if (typeof request.until === 'string')
+    untilSequence = Math.min(
+      last,
+      (await sequenceAt(connections, new Date(Date.parse(request.until) + 1).toISOString(), last)) - 1,
+    )
+  if (untilSequence < fromSequence)
+    throw invalid(`the range is empty: from sequence ${fromSequence} to ${untilSequence}`, [
+      { path: request.since !== undefined ? '/since' : '/until', message: 'leaves no event in the range' },
+    ])
   const replay: Replay = {
     id: randomUUID().replace(/-/g, '').slice(0, 12),
     driver: request.driver,

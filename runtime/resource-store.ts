@@ -49,11 +49,19 @@ const parse = <T>(value: StoredValue | undefined): T | undefined => (value ? (JS
 function carriedDrivers(previous: ActorRecord | undefined): ActorRecord['drivers'] {
   if (!previous?.drivers) return undefined
   const drivers: Record<string, NonNullable<ActorRecord['drivers']>[string]> = {}
-  for (const [driver, work] of Object.entries(previous.drivers)) if (work.outcome) drivers[driver] = { work: '', executions: 0, outcome: work.outcome, ...(work.outcomeFor ? { outcomeFor: work.outcomeFor } : {}) }
+  for (const [driver, work] of Object.entries(previous.drivers))
+    if (work.outcome)
+      drivers[driver] = {
+        work: '',
+        executions: 0,
+        outcome: work.outcome,
+        ...(work.outcomeFor ? { outcomeFor: work.outcomeFor } : {}),
+      }
   return drivers
 }
 
-const timerOps = (record: ActorRecord, make: (key: string) => IRequestOp): IRequestOp[] => record.timers.map((t) => make(keys.timer(record.type, record.name, t.dueAt, t.id)))
+const timerOps = (record: ActorRecord, make: (key: string) => IRequestOp): IRequestOp[] =>
+  record.timers.map((t) => make(keys.timer(record.type, record.name, t.dueAt, t.id)))
 
 /** Resources in etcd, every write one transaction with a revision compare and an outbox entry. */
 export class ResourceStore {
@@ -64,7 +72,14 @@ export class ResourceStore {
   readonly #actors: ActorInitializer
   readonly #present: PresentOptions
 
-  constructor(connections: Connections, batcher: TxnBatcher, outbox: Outbox, definitions: DefinitionStore, actors: ActorInitializer, present: PresentOptions = {}) {
+  constructor(
+    connections: Connections,
+    batcher: TxnBatcher,
+    outbox: Outbox,
+    definitions: DefinitionStore,
+    actors: ActorInitializer,
+    present: PresentOptions = {},
+  ) {
     this.#connections = connections
     this.#batcher = batcher
     this.#outbox = outbox
@@ -74,23 +89,35 @@ export class ResourceStore {
   }
 
   async create(input: ResourceInput): Promise<Resource> {
-    return await retryOnConflict(async (attempt) => {
-      const definition = await this.#validated(input, attempt > 0)
-      const now = new Date().toISOString()
-      const stored = this.#build(input, { uid: randomUUID(), version: 1, createdAt: now, updatedAt: now, labels: input.labels ?? labelsOf(input.metadata) ?? {} })
-      const pipeline = await this.#pipeline(input)
-      const resource = await this.#commit({
-        stored,
-        kind: 'created',
-        definition,
-        pipeline,
-        compares: [compare.modRevision(keys.definition(input.resource), definition.revision), compare.absent(keys.resource(input.resource, input.name))],
-      })
-      if (resource) return resource
-      const { values } = await readKeys(this.#connections.etcd, [keys.resource(input.resource, input.name)])
-      if (values[0]) throw conflict('already-exists', `resource ${input.resource}/${input.name} already exists`)
-      return undefined
-    }, { exhausted: () => conflict('contention', `resource definition ${input.resource} kept changing; retry`) })
+    return await retryOnConflict(
+      async (attempt) => {
+        const definition = await this.#validated(input, attempt > 0)
+        const now = new Date().toISOString()
+        const stored = this.#build(input, {
+          uid: randomUUID(),
+          version: 1,
+          createdAt: now,
+          updatedAt: now,
+          labels: input.labels ?? labelsOf(input.metadata) ?? {},
+        })
+        const pipeline = await this.#pipeline(input)
+        const resource = await this.#commit({
+          stored,
+          kind: 'created',
+          definition,
+          pipeline,
+          compares: [
+            compare.modRevision(keys.definition(input.resource), definition.revision),
+            compare.absent(keys.resource(input.resource, input.name)),
+          ],
+        })
+        if (resource) return resource
+        const { values } = await readKeys(this.#connections.etcd, [keys.resource(input.resource, input.name)])
+        if (values[0]) throw conflict('already-exists', `resource ${input.resource}/${input.name} already exists`)
+        return undefined
+      },
+      { exhausted: () => conflict('contention', `resource definition ${input.resource} kept changing; retry`) },
+    )
   }
 
   /**
@@ -98,16 +125,37 @@ export class ResourceStore {
    * 410 once etcd compacted that revision away, 400 for a revision it has not reached.
    */
   async get(type: string, name: string, atRevision?: number): Promise<Resource> {
-    const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)], atRevision).catch((error: unknown) => {
+    const { values } = await readKeys(
+      this.#connections.etcd,
+      [keys.resource(type, name), keys.actor(type, name)],
+      atRevision,
+    ).catch((error: unknown) => {
       if (atRevision !== undefined && isCompactedError(error)) {
-        throw new ConveyorError('compacted', `revision ${atRevision} has been compacted: etcd no longer keeps it (see the retention settings); read the resource without atRevision or at a later revision`, { kind: 'gone' })
+        throw new ConveyorError(
+          'compacted',
+          `revision ${atRevision} has been compacted: etcd no longer keeps it (see the retention settings); read the resource without atRevision or at a later revision`,
+          { kind: 'gone' },
+        )
       }
-      if (atRevision !== undefined && isFutureRevisionError(error)) throw invalid(`revision ${atRevision} is in the future`, [{ path: '?atRevision', message: 'is ahead of the store' }])
+      if (atRevision !== undefined && isFutureRevisionError(error))
+        throw invalid(`revision ${atRevision} is in the future`, [
+          { path: '?atRevision', message: 'is ahead of the store' },
+        ])
       throw error
     })
     const [resource, actor] = values
-    if (!resource) throw notFound(atRevision === undefined ? `resource ${type}/${name} not found` : `resource ${type}/${name} did not exist at revision ${atRevision}`)
-    return presentResource(parse<StoredResource>(resource)!, resource.modRevision, parse<ActorRecord>(actor), this.#present)
+    if (!resource)
+      throw notFound(
+        atRevision === undefined
+          ? `resource ${type}/${name} not found`
+          : `resource ${type}/${name} did not exist at revision ${atRevision}`,
+      )
+    return presentResource(
+      parse<StoredResource>(resource)!,
+      resource.modRevision,
+      parse<ActorRecord>(actor),
+      this.#present,
+    )
   }
 
   /** The actor record of a resource, with the revision it was last written at. */
@@ -120,7 +168,10 @@ export class ResourceStore {
 
   /** One version: a copy for earlier ones (made when they were replaced), the resource itself for the current one. */
   async getVersion(type: string, name: string, version: number): Promise<Resource> {
-    const { values } = await readKeys(this.#connections.etcd, [keys.version(type, name, version), keys.resource(type, name)])
+    const { values } = await readKeys(this.#connections.etcd, [
+      keys.version(type, name, version),
+      keys.resource(type, name),
+    ])
     const [copy, current] = values
     if (copy) return presentResource(parse<StoredResource>(copy)!, copy.modRevision, undefined)
     const stored = parse<StoredResource>(current)
@@ -142,10 +193,20 @@ export class ResourceStore {
     let startAfter = options.continueAfter ? keys.resource(type, options.continueAfter) : undefined
     let revision: number | undefined
     for (;;) {
-      const page = await readPrefix(this.#connections.etcd, keys.resources(type), { limit: Math.min(500, limit + 1), ...(startAfter ? { startAfter } : {}), ...(revision ? { revision } : {}) })
+      const page = await readPrefix(this.#connections.etcd, keys.resources(type), {
+        limit: Math.min(500, limit + 1),
+        ...(startAfter ? { startAfter } : {}),
+        ...(revision ? { revision } : {}),
+      })
       revision ??= page.revision
-      const selected = page.values.map((v) => ({ value: v, stored: parse<StoredResource>(v)! })).filter((v) => !options.labelSelector || options.labelSelector(v.stored.metadata.labels))
-      const actors = await readKeys(this.#connections.etcd, selected.map((v) => keys.actor(type, v.stored.name)), revision)
+      const selected = page.values
+        .map((v) => ({ value: v, stored: parse<StoredResource>(v)! }))
+        .filter((v) => !options.labelSelector || options.labelSelector(v.stored.metadata.labels))
+      const actors = await readKeys(
+        this.#connections.etcd,
+        selected.map((v) => keys.actor(type, v.stored.name)),
+        revision,
+      )
       for (const [i, { value, stored }] of selected.entries()) {
         if (items.length === limit) return { items, continueAfter: items.at(-1)!.name }
         items.push(presentResource(stored, value.modRevision, parse<ActorRecord>(actors.values[i]), this.#present))
@@ -160,59 +221,102 @@ export class ResourceStore {
    * Server-owned fields of the input are ignored. With `expectedRevision` a concurrent change answers 409.
    */
   async update(type: string, name: string, input: ResourceInput, expectedRevision?: number): Promise<Resource> {
-    if (input.name !== name) throw invalid(`name ${input.name} does not match the URL (${name})`, [{ path: '/name', message: `must be ${name}` }])
-    if (input.resource !== type) throw invalid(`resource ${input.resource} does not match the URL (${type})`, [{ path: '/resource', message: `must be ${type}` }])
-    return await retryOnConflict(async (attempt) => {
-      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
-      const [current, actor] = values
-      if (!current) throw notFound(`resource ${type}/${name} not found`)
-      if (expectedRevision !== undefined && expectedRevision !== current.modRevision) throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
-      const definition = await this.#validated(input, attempt > 0)
-      const previous = parse<StoredResource>(current)!
-      const stored = this.#build(input, { ...previous.metadata, version: previous.metadata.version + 1, updatedAt: new Date().toISOString(), labels: input.labels ?? labelsOf(input.metadata) ?? previous.metadata.labels })
-      const oldActor = parse<ActorRecord>(actor)
-      const pipeline = await this.#pipeline(input)
-      return await this.#commit({
-        stored,
-        kind: 'updated',
-        definition,
-        pipeline,
-        compares: [compare.modRevision(keys.definition(type), definition.revision), compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
-        // The replaced version is copied aside now, so a create writes no copy at all.
-        extraOps: [op.put(keys.version(type, name, previous.metadata.version), current.value), ...(oldActor ? timerOps(oldActor, op.delete) : [])],
-        extraMessages: oldActor ? this.#actors.retire(oldActor, `resource ${type}/${name} was replaced by version ${stored.metadata.version}`, Date.now()) : [],
-        ...(oldActor ? { previous: oldActor } : {}),
-      })
-    }, { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) })
+    if (input.name !== name)
+      throw invalid(`name ${input.name} does not match the URL (${name})`, [
+        { path: '/name', message: `must be ${name}` },
+      ])
+    if (input.resource !== type)
+      throw invalid(`resource ${input.resource} does not match the URL (${type})`, [
+        { path: '/resource', message: `must be ${type}` },
+      ])
+    return await retryOnConflict(
+      async (attempt) => {
+        const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
+        const [current, actor] = values
+        if (!current) throw notFound(`resource ${type}/${name} not found`)
+        if (expectedRevision !== undefined && expectedRevision !== current.modRevision)
+          throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
+        const definition = await this.#validated(input, attempt > 0)
+        const previous = parse<StoredResource>(current)!
+        const stored = this.#build(input, {
+          ...previous.metadata,
+          version: previous.metadata.version + 1,
+          updatedAt: new Date().toISOString(),
+          labels: input.labels ?? labelsOf(input.metadata) ?? previous.metadata.labels,
+        })
+        const oldActor = parse<ActorRecord>(actor)
+        const pipeline = await this.#pipeline(input)
+        return await this.#commit({
+          stored,
+          kind: 'updated',
+          definition,
+          pipeline,
+          compares: [
+            compare.modRevision(keys.definition(type), definition.revision),
+            compare.modRevision(keys.resource(type, name), current.modRevision),
+            compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0),
+          ],
+          // The replaced version is copied aside now, so a create writes no copy at all.
+          extraOps: [
+            op.put(keys.version(type, name, previous.metadata.version), current.value),
+            ...(oldActor ? timerOps(oldActor, op.delete) : []),
+          ],
+          extraMessages: oldActor
+            ? this.#actors.retire(
+                oldActor,
+                `resource ${type}/${name} was replaced by version ${stored.metadata.version}`,
+                Date.now(),
+              )
+            : [],
+          ...(oldActor ? { previous: oldActor } : {}),
+        })
+      },
+      { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) },
+    )
   }
 
   async delete(type: string, name: string, expectedRevision?: number): Promise<Resource> {
-    return await retryOnConflict(async () => {
-      const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
-      const [current, actor] = values
-      if (!current) throw notFound(`resource ${type}/${name} not found`)
-      if (expectedRevision !== undefined && expectedRevision !== current.modRevision) throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
-      const stored = parse<StoredResource>(current)!
-      const record = parse<ActorRecord>(actor)
-      const last = presentResource(stored, current.modRevision, record, this.#present)
-      // The actor stays as a tombstone, so each driver handles the deletion once.
-      const tombstone = record ? this.#actors.tombstone(record, Date.now()) : undefined
-      const retired = record ? this.#actors.retire(record, `resource ${type}/${name} was deleted`, Date.now()) : []
-      const { entry, op: outboxOp } = this.#outbox.entryOf([{ subject: subjects.resource(type, name, 'deleted'), event: this.#event('deleted', stored, last) }, ...retired])
-      const outcome = await this.#batcher.commit({
-        compares: [compare.modRevision(keys.resource(type, name), current.modRevision), compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0)],
-        ops: [
-          op.delete(keys.resource(type, name)),
-          ...(record ? timerOps(record, op.delete) : []),
-          ...(tombstone ? [op.put(keys.actor(type, name), JSON.stringify(tombstone)), ...timerOps(tombstone, (key) => op.put(key, ''))] : [op.delete(keys.actor(type, name))]),
-          op.deletePrefix(keys.versions(type, name)),
-          outboxOp,
-        ],
-      })
-      if (!outcome.succeeded) return undefined
-      this.#outbox.publishInBackground([entry], outcome.revision)
-      return last
-    }, { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) })
+    return await retryOnConflict(
+      async () => {
+        const { values } = await readKeys(this.#connections.etcd, [keys.resource(type, name), keys.actor(type, name)])
+        const [current, actor] = values
+        if (!current) throw notFound(`resource ${type}/${name} not found`)
+        if (expectedRevision !== undefined && expectedRevision !== current.modRevision)
+          throw staleRevision('resource', `${type}/${name}`, expectedRevision, current.modRevision)
+        const stored = parse<StoredResource>(current)!
+        const record = parse<ActorRecord>(actor)
+        const last = presentResource(stored, current.modRevision, record, this.#present)
+        // The actor stays as a tombstone, so each driver handles the deletion once.
+        const tombstone = record ? this.#actors.tombstone(record, Date.now()) : undefined
+        const retired = record ? this.#actors.retire(record, `resource ${type}/${name} was deleted`, Date.now()) : []
+        const { entry, op: outboxOp } = this.#outbox.entryOf([
+          { subject: subjects.resource(type, name, 'deleted'), event: this.#event('deleted', stored, last) },
+          ...retired,
+        ])
+        const outcome = await this.#batcher.commit({
+          compares: [
+            compare.modRevision(keys.resource(type, name), current.modRevision),
+            compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0),
+          ],
+          ops: [
+            op.delete(keys.resource(type, name)),
+            ...(record ? timerOps(record, op.delete) : []),
+            ...(tombstone
+              ? [
+                  op.put(keys.actor(type, name), JSON.stringify(tombstone)),
+                  ...timerOps(tombstone, (key) => op.put(key, '')),
+                ]
+              : [op.delete(keys.actor(type, name))]),
+            op.deletePrefix(keys.versions(type, name)),
+            outboxOp,
+          ],
+        })
+        if (!outcome.succeeded) return undefined
+        this.#outbox.publishInBackground([entry], outcome.revision)
+        return last
+      },
+      { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) },
+    )
   }
 
   /** Fetches the definition (fresh after a failed compare) and validates the spec. */
@@ -220,7 +324,11 @@ export class ResourceStore {
     const compiled = await this.#definitions.compiled(input.resource, { fresh })
     if (!compiled) throw notFound(`resource definition ${input.resource} not found`)
     const errors = compiled.validate(input.spec)
-    if (errors.length > 0) throw invalid(`spec does not match resource definition ${input.resource}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+    if (errors.length > 0)
+      throw invalid(
+        `spec does not match resource definition ${input.resource}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`,
+        errors,
+      )
     return compiled
   }
 
@@ -236,7 +344,17 @@ export class ResourceStore {
   }
 
   #event(kind: EventKind, stored: StoredResource, object: Resource): ConveyorEvent {
-    return { kind, uid: stored.metadata.uid, revision: 0, time: stored.metadata.updatedAt, type: stored.resource, name: stored.name, runid: stored.run.runid, version: stored.metadata.version, object }
+    return {
+      kind,
+      uid: stored.metadata.uid,
+      revision: 0,
+      time: stored.metadata.updatedAt,
+      type: stored.resource,
+      name: stored.name,
+      runid: stored.run.runid,
+      version: stored.metadata.version,
+      object,
+    }
   }
 
   /** The pipeline a resource names, checked against its type; its revision joins the write's compares. */
@@ -244,9 +362,15 @@ export class ResourceStore {
     if (input.pipeline === undefined) return undefined
     const { values } = await readKeys(this.#connections.etcd, [keys.pipeline(input.pipeline)])
     const value = values[0]
-    if (!value) throw invalid(`pipeline ${input.pipeline} does not exist`, [{ path: '/pipeline', message: `pipeline ${input.pipeline} not found` }])
+    if (!value)
+      throw invalid(`pipeline ${input.pipeline} does not exist`, [
+        { path: '/pipeline', message: `pipeline ${input.pipeline} not found` },
+      ])
     const pipeline = JSON.parse(value.value) as Pipeline
-    if (pipeline.resource !== input.resource) throw invalid(`pipeline ${input.pipeline} runs ${pipeline.resource} resources, not ${input.resource}`, [{ path: '/pipeline', message: `runs resources of type ${pipeline.resource}` }])
+    if (pipeline.resource !== input.resource)
+      throw invalid(`pipeline ${input.pipeline} runs ${pipeline.resource} resources, not ${input.resource}`, [
+        { path: '/pipeline', message: `runs resources of type ${pipeline.resource}` },
+      ])
     return { pipeline, revision: value.modRevision }
   }
 
@@ -267,13 +391,27 @@ export class ResourceStore {
     // The new run keeps what the actor already consumed of its inbox, so a redelivery of an event
     // the old run applied (its owner died before acking) is not applied to the new one.
     const drivers = carriedDrivers(previous)
-    const record: ActorRecord = previous ? { ...initial.record, inboxSeq: previous.inboxSeq, recentIds: previous.recentIds, ...(drivers ? { drivers } : {}) } : initial.record
+    const record: ActorRecord = previous
+      ? {
+          ...initial.record,
+          inboxSeq: previous.inboxSeq,
+          recentIds: previous.recentIds,
+          ...(drivers ? { drivers } : {}),
+        }
+      : initial.record
     const resource = presentResource(stored, 0, record, this.#present)
-    const { entry, op: outboxOp } = this.#outbox.entryOf([...extraMessages, { subject: subjects.resource(type, stored.name, kind), event: this.#event(kind, stored, resource) }, ...messages])
+    const { entry, op: outboxOp } = this.#outbox.entryOf([
+      ...extraMessages,
+      { subject: subjects.resource(type, stored.name, kind), event: this.#event(kind, stored, resource) },
+      ...messages,
+    ])
     const value = JSON.stringify(stored)
     const newTimers = new Set(record.timers.map((t) => keys.timer(type, stored.name, t.dueAt, t.id)))
     const outcome = await this.#batcher.commit({
-      compares: [...compares, ...(pipeline ? [compare.modRevision(keys.pipeline(pipeline.pipeline.name), pipeline.revision)] : [])],
+      compares: [
+        ...compares,
+        ...(pipeline ? [compare.modRevision(keys.pipeline(pipeline.pipeline.name), pipeline.revision)] : []),
+      ],
       ops: [
         ...extraOps.filter((o) => !newTimers.has(o.request_delete_range?.key?.toString() ?? '')),
         op.put(keys.resource(type, stored.name), value),

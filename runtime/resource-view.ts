@@ -51,7 +51,12 @@ function stepsOf(actor: ActorRecord, options: PresentOptions): Record<string, un
 }
 
 /** The one API projection of a resource: its desired state and, from its actor, the observed status. */
-export function presentResource(stored: StoredResource, revision: number, actor: ActorRecord | undefined, options: PresentOptions = {}): Resource {
+export function presentResource(
+  stored: StoredResource,
+  revision: number,
+  actor: ActorRecord | undefined,
+  options: PresentOptions = {},
+): Resource {
   const current = actor?.uid === stored.metadata.uid && !actor.deletedAt ? actor : undefined
   const status: ResourceStatus = {
     state: current?.state ?? 'pending',

@@ -14,12 +14,18 @@ export interface RetryOptions {
  * "a compare failed: read again and retry", after a short jittered backoff. Gives up with
  * `exhausted()` after `attempts` tries; errors thrown by `attempt` end it at once.
  */
-export async function retryOnConflict<T>(attempt: (n: number) => Promise<T | undefined>, options: RetryOptions): Promise<T> {
+export async function retryOnConflict<T>(
+  attempt: (n: number) => Promise<T | undefined>,
+  options: RetryOptions,
+): Promise<T> {
   const attempts = options.attempts ?? 5
   for (let n = 0; n < attempts; n++) {
     const result = await attempt(n)
     if (result !== undefined) return result
-    if (n + 1 < attempts) await new Promise((resolve) => setTimeout(resolve, backoffMs(n + 1, { baseMs: options.baseDelayMs ?? 20, maxMs: 1000 })))
+    if (n + 1 < attempts)
+      await new Promise((resolve) =>
+        setTimeout(resolve, backoffMs(n + 1, { baseMs: options.baseDelayMs ?? 20, maxMs: 1000 })),
+      )
   }
   throw options.exhausted()
 }

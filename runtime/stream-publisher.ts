@@ -52,10 +52,19 @@ export class StreamPublisher {
         const waiting = this.#waiting.get(token)
         if (!waiting) return
         this.#waiting.delete(token)
-        if (message.headers?.code === 503) return waiting.reject(failure('NoRespondersError', `no responders: no stream stores ${message.subject}`))
+        if (message.headers?.code === 503)
+          return waiting.reject(failure('NoRespondersError', `no responders: no stream stores ${message.subject}`))
         try {
-          const body = message.json<{ stream?: string; seq?: number; duplicate?: boolean; error?: { code?: number; description?: string } }>()
-          if (body.error || typeof body.seq !== 'number') return waiting.reject(failure('JetStreamApiError', body.error?.description ?? 'unexpected JetStream publish reply'))
+          const body = message.json<{
+            stream?: string
+            seq?: number
+            duplicate?: boolean
+            error?: { code?: number; description?: string }
+          }>()
+          if (body.error || typeof body.seq !== 'number')
+            return waiting.reject(
+              failure('JetStreamApiError', body.error?.description ?? 'unexpected JetStream publish reply'),
+            )
           waiting.resolve({ stream: body.stream ?? '', seq: body.seq, duplicate: body.duplicate === true })
         } catch {
           waiting.reject(failure('JetStreamApiError', 'unreadable JetStream publish reply'))
@@ -63,14 +72,17 @@ export class StreamPublisher {
       },
     })
     // Entries are in send order, so the sweep stops at the first one still in time.
-    this.#sweep = setInterval(() => {
-      const expired = Date.now() - this.#timeoutMs
-      for (const [token, waiting] of this.#waiting) {
-        if (waiting.sentAt > expired) break
-        this.#waiting.delete(token)
-        waiting.reject(failure('TimeoutError', `timeout: JetStream did not acknowledge within ${this.#timeoutMs} ms`))
-      }
-    }, Math.min(500, this.#timeoutMs))
+    this.#sweep = setInterval(
+      () => {
+        const expired = Date.now() - this.#timeoutMs
+        for (const [token, waiting] of this.#waiting) {
+          if (waiting.sentAt > expired) break
+          this.#waiting.delete(token)
+          waiting.reject(failure('TimeoutError', `timeout: JetStream did not acknowledge within ${this.#timeoutMs} ms`))
+        }
+      },
+      Math.min(500, this.#timeoutMs),
+    )
     this.#sweep.unref()
     void nats.closed().then(() => this.close())
   }
@@ -98,7 +110,8 @@ export class StreamPublisher {
   close(): void {
     clearInterval(this.#sweep)
     if (!this.#subscription.isClosed()) this.#subscription.unsubscribe()
-    for (const waiting of this.#waiting.values()) waiting.reject(failure('ClosedConnectionError', 'connection closed before JetStream acknowledged'))
+    for (const waiting of this.#waiting.values())
+      waiting.reject(failure('ClosedConnectionError', 'connection closed before JetStream acknowledged'))
     this.#waiting.clear()
   }
 }

@@ -1,4 +1,12 @@
-import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import { streams, subjects } from './keys.ts'
 
@@ -23,7 +31,11 @@ interface Limits {
 }
 
 function streamConfigs(retention: RetentionOptions = {}): (Partial<StreamConfig> & { name: string; limits: Limits })[] {
-  const stream = (name: string, subject: string, limits: Limits): Partial<StreamConfig> & { name: string; limits: Limits } => ({
+  const stream = (
+    name: string,
+    subject: string,
+    limits: Limits,
+  ): Partial<StreamConfig> & { name: string; limits: Limits } => ({
     name,
     subjects: [subject],
     // Limits everywhere; for the inbox this matters most: a work queue deletes a message per ack,
@@ -59,7 +71,9 @@ export async function ensureStreams(jsm: JetStreamManager, retention?: Retention
       continue
     }
     if (existing.config.retention !== config.retention) {
-      throw new Error(`stream ${name} has retention ${existing.config.retention}, this version needs ${config.retention}; drain it and delete it (nats stream rm ${name}) to upgrade`)
+      throw new Error(
+        `stream ${name} has retention ${existing.config.retention}, this version needs ${config.retention}; drain it and delete it (nats stream rm ${name}) to upgrade`,
+      )
     }
     await jsm.streams.update(name, {
       ...config,

@@ -35,7 +35,8 @@ interface Pending {
   readonly reject: (error: unknown) => void
 }
 
-const keyOf = (o: IRequestOp): string => (o.request_put?.key ?? o.request_delete_range?.key ?? o.request_range?.key ?? Buffer.alloc(0)).toString()
+const keyOf = (o: IRequestOp): string =>
+  (o.request_put?.key ?? o.request_delete_range?.key ?? o.request_range?.key ?? Buffer.alloc(0)).toString()
 const sizeOf = (o: IRequestOp): number => (o.request_put?.value?.length ?? 0) + keyOf(o).length
 
 /**
@@ -75,7 +76,10 @@ export class TxnBatcher {
   }
 
   #pump(): void {
-    while (this.#queue.length > 0 && (this.#inFlight === 0 || (this.#inFlight < this.#maxInFlight && this.#fullBatchWaiting()))) {
+    while (
+      this.#queue.length > 0 &&
+      (this.#inFlight === 0 || (this.#inFlight < this.#maxInFlight && this.#fullBatchWaiting()))
+    ) {
       const batch = this.#take()
       this.#inFlight++
       void this.#run(batch).finally(() => {
@@ -147,7 +151,10 @@ export class TxnBatcher {
     await Promise.all(
       batch.map(async (pending) => {
         try {
-          const response = await this.#etcd.kv.txn({ compare: [...pending.write.compares], success: [...pending.write.ops] })
+          const response = await this.#etcd.kv.txn({
+            compare: [...pending.write.compares],
+            success: [...pending.write.ops],
+          })
           pending.resolve({ succeeded: response.succeeded, revision: Number(response.header.revision) })
         } catch (error) {
           pending.reject(error)

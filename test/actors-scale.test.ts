@@ -21,30 +21,72 @@ afterAll(async () => {
   await stack?.close()
 })
 
-const claimOwners = async (): Promise<Set<string>> => new Set((await readPrefix(stack.connections.etcd, keys.partitionClaims())).values.filter(() => true).map((v) => v.value))
+const claimOwners = async (): Promise<Set<string>> =>
+  new Set(
+    (await readPrefix(stack.connections.etcd, keys.partitionClaims())).values.filter(() => true).map((v) => v.value),
+  )
 
 describe('actor workers scale out and survive a kill -9', () => {
   it(`3 workers, ${ACTORS} actors, ${ACTORS * EVENTS_PER_ACTOR} concurrent events, one worker killed and another started: every event applied once, in order`, async () => {
-    const env = { ...stack.env, CONVEYOR_WORKER_LEASE_TTL: '2', CONVEYOR_DATA_DIR: '/tmp/conveyor-unused', CONVEYOR_LOG_LEVEL: 'info' }
+    const env = {
+      ...stack.env,
+      CONVEYOR_WORKER_LEASE_TTL: '2',
+      CONVEYOR_DATA_DIR: '/tmp/conveyor-unused',
+      CONVEYOR_LOG_LEVEL: 'info',
+    }
     for (let i = 0; i < 3; i++) workers.push(new ConveyorProcess(['worker'], env))
     await Promise.all(workers.map((w) => w.waitFor(/worker \S+ running/)))
-    await eventually(async () => {
+    await eventually(
+      async () => {
+        const claims = await readPrefix(stack.connections.etcd, keys.partitionClaims())
+        return claims.values.length === 64 && new Set(claims.values.map((v) => v.value)).size === 3 ? true : undefined
+      },
+      'three workers sharing the 64 partitions',
+      20_000,
+    ).catch(async (error: unknown) => {
       const claims = await readPrefix(stack.connections.etcd, keys.partitionClaims())
-      return claims.values.length === 64 && new Set(claims.values.map((v) => v.value)).size === 3 ? true : undefined
-    }, 'three workers sharing the 64 partitions', 20_000).catch(async (error: unknown) => {
-      const claims = await readPrefix(stack.connections.etcd, keys.partitionClaims())
-      throw new Error(`${String(error)}; claims ${claims.values.length} by ${[...new Set(claims.values.map((v) => v.value))].join(',')}\n${workers.map((w, i) => `worker ${i}: ${w.output}`).join('\n')}`)
+      throw new Error(
+        `${String(error)}; claims ${claims.values.length} by ${[...new Set(claims.values.map((v) => v.value))].join(',')}\n${workers.map((w, i) => `worker ${i}: ${w.output}`).join('\n')}`,
+      )
     })
 
-    const lifecycle = { initial: 'open', context: { count: 0, seen: [] }, states: { open: { on: { INC: { actions: { type: 'assign', params: { count: { $inc: 1 }, seen: { $append: { $event: 'n' } } } } } } } } }
-    expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'tally', version: '1', schema: { type: 'object' }, lifecycle })).status).toBe(201)
+    const lifecycle = {
+      initial: 'open',
+      context: { count: 0, seen: [] },
+      states: {
+        open: {
+          on: {
+            INC: { actions: { type: 'assign', params: { count: { $inc: 1 }, seen: { $append: { $event: 'n' } } } } },
+          },
+        },
+      },
+    }
+    expect(
+      (
+        await api(stack.url, 'POST', '/resource-definitions', {
+          name: 'tally',
+          version: '1',
+          schema: { type: 'object' },
+          lifecycle,
+        })
+      ).status,
+    ).toBe(201)
     const names = Array.from({ length: ACTORS }, (_, i) => `a-${i}`)
-    for (let i = 0; i < names.length; i += 50) await Promise.all(names.slice(i, i + 50).map((name) => api(stack.url, 'POST', '/resources', { name, resource: 'tally', spec: {} })))
+    for (let i = 0; i < names.length; i += 50)
+      await Promise.all(
+        names
+          .slice(i, i + 50)
+          .map((name) => api(stack.url, 'POST', '/resources', { name, resource: 'tally', spec: {} })),
+      )
 
     let published = 0
     let killed = false
     const chaos = async (): Promise<void> => {
-      await eventually(() => (published >= (ACTORS * EVENTS_PER_ACTOR) / 3 ? true : undefined), 'a third of the events', 60_000)
+      await eventually(
+        () => (published >= (ACTORS * EVENTS_PER_ACTOR) / 3 ? true : undefined),
+        'a third of the events',
+        60_000,
+      )
       workers[0]!.kill('SIGKILL')
       killed = true
       workers.push(new ConveyorProcess(['worker'], env))
@@ -69,7 +111,10 @@ describe('actor workers scale out and survive a kill -9', () => {
     await eventually(
       async () => {
         const list = await api(stack.url, 'GET', `/resources/tally?limit=${ACTORS}`)
-        return list.body.items.length === ACTORS && list.body.items.every((r: any) => r.status.context.count === EVENTS_PER_ACTOR) ? true : undefined
+        return list.body.items.length === ACTORS &&
+          list.body.items.every((r: any) => r.status.context.count === EVENTS_PER_ACTOR)
+          ? true
+          : undefined
       },
       'every actor to count all its events',
       60_000,
@@ -84,7 +129,11 @@ describe('actor workers scale out and survive a kill -9', () => {
       expect(history.items.map((h) => h.event.seq)).toEqual(expected)
       expect(history.items.map((h) => h.event.event?.n)).toEqual(expected)
     }
-    await eventually(async () => ((await claimOwners()).size === 3 ? true : undefined), 'the partitions to be spread over the three live workers', 20_000).catch((error: unknown) => {
+    await eventually(
+      async () => ((await claimOwners()).size === 3 ? true : undefined),
+      'the partitions to be spread over the three live workers',
+      20_000,
+    ).catch((error: unknown) => {
       throw new Error(`${String(error)}\n${workers.map((w, i) => `worker ${i}: ${w.output}`).join('\n')}`)
     })
   }, 240_000)

@@ -28,17 +28,34 @@ const counter = {
 
 beforeAll(async () => {
   stack = await startStack()
-  worker = await startWorker({ connections: stack.connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
+  worker = await startWorker({
+    connections: stack.connections,
+    leaseTtlSeconds: 2,
+    logger: createLogger('worker', 'error'),
+  })
   await eventually(() => (worker.owned().size === 64 ? true : undefined), 'the worker to own every partition')
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'counter', version: '1', schema: { type: 'object' }, lifecycle: counter })).status).toBe(201)
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'plain', version: '1', schema: { type: 'object' } })).status).toBe(201)
+  expect(
+    (
+      await api(stack.url, 'POST', '/resource-definitions', {
+        name: 'counter',
+        version: '1',
+        schema: { type: 'object' },
+        lifecycle: counter,
+      })
+    ).status,
+  ).toBe(201)
+  expect(
+    (await api(stack.url, 'POST', '/resource-definitions', { name: 'plain', version: '1', schema: { type: 'object' } }))
+      .status,
+  ).toBe(201)
 })
 afterAll(async () => {
   await worker?.close()
   await stack?.close()
 })
 
-const send = (type: string, name: string, event: Record<string, unknown>) => api(stack.url, 'POST', `/resources/${type}/${name}/events`, event)
+const send = (type: string, name: string, event: Record<string, unknown>) =>
+  api(stack.url, 'POST', `/resources/${type}/${name}/events`, event)
 
 describe('lifecycles are checked when a definition is saved', () => {
   it('names the path of an unknown target, a missing initial state and an unknown action', async () => {
@@ -46,7 +63,9 @@ describe('lifecycles are checked when a definition is saved', () => {
       name: 'broken',
       version: '1',
       schema: { type: 'object' },
-      lifecycle: { states: { a: { on: { GO: 'nowhere', RUN: { target: 'b', actions: ['shell'] } } }, b: { type: 'final' } } },
+      lifecycle: {
+        states: { a: { on: { GO: 'nowhere', RUN: { target: 'b', actions: ['shell'] } } }, b: { type: 'final' } },
+      },
     })
     expect(response.status).toBe(400)
     expect(response.body.errors).toEqual(
@@ -56,7 +75,12 @@ describe('lifecycles are checked when a definition is saved', () => {
         { path: '/lifecycle/states/a/on/RUN/actions/0', message: expect.stringMatching(/unknown action "shell"/) },
       ]),
     )
-    const malformed = await api(stack.url, 'POST', '/resource-definitions', { name: 'broken', version: '1', schema: { type: 'object' }, lifecycle: 'pending -> done' })
+    const malformed = await api(stack.url, 'POST', '/resource-definitions', {
+      name: 'broken',
+      version: '1',
+      schema: { type: 'object' },
+      lifecycle: 'pending -> done',
+    })
     expect(malformed.status).toBe(400)
     expect(malformed.body.errors[0].path).toBe('/lifecycle')
   })
@@ -68,7 +92,13 @@ describe('the events API', () => {
     expect(created.body.status.state).toBe('pending')
     const started = await send('plain', 'job-1', { type: 'START' })
     expect(started.status).toBe(200)
-    expect(started.body).toMatchObject({ from: 'pending', to: 'running', state: 'running', done: false, revision: expect.any(Number) })
+    expect(started.body).toMatchObject({
+      from: 'pending',
+      to: 'running',
+      state: 'running',
+      done: false,
+      revision: expect.any(Number),
+    })
     expect(started.body.revision).toBeGreaterThan(created.body.metadata.revision)
     const succeeded = await send('plain', 'job-1', { type: 'SUCCEED' })
     expect(succeeded.body).toMatchObject({ state: 'succeeded', done: true })
@@ -111,7 +141,10 @@ describe('the events API', () => {
     expect(again.status).toBe(200)
     expect(again.body).toMatchObject({ duplicate: true, context: { count: 1 } })
     // Past JetStream's duplicate window the actor still knows the id (a new message, same event id).
-    await stack.connections.js.publish(`conveyor.in.${keys.actor('counter', 'idem').split('/')[3]}.counter.idem`, JSON.stringify({ type: 'INC', id: 'retry-me', n: 1 }))
+    await stack.connections.js.publish(
+      `conveyor.in.${keys.actor('counter', 'idem').split('/')[3]}.counter.idem`,
+      JSON.stringify({ type: 'INC', id: 'retry-me', n: 1 }),
+    )
     const later = await send('counter', 'idem', { type: 'INC', id: 'after', n: 2 })
     expect(later.body.context).toEqual({ count: 2, seen: [1, 2] })
   })
@@ -119,7 +152,11 @@ describe('the events API', () => {
   it('group-commits a hot actor: many pending events share transactions, all applied once and in order', async () => {
     await api(stack.url, 'POST', '/resources', { name: 'hot', resource: 'counter', spec: {} })
     const total = 300
-    await Promise.all(Array.from({ length: total }, (_, i) => sendToActor(stack.connections.publisher, 'counter', 'hot', { type: 'INC', id: `hot-${i}`, n: i })))
+    await Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        sendToActor(stack.connections.publisher, 'counter', 'hot', { type: 'INC', id: `hot-${i}`, n: i }),
+      ),
+    )
     const resource = await eventually(async () => {
       const current = await api(stack.url, 'GET', '/resources/counter/hot')
       return current.body.status.context.count === total ? current.body : undefined
@@ -149,9 +186,16 @@ describe('drivers drive the lifecycle', () => {
     )
     try {
       await api(stack.url, 'POST', '/resources', { name: 'driven', resource: 'plain', spec: {} })
-      await eventually(async () => ((await api(stack.url, 'GET', '/resources/plain/driven')).body.status.state === 'succeeded' ? true : undefined), 'the driver to finish the run')
+      await eventually(
+        async () =>
+          (await api(stack.url, 'GET', '/resources/plain/driven')).body.status.state === 'succeeded' ? true : undefined,
+        'the driver to finish the run',
+      )
       const history = await api(stack.url, 'GET', '/resources/plain/driven/history?kind=transitioned')
-      expect(history.body.items.map((h: any) => `${h.event.from}->${h.event.to}`)).toEqual(['pending->running', 'running->succeeded'])
+      expect(history.body.items.map((h: any) => `${h.event.from}->${h.event.to}`)).toEqual([
+        'pending->running',
+        'running->succeeded',
+      ])
     } finally {
       await handle.close()
     }
@@ -165,7 +209,14 @@ describe('inspection', () => {
     const actor = await api(stack.url, 'GET', '/resources/counter/look/actor')
     expect(actor.status).toBe(200)
     expect(actor.body.accepts.sort()).toEqual(['CLOSE', 'INC'])
-    expect(actor.body).toMatchObject({ state: 'open', status: 'active', context: { count: 1 }, seq: 1, revision: expect.any(Number), lifecycle: { machine: counter } })
+    expect(actor.body).toMatchObject({
+      state: 'open',
+      status: 'active',
+      context: { count: 1 },
+      seq: 1,
+      revision: expect.any(Number),
+      lifecycle: { machine: counter },
+    })
     expect(actor.body.tags).toEqual(['accepting'])
     expect(actor.body.mermaid).toContain('stateDiagram-v2')
     expect(actor.body.mermaid).toContain('open --> closed : CLOSE')
@@ -180,12 +231,24 @@ describe('inspection', () => {
     const seen: string[] = []
     let after = 0
     for (let page = 0; page < 10; page++) {
-      const response = await api(stack.url, 'GET', `/resources/counter/paged/history?limit=2${after ? `&after=${after}` : ''}`)
+      const response = await api(
+        stack.url,
+        'GET',
+        `/resources/counter/paged/history?limit=2${after ? `&after=${after}` : ''}`,
+      )
       seen.push(...response.body.items.map((h: any) => `${h.kind}:${h.event.to ?? ''}`))
       if (response.body.next === undefined) break
       after = response.body.next
     }
-    expect(seen).toEqual(['created:', 'transitioned:open', 'transitioned:open', 'transitioned:open', 'transitioned:open', 'transitioned:open', 'transitioned:closed'])
+    expect(seen).toEqual([
+      'created:',
+      'transitioned:open',
+      'transitioned:open',
+      'transitioned:open',
+      'transitioned:open',
+      'transitioned:open',
+      'transitioned:closed',
+    ])
   })
 })
 
@@ -200,7 +263,9 @@ describe('resources and their actors', () => {
     // The tombstone stays until its durable timer removes it, so each driver handles the deletion once.
     const tombstone = JSON.parse((await stack.connections.etcd.get(keys.actor('counter', 'rerun')).string())!)
     expect(tombstone).toMatchObject({ uid: created.body.metadata.uid, deletedAt: expect.any(String), drivers: {} })
-    expect(tombstone.timers).toEqual([expect.objectContaining({ event: { type: 'conveyor.tombstone.expire', uid: created.body.metadata.uid } })])
+    expect(tombstone.timers).toEqual([
+      expect.objectContaining({ event: { type: 'conveyor.tombstone.expire', uid: created.body.metadata.uid } }),
+    ])
     expect((await send('counter', 'rerun', { type: 'INC', n: 1 })).status).toBe(404)
   })
 })

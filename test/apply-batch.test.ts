@@ -19,24 +19,57 @@ function fresh(pipeline?: boolean): ActorRecord {
     name: 'app',
     runid: 'r1',
     lifecycle: undefined,
-    ...(pipeline ? { pipeline: { name: 'ci', plan: planOf([{ id: 'compile', driver: 'sh', commands: ['make'] }]) } } : {}),
+    ...(pipeline
+      ? { pipeline: { name: 'ci', plan: planOf([{ id: 'compile', driver: 'sh', commands: ['make'] }]) } }
+      : {}),
     now: NOW,
   })
   return roundTrip(record)
 }
 
 let seq = 0
-const inbox = (event: Record<string, unknown>): BatchItem => ({ kind: 'inbox', seq: ++seq, event: { id: `e${seq}`, ...event } as never })
+const inbox = (event: Record<string, unknown>): BatchItem => ({
+  kind: 'inbox',
+  seq: ++seq,
+  event: { id: `e${seq}`, ...event } as never,
+})
 
-function apply(record: ActorRecord | undefined, items: BatchItem[], options: { now?: number; serving?: string[] } = {}) {
-  const output = applyBatch({ type: 'build', name: 'app', machine, record, items, now: options.now ?? NOW, servingDrivers: () => options.serving ?? [] })
-  return { ...output, record: output.record ? roundTrip(output.record) : undefined, answers: output.replies.map((r) => r.reply(100, undefined).body) }
+function apply(
+  record: ActorRecord | undefined,
+  items: BatchItem[],
+  options: { now?: number; serving?: string[] } = {},
+) {
+  const output = applyBatch({
+    type: 'build',
+    name: 'app',
+    machine,
+    record,
+    items,
+    now: options.now ?? NOW,
+    servingDrivers: () => options.serving ?? [],
+  })
+  return {
+    ...output,
+    record: output.record ? roundTrip(output.record) : undefined,
+    answers: output.replies.map((r) => r.reply(100, undefined).body),
+  }
 }
 
 const reconcile: WorkRef = { kind: 'reconcile', uid: 'u1', runid: 'r1', driver: 'd', revision: 7 }
-const claim = (token: string, work: WorkRef = reconcile) => inbox({ type: 'conveyor.claim', work, token, holder: token, leaseMs: 1000 })
-const renew = (token: string, work: WorkRef = reconcile) => inbox({ type: 'conveyor.renew', work, token, leaseMs: 1000 })
-const report = (token: string, success = true, work: WorkRef = reconcile) => inbox({ type: 'conveyor.report', work, token, success, retryable: false, message: success ? 'ok' : 'no', data: { n: 1 } })
+const claim = (token: string, work: WorkRef = reconcile) =>
+  inbox({ type: 'conveyor.claim', work, token, holder: token, leaseMs: 1000 })
+const renew = (token: string, work: WorkRef = reconcile) =>
+  inbox({ type: 'conveyor.renew', work, token, leaseMs: 1000 })
+const report = (token: string, success = true, work: WorkRef = reconcile) =>
+  inbox({
+    type: 'conveyor.report',
+    work,
+    token,
+    success,
+    retryable: false,
+    message: success ? 'ok' : 'no',
+    data: { n: 1 },
+  })
 
 describe('applyBatch: the work protocol, purely', () => {
   it('grants a claim once, answers busy to another token while it lives, and lets an expired one be taken over (next execution)', () => {
@@ -46,16 +79,29 @@ describe('applyBatch: the work protocol, purely', () => {
     expect(granted.answers[1]).toMatchObject({ execution: 1 })
     expect(granted.record!.state).toBe('running')
     const later = apply(granted.record, [claim('b'), renew('a')], { now: NOW + 5000 })
-    expect(later.answers).toEqual([expect.objectContaining({ result: 'go', execution: 2 }), expect.objectContaining({ result: 'abort' })])
+    expect(later.answers).toEqual([
+      expect.objectContaining({ result: 'go', execution: 2 }),
+      expect.objectContaining({ result: 'abort' }),
+    ])
   })
 
   it('records a report once: a repeat is a duplicate, the old holder is stale, and a later claim is done', () => {
     const claimed = apply(fresh(), [claim('a')]).record
     const reported = apply(claimed, [report('b'), report('a'), report('a'), claim('c')], { serving: ['d'] })
     expect(reported.answers.map((a) => a.result)).toEqual(['stale', 'recorded', 'duplicate', 'done'])
-    expect(reported.record!.drivers!.d!.outcome).toMatchObject({ success: true, message: 'ok', data: { n: 1 }, forRevision: 7, attempt: 1, runid: 'r1' })
+    expect(reported.record!.drivers!.d!.outcome).toMatchObject({
+      success: true,
+      message: 'ok',
+      data: { n: 1 },
+      forRevision: 7,
+      attempt: 1,
+      runid: 'r1',
+    })
     expect(reported.record!.state).toBe('succeeded')
-    expect(reported.messages.map((m) => ('event' in m ? `${m.event.kind}:${m.event.to ?? ''}` : ''))).toEqual(['driver.result:', 'transitioned:succeeded'])
+    expect(reported.messages.map((m) => ('event' in m ? `${m.event.kind}:${m.event.to ?? ''}` : ''))).toEqual([
+      'driver.result:',
+      'transitioned:succeeded',
+    ])
   })
 
   it('waits for every driver serving the type before SUCCEED or FAIL', () => {
@@ -68,7 +114,11 @@ describe('applyBatch: the work protocol, purely', () => {
   })
 
   it('answers stale for another version, and for a deletion of a resource that was not deleted', () => {
-    const answers = apply(fresh(), [claim('a', { ...reconcile, runid: 'r0' }), claim('a', { ...reconcile, deleted: true }), claim('a', { ...reconcile, uid: 'other' })]).answers
+    const answers = apply(fresh(), [
+      claim('a', { ...reconcile, runid: 'r0' }),
+      claim('a', { ...reconcile, deleted: true }),
+      claim('a', { ...reconcile, uid: 'other' }),
+    ]).answers
     expect(answers.map((a) => a.result)).toEqual(['stale', 'stale', 'stale'])
   })
 
@@ -78,8 +128,17 @@ describe('applyBatch: the work protocol, purely', () => {
     const step: WorkRef = { kind: 'step', uid: 'u1', runid: 'r1', step: 'compile', dispatch: 1 }
     const claimed = apply(record, [claim('a', step)])
     expect(claimed.wantsResource).toBe(true)
-    expect(claimed.answers[0]).toMatchObject({ result: 'go', execution: 1, step: { id: 'compile', commands: ['make'] }, steps: {} })
-    const done = apply(claimed.record, [report('a', true, step), claim('b', step), claim('b', { ...step, dispatch: 2 })])
+    expect(claimed.answers[0]).toMatchObject({
+      result: 'go',
+      execution: 1,
+      step: { id: 'compile', commands: ['make'] },
+      steps: {},
+    })
+    const done = apply(claimed.record, [
+      report('a', true, step),
+      claim('b', step),
+      claim('b', { ...step, dispatch: 2 }),
+    ])
     expect(done.answers.map((a) => a.result)).toEqual(['recorded', 'done', 'stale'])
     expect(done.record!.run).toMatchObject({ status: 'succeeded' })
   })

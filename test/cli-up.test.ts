@@ -13,7 +13,10 @@ afterAll(async () => {
 
 const childPids = (pid: number): number[] => {
   try {
-    return execFileSync('pgrep', ['-P', String(pid), '-a']).toString().trim().split('\n')
+    return execFileSync('pgrep', ['-P', String(pid), '-a'])
+      .toString()
+      .trim()
+      .split('\n')
       .filter((line) => /\s(nats-server|etcd)\s/.test(line))
       .map((line) => Number(line.split(' ')[0]))
   } catch {
@@ -22,7 +25,10 @@ const childPids = (pid: number): number[] => {
 }
 
 async function startUp(dataDir: string): Promise<{ process: ConveyorProcess; url: string; servers: number[] }> {
-  const up = new ConveyorProcess(['up', '--port', '0', '--nats-port', '0', '--etcd-port', '0'], { CONVEYOR_DATA_DIR: dataDir, CONVEYOR_LOG_LEVEL: 'error' })
+  const up = new ConveyorProcess(['up', '--port', '0', '--nats-port', '0', '--etcd-port', '0'], {
+    CONVEYOR_DATA_DIR: dataDir,
+    CONVEYOR_LOG_LEVEL: 'error',
+  })
   const [, url] = await up.waitFor(/API:\s+(http:\/\/\S+)/)
   return { process: up, url: url!, servers: childPids(up.child.pid!) }
 }
@@ -34,7 +40,11 @@ describe('conveyor up', () => {
     const first = await startUp(dataDir)
     expect(first.servers.length).toBe(2)
     expect((await api(first.url, 'GET', '/ready')).status).toBe(200)
-    const created = await api(first.url, 'POST', '/resource-definitions/', { name: 'kept', version: '1', schema: { type: 'object' } })
+    const created = await api(first.url, 'POST', '/resource-definitions/', {
+      name: 'kept',
+      version: '1',
+      schema: { type: 'object' },
+    })
     expect(created.status).toBe(201)
 
     const stoppedAt = Date.now()
@@ -42,7 +52,8 @@ describe('conveyor up', () => {
     const exit = await first.process.exited
     expect(Date.now() - stoppedAt).toBeLessThan(5000)
     expect(exit.code).toBe(0)
-    for (const pid of first.servers) await eventually(() => (isAlive(pid) ? undefined : true), `server ${pid} to exit`, 2000)
+    for (const pid of first.servers)
+      await eventually(() => (isAlive(pid) ? undefined : true), `server ${pid} to exit`, 2000)
 
     const second = await startUp(dataDir)
     try {
@@ -60,15 +71,24 @@ describe('conveyor up', () => {
     dirs.push(bin)
     await mkdir(join(bin, 'bin'))
     await symlink(process.execPath, join(bin, 'bin', 'node'))
-    const up = new ConveyorProcess(['up', '--port', '0', '--nats-port', '0', '--etcd-port', '0'], { PATH: join(bin, 'bin'), CONVEYOR_DATA_DIR: join(bin, 'data') })
+    const up = new ConveyorProcess(['up', '--port', '0', '--nats-port', '0', '--etcd-port', '0'], {
+      PATH: join(bin, 'bin'),
+      CONVEYOR_DATA_DIR: join(bin, 'data'),
+    })
     const exit = await up.exited
     expect(exit.code).toBe(1)
-    expect(up.output).toMatch(/nats-server not found: install the Debian package nats-server|etcd not found: install the Debian package etcd-server/)
+    expect(up.output).toMatch(
+      /nats-server not found: install the Debian package nats-server|etcd not found: install the Debian package etcd-server/,
+    )
     expect(up.output.trim().split('\n')).toHaveLength(1)
   })
 
   it('exits with one clear line when external servers cannot be reached', async () => {
-    const gateway = new ConveyorProcess(['gateway', '--port', '0'], { CONVEYOR_NATS_URL: 'nats://127.0.0.1:1', CONVEYOR_ETCD_ENDPOINTS: 'http://127.0.0.1:1', CONVEYOR_DATA_DIR: join(tmpdir(), 'unused') })
+    const gateway = new ConveyorProcess(['gateway', '--port', '0'], {
+      CONVEYOR_NATS_URL: 'nats://127.0.0.1:1',
+      CONVEYOR_ETCD_ENDPOINTS: 'http://127.0.0.1:1',
+      CONVEYOR_DATA_DIR: join(tmpdir(), 'unused'),
+    })
     const exit = await gateway.exited
     expect(exit.code).toBe(1)
     expect(gateway.output.trim()).toMatch(/^conveyor: cannot reach (etcd|NATS) at /)

@@ -46,7 +46,10 @@ async function gateway(fault?: string): Promise<{ process: ConveyorProcess; url:
 }
 
 async function storedEvents(type: string, name: string): Promise<number> {
-  const consumer = await connections.js.consumers.get(streams.events, { filter_subjects: subjects.history(type, name), deliver_policy: DeliverPolicy.All })
+  const consumer = await connections.js.consumers.get(streams.events, {
+    filter_subjects: subjects.history(type, name),
+    deliver_policy: DeliverPolicy.All,
+  })
   const info = await consumer.info()
   await consumer.delete().catch(() => {})
   return info.num_pending
@@ -55,17 +58,32 @@ async function storedEvents(type: string, name: string): Promise<number> {
 describe('a crash between the etcd commit and the JetStream publish', () => {
   it('loses no event: after restart it is delivered exactly once', async () => {
     driver = await runDriver(
-      defineDriver({ name: 'watcher', resources: ['app'], reconcile: (ctx) => void delivered.push(`${ctx.resource.name}@${ctx.event.revision}`) }),
+      defineDriver({
+        name: 'watcher',
+        resources: ['app'],
+        reconcile: (ctx) => void delivered.push(`${ctx.resource.name}@${ctx.event.revision}`),
+      }),
       { natsUrl: servers.natsUrl },
     )
     const healthy = await gateway()
-    expect((await api(healthy.url, 'POST', '/resource-definitions', { name: 'app', version: '1', schema: { type: 'object' } })).status).toBe(201)
+    expect(
+      (
+        await api(healthy.url, 'POST', '/resource-definitions', {
+          name: 'app',
+          version: '1',
+          schema: { type: 'object' },
+        })
+      ).status,
+    ).toBe(201)
     healthy.process.kill('SIGTERM')
     await healthy.process.exited
 
     // The writing process dies (SIGKILL) right after etcd committed, before anything was published.
     const crashing = await gateway('crash-after-commit')
-    const attempt = await fetch(`${crashing.url}/resources`, { method: 'POST', body: JSON.stringify({ name: 'survivor', resource: 'app', spec: {} }) }).catch((error: unknown) => error)
+    const attempt = await fetch(`${crashing.url}/resources`, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'survivor', resource: 'app', spec: {} }),
+    }).catch((error: unknown) => error)
     expect(attempt).toBeInstanceOf(Error)
     expect((await crashing.process.exited).signal).toBe('SIGKILL')
 
@@ -80,14 +98,19 @@ describe('a crash between the etcd commit and the JetStream publish', () => {
     const restarted = await gateway()
     await eventually(() => (delivered.length > 0 ? true : undefined), 'the recovered event to reach the driver')
     expect(delivered).toEqual([`survivor@${revision}`])
-    await eventually(async () => ((await connections.etcd.getAll().prefix(keys.outboxes()).count()) === 0 ? true : undefined), 'the outbox to be emptied')
+    await eventually(
+      async () => ((await connections.etcd.getAll().prefix(keys.outboxes()).count()) === 0 ? true : undefined),
+      'the outbox to be emptied',
+    )
 
     // Another restart republishes nothing; a later event arrives after anything that could have been duplicated.
     restarted.process.kill('SIGKILL')
     await restarted.process.exited
     const again = await gateway()
     try {
-      expect((await api(again.url, 'POST', '/resources', { name: 'marker', resource: 'app', spec: {} })).status).toBe(201)
+      expect((await api(again.url, 'POST', '/resources', { name: 'marker', resource: 'app', spec: {} })).status).toBe(
+        201,
+      )
       await eventually(() => (delivered.some((d) => d.startsWith('marker@')) ? true : undefined), 'the marker event')
       expect(delivered.filter((d) => d.startsWith('survivor@'))).toEqual([`survivor@${revision}`])
       // created, the driver's claim (pending → running), its result, then every driver done (→ succeeded)
@@ -99,9 +122,20 @@ describe('a crash between the etcd commit and the JetStream publish', () => {
   })
 
   it('a republish of an already-published event is dropped by JetStream (message id from uid and revision)', async () => {
-    const event = { kind: 'created', uid: 'u-1', revision: 42, time: new Date().toISOString(), type: 'app', name: 'dedup' }
-    const first = await connections.js.publish(subjects.resource('app', 'dedup', 'created'), JSON.stringify(event), { msgID: 'u-1:42' })
-    const second = await connections.js.publish(subjects.resource('app', 'dedup', 'created'), JSON.stringify(event), { msgID: 'u-1:42' })
+    const event = {
+      kind: 'created',
+      uid: 'u-1',
+      revision: 42,
+      time: new Date().toISOString(),
+      type: 'app',
+      name: 'dedup',
+    }
+    const first = await connections.js.publish(subjects.resource('app', 'dedup', 'created'), JSON.stringify(event), {
+      msgID: 'u-1:42',
+    })
+    const second = await connections.js.publish(subjects.resource('app', 'dedup', 'created'), JSON.stringify(event), {
+      msgID: 'u-1:42',
+    })
     expect(first.duplicate).toBe(false)
     expect(second.duplicate).toBe(true)
     expect(second.seq).toBe(first.seq)

@@ -14,29 +14,45 @@ const FIXTURE = fileURLToPath(new URL('./fixtures/recording-driver.ts', import.m
 beforeAll(async () => {
   stack = await startStack({ worker: true })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-drivers-'))
-  for (const name of ['job', 'task']) expect((await api(stack.url, 'POST', '/resource-definitions', { name, version: '1', schema: { type: 'object' } })).status).toBe(201)
+  for (const name of ['job', 'task'])
+    expect(
+      (await api(stack.url, 'POST', '/resource-definitions', { name, version: '1', schema: { type: 'object' } }))
+        .status,
+    ).toBe(201)
 })
 afterAll(async () => {
   await stack?.close()
   await rm(dir, { recursive: true, force: true })
 })
 
-const recordLines = async (file: string): Promise<string[]> => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)
+const recordLines = async (file: string): Promise<string[]> =>
+  (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)
 
 describe('drivers', () => {
   it('two instances of one driver (separate processes) share one durable consumer and split the work', async () => {
     const record = join(dir, 'shared.txt')
     await writeFile(record, '')
     const env = { ...stack.env, RECORD_FILE: record, RECONCILE_MS: '30' }
-    const instances = [new ConveyorProcess(['driver', FIXTURE], { ...env, DRIVER_INSTANCE: 'a' }), new ConveyorProcess(['driver', FIXTURE], { ...env, DRIVER_INSTANCE: 'b' })]
+    const instances = [
+      new ConveyorProcess(['driver', FIXTURE], { ...env, DRIVER_INSTANCE: 'a' }),
+      new ConveyorProcess(['driver', FIXTURE], { ...env, DRIVER_INSTANCE: 'b' }),
+    ]
     try {
       await Promise.all(instances.map((p) => p.waitFor(/driver recorder running/)))
       const names = Array.from({ length: 40 }, (_, i) => `job-${i}`)
-      await Promise.all(names.map(async (name) => expect((await api(stack.url, 'POST', '/resources', { name, resource: 'job', spec: {} })).status).toBe(201)))
-      const lines = await eventually(async () => {
-        const all = await recordLines(record)
-        return all.length >= 40 ? all : undefined
-      }, 'all 40 runs', 30_000)
+      await Promise.all(
+        names.map(async (name) =>
+          expect((await api(stack.url, 'POST', '/resources', { name, resource: 'job', spec: {} })).status).toBe(201),
+        ),
+      )
+      const lines = await eventually(
+        async () => {
+          const all = await recordLines(record)
+          return all.length >= 40 ? all : undefined
+        },
+        'all 40 runs',
+        30_000,
+      )
       const byInstance = new Map<string, number>()
       for (const line of lines) byInstance.set(line.split(' ')[0]!, (byInstance.get(line.split(' ')[0]!) ?? 0) + 1)
       expect(new Set(lines.map((l) => l.split(' ')[1])).size).toBe(40)
@@ -78,10 +94,15 @@ describe('drivers', () => {
     )
     try {
       for (const mode of ['flaky', 'crashy', 'terminal', 'refuse', 'hopeless']) {
-        expect((await api(stack.url, 'POST', '/resources', { name: mode, resource: 'task', spec: { mode } })).status).toBe(201)
+        expect(
+          (await api(stack.url, 'POST', '/resources', { name: mode, resource: 'task', spec: { mode } })).status,
+        ).toBe(201)
       }
       const outcome = (name: string) =>
-        eventually(async () => (await api(stack.url, 'GET', `/resources/task/${name}`)).body.status.drivers.picky, `outcome of ${name}`)
+        eventually(
+          async () => (await api(stack.url, 'GET', `/resources/task/${name}`)).body.status.drivers.picky,
+          `outcome of ${name}`,
+        )
       expect(await outcome('flaky')).toMatchObject({ success: true, message: 'ok on 3', attempt: 3 })
       expect(await outcome('crashy')).toMatchObject({ success: true, attempt: 2 })
       expect(await outcome('terminal')).toMatchObject({ success: false, message: 'bad spec', attempt: 1 })
@@ -121,7 +142,14 @@ describe('drivers', () => {
     await stack.connections.jsm.consumers.delete('CONVEYOR_EVENTS', 'driver_once')
     const again = await runDriver(crashing, { natsUrl: stack.servers.natsUrl })
     try {
-      await eventually(async () => ((await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', 'driver_once')).num_ack_pending === 0 && (await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', 'driver_once')).num_pending === 0 ? true : undefined), 'the replay to be consumed')
+      await eventually(
+        async () =>
+          (await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', 'driver_once')).num_ack_pending === 0 &&
+          (await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', 'driver_once')).num_pending === 0
+            ? true
+            : undefined,
+        'the replay to be consumed',
+      )
       expect(runs).toBe(5)
     } finally {
       await again.close()
@@ -130,9 +158,15 @@ describe('drivers', () => {
 
   it('defineDriver names the bad property', () => {
     expect(() => defineDriver({ name: 'Bad', resources: ['x'], reconcile: () => {} })).toThrow(/driver\.name/)
-    expect(() => defineDriver({ name: 'ok', resources: 'x', reconcile: () => {} } as never)).toThrow(/driver\.resources/)
-    expect(() => defineDriver({ name: 'ok', resources: ['Bad'], reconcile: () => {} })).toThrow(/driver\.resources\[0\]/)
-    expect(() => defineDriver({ name: 'ok', resources: ['x'], concurrency: 0, reconcile: () => {} })).toThrow(/driver\.concurrency/)
+    expect(() => defineDriver({ name: 'ok', resources: 'x', reconcile: () => {} } as never)).toThrow(
+      /driver\.resources/,
+    )
+    expect(() => defineDriver({ name: 'ok', resources: ['Bad'], reconcile: () => {} })).toThrow(
+      /driver\.resources\[0\]/,
+    )
+    expect(() => defineDriver({ name: 'ok', resources: ['x'], concurrency: 0, reconcile: () => {} })).toThrow(
+      /driver\.concurrency/,
+    )
     expect(() => defineDriver({ name: 'ok', resources: ['x'] } as never)).toThrow(/driver\.reconcile/)
   })
 })

@@ -18,7 +18,11 @@ describe('hostile or unusual input never crashes the gateway or yields a 500', (
   })
 
   it('schemas that cannot validate anything are refused when saved', async () => {
-    for (const schema of [{ $ref: '#' }, { $defs: { a: { $ref: '#/$defs/b' }, b: { $ref: '#/$defs/a' } }, $ref: '#/$defs/a' }, { type: 'object', properties: { x: { $ref: '#/$defs/missing' } } }]) {
+    for (const schema of [
+      { $ref: '#' },
+      { $defs: { a: { $ref: '#/$defs/b' }, b: { $ref: '#/$defs/a' } }, $ref: '#/$defs/a' },
+      { type: 'object', properties: { x: { $ref: '#/$defs/missing' } } },
+    ]) {
       const response = await api(stack.url, 'POST', '/resource-definitions', { name: 'loop', version: '1', schema })
       expect(response.status).toBe(400)
       expect(response.body.errors[0].path).toBe('/schema')
@@ -43,10 +47,20 @@ describe('hostile or unusual input never crashes the gateway or yields a 500', (
 
 describe('PUT takes the object as GET returned it', () => {
   it('keeps a definition\u2019s labels, and applies edits made in metadata.labels of a resource', async () => {
-    const created = await api(stack.url, 'POST', '/resource-definitions', { name: 'labelled', version: '1', schema: { type: 'object' }, labels: { team: 'a' } })
+    const created = await api(stack.url, 'POST', '/resource-definitions', {
+      name: 'labelled',
+      version: '1',
+      schema: { type: 'object' },
+      labels: { team: 'a' },
+    })
     const put = await api(stack.url, 'PUT', '/resource-definitions/labelled', created.body)
     expect(put.body.metadata.labels).toEqual({ team: 'a' })
-    const resource = await api(stack.url, 'POST', '/resources', { name: 'r', resource: 'labelled', labels: { a: '1' }, spec: {} })
+    const resource = await api(stack.url, 'POST', '/resources', {
+      name: 'r',
+      resource: 'labelled',
+      labels: { a: '1' },
+      spec: {},
+    })
     const edited = { ...resource.body, metadata: { ...resource.body.metadata, labels: { a: '2' } } }
     expect((await api(stack.url, 'PUT', '/resources/labelled/r', edited)).body.metadata.labels).toEqual({ a: '2' })
     expect((await api(stack.url, 'GET', '/resources/labelled/r')).body.metadata.labels).toEqual({ a: '2' })
@@ -58,7 +72,10 @@ describe('races', () => {
     for (let round = 0; round < 15; round++) {
       const type = `race-${round}`
       await api(stack.url, 'POST', '/resource-definitions', { name: type, version: '1', schema: { type: 'object' } })
-      const [deleted, created] = await Promise.all([api(stack.url, 'DELETE', `/resource-definitions/${type}`), api(stack.url, 'POST', '/resources', { name: 'x', resource: type, spec: {} })])
+      const [deleted, created] = await Promise.all([
+        api(stack.url, 'DELETE', `/resource-definitions/${type}`),
+        api(stack.url, 'POST', '/resources', { name: 'x', resource: type, spec: {} }),
+      ])
       expect([deleted.status, created.status].sort()).not.toEqual([200, 201])
       const definitionExists = (await api(stack.url, 'GET', `/resource-definitions/${type}`)).status === 200
       const resources = (await api(stack.url, 'GET', `/resources/${type}`)).body.items
@@ -88,8 +105,16 @@ describe('races', () => {
       { natsUrl: stack.servers.natsUrl, ackWaitMs: 1000 },
     )
     try {
-      for (const name of ['a', 'b', 'c', 'd']) await api(stack.url, 'POST', '/resources', { name, resource: 'slow', spec: {} })
-      await eventually(async () => ((await api(stack.url, 'GET', '/resources/slow')).body.items.every((r: any) => r.status.drivers.slowpoke) ? true : undefined), 'all four outcomes', 20_000)
+      for (const name of ['a', 'b', 'c', 'd'])
+        await api(stack.url, 'POST', '/resources', { name, resource: 'slow', spec: {} })
+      await eventually(
+        async () =>
+          (await api(stack.url, 'GET', '/resources/slow')).body.items.every((r: any) => r.status.drivers.slowpoke)
+            ? true
+            : undefined,
+        'all four outcomes',
+        20_000,
+      )
       expect(runs.sort()).toEqual(['a', 'b', 'c', 'd'])
       expect(most).toBe(2)
     } finally {
@@ -103,8 +128,15 @@ describe('run-wide log streams', () => {
     await api(stack.url, 'POST', '/logs', { driver: 'first', runid: 'shared-run', message: 'a' })
     const end = natsHeaders()
     end.set('Conveyor-Log-End', '1')
-    await stack.connections.js.publish('conveyor.logs.first.shared-run', JSON.stringify({ success: true, message: 'done' }), { headers: end })
-    await eventually(async () => ((await stack.gateway.logs.ends('shared-run')).length === 1 ? true : undefined), 'the first driver\u2019s end to be stored')
+    await stack.connections.js.publish(
+      'conveyor.logs.first.shared-run',
+      JSON.stringify({ success: true, message: 'done' }),
+      { headers: end },
+    )
+    await eventually(
+      async () => ((await stack.gateway.logs.ends('shared-run')).length === 1 ? true : undefined),
+      'the first driver\u2019s end to be stored',
+    )
     const sse = fetch(`${stack.url}/logs/pipeline/shared-run`)
     const reader = (await sse).body!.getReader()
     await api(stack.url, 'POST', '/logs', { driver: 'second', runid: 'shared-run', message: 'b' })

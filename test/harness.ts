@@ -28,13 +28,26 @@ export async function startStack(options: { worker?: boolean } = {}): Promise<St
   const servers = await startLocalServers()
   const connections = await connectServers(servers)
   const gatewayDir = await mkdtemp(join(tmpdir(), 'conveyor-gw-'))
-  const gateway = await startGateway({ connections, port: 0, dataDir: gatewayDir, logger: createLogger('gateway', 'error'), outboxSweepIntervalMs: 500 })
-  const env = { CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','), CONVEYOR_LOG_LEVEL: 'error' }
+  const gateway = await startGateway({
+    connections,
+    port: 0,
+    dataDir: gatewayDir,
+    logger: createLogger('gateway', 'error'),
+    outboxSweepIntervalMs: 500,
+  })
+  const env = {
+    CONVEYOR_NATS_URL: servers.natsUrl,
+    CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
+    CONVEYOR_LOG_LEVEL: 'error',
+  }
   let worker: ActorWorker | undefined
   if (options.worker) {
     const started = await startWorker({ connections, leaseTtlSeconds: 2, logger: createLogger('worker', 'error') })
     worker = started
-    await eventually(() => (started.owned().size === PARTITIONS ? true : undefined), 'the worker to own every partition')
+    await eventually(
+      () => (started.owned().size === PARTITIONS ? true : undefined),
+      'the worker to own every partition',
+    )
   }
   const drivers: DriverHandle[] = []
   return {
@@ -63,7 +76,13 @@ export interface JsonResponse<T = any> {
 }
 
 /** One HTTP request with a JSON (or raw string) body, answered as parsed JSON. */
-export async function api<T = any>(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse<T>> {
+export async function api<T = any>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<JsonResponse<T>> {
   const response = await fetch(base + path, {
     method,
     headers: { 'content-type': 'application/json', ...headers },
@@ -74,7 +93,11 @@ export async function api<T = any>(base: string, method: string, path: string, b
 }
 
 /** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 10_000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   while (Date.now() < deadline) {

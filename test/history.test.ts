@@ -14,10 +14,25 @@ beforeAll(async () => {
   const lifecycle = {
     initial: 'open',
     context: { total: 0 },
-    states: { open: { on: { ADD: { actions: { type: 'assign', params: { total: { $inc: 1 } } } }, CLOSE: 'closed' } }, closed: { type: 'final' } },
+    states: {
+      open: { on: { ADD: { actions: { type: 'assign', params: { total: { $inc: 1 } } } }, CLOSE: 'closed' } },
+      closed: { type: 'final' },
+    },
   }
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'ledger', version: '1', schema: { type: 'object' }, lifecycle })).status).toBe(201)
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'job', version: '1', schema: { type: 'object' } })).status).toBe(201)
+  expect(
+    (
+      await api(stack.url, 'POST', '/resource-definitions', {
+        name: 'ledger',
+        version: '1',
+        schema: { type: 'object' },
+        lifecycle,
+      })
+    ).status,
+  ).toBe(201)
+  expect(
+    (await api(stack.url, 'POST', '/resource-definitions', { name: 'job', version: '1', schema: { type: 'object' } }))
+      .status,
+  ).toBe(201)
 })
 afterAll(async () => {
   await stack?.close()
@@ -29,8 +44,15 @@ async function cli(args: string[]): Promise<{ code: number | null; output: strin
   return { code, output: child.output }
 }
 
-async function serve(name: string, resources: string[], reconcile: (ctx: DriverContext) => unknown): Promise<RunningDriver> {
-  const running = await runDriver(defineDriver({ name, resources, reconcile: reconcile as never }), { connections: stack.connections, logger: quiet })
+async function serve(
+  name: string,
+  resources: string[],
+  reconcile: (ctx: DriverContext) => unknown,
+): Promise<RunningDriver> {
+  const running = await runDriver(defineDriver({ name, resources, reconcile: reconcile as never }), {
+    connections: stack.connections,
+    logger: quiet,
+  })
   stack.drivers.push(running)
   return running
 }
@@ -38,17 +60,31 @@ async function serve(name: string, resources: string[], reconcile: (ctx: DriverC
 describe('history, verify and time travel', () => {
   it('lists a resource’s events in order with sequence, time and kind; pages by sequence; filters by kind; and the CLI prints them', async () => {
     const created = await api(stack.url, 'POST', '/resources', { name: 'book', resource: 'ledger', spec: { v: 1 } })
-    for (let i = 0; i < 3; i++) expect((await api(stack.url, 'POST', '/resources/ledger/book/events', { type: 'ADD', id: `add-${i}` })).status).toBe(200)
+    for (let i = 0; i < 3; i++)
+      expect(
+        (await api(stack.url, 'POST', '/resources/ledger/book/events', { type: 'ADD', id: `add-${i}` })).status,
+      ).toBe(200)
     await api(stack.url, 'PUT', '/resources/ledger/book', { name: 'book', resource: 'ledger', spec: { v: 2 } })
     await api(stack.url, 'DELETE', '/resources/ledger/book')
     const all = await eventually(async () => {
       const got = await api(stack.url, 'GET', '/resources/ledger/book/history')
       return got.body.items.some((i: any) => i.kind === 'deleted') ? got.body : undefined
     }, 'the delete in the history')
-    expect(all.items.map((i: any) => i.kind)).toEqual(['created', 'transitioned', 'transitioned', 'transitioned', 'updated', 'deleted'])
+    expect(all.items.map((i: any) => i.kind)).toEqual([
+      'created',
+      'transitioned',
+      'transitioned',
+      'transitioned',
+      'updated',
+      'deleted',
+    ])
     const seqs = all.items.map((i: any) => i.seq)
     expect(seqs).toEqual([...seqs].sort((a: number, b: number) => a - b))
-    expect(all.items[0]).toMatchObject({ kind: 'created', time: expect.any(String), event: { uid: created.body.metadata.uid, object: { spec: { v: 1 } } } })
+    expect(all.items[0]).toMatchObject({
+      kind: 'created',
+      time: expect.any(String),
+      event: { uid: created.body.metadata.uid, object: { spec: { v: 1 } } },
+    })
     expect(all.items[1].event).toMatchObject({ from: 'open', to: 'open', event: { type: 'ADD' }, seq: 1 })
 
     const first = await api(stack.url, 'GET', '/resources/ledger/book/history?limit=2')
@@ -71,23 +107,41 @@ describe('history, verify and time travel', () => {
 
   it('verify folds the history through the machine and names the first divergence from etcd', async () => {
     await api(stack.url, 'POST', '/resources', { name: 'tally', resource: 'ledger', spec: {} })
-    for (let i = 0; i < 5; i++) await api(stack.url, 'POST', '/resources/ledger/tally/events', { type: 'ADD', id: `t-${i}` })
+    for (let i = 0; i < 5; i++)
+      await api(stack.url, 'POST', '/resources/ledger/tally/events', { type: 'ADD', id: `t-${i}` })
     const good = await eventually(async () => {
       const got = await api(stack.url, 'GET', '/resources/ledger/tally/verify')
       return got.body.events === 5 ? got.body : undefined
     }, 'five transitions in the history')
-    expect(good).toMatchObject({ ok: true, rebuilt: { state: 'open', context: { total: 5 }, seq: 5 }, stored: { seq: 5 } })
+    expect(good).toMatchObject({
+      ok: true,
+      rebuilt: { state: 'open', context: { total: 5 }, seq: 5 },
+      stored: { seq: 5 },
+    })
     expect((await cli(['verify', 'ledger/tally'])).output).toMatch(/^ok {7}ledger\/tally: 5 event\(s\)/)
 
     // Tamper with the stored actor: the rebuild disagrees, and says where.
     const key = keys.actor('ledger', 'tally')
     const record = JSON.parse((await stack.connections.etcd.get(key).string())!)
-    await stack.connections.etcd.put(key).value(JSON.stringify({ ...record, snapshot: { ...record.snapshot, context: { total: 50 } } }))
+    await stack.connections.etcd
+      .put(key)
+      .value(JSON.stringify({ ...record, snapshot: { ...record.snapshot, context: { total: 50 } } }))
     const context = await api(stack.url, 'GET', '/resources/ledger/tally/verify')
-    expect(context.body).toMatchObject({ ok: false, divergence: { seq: 0, reason: 'the rebuilt context differs from the stored one', expected: { total: 50 }, got: { total: 5 } } })
+    expect(context.body).toMatchObject({
+      ok: false,
+      divergence: {
+        seq: 0,
+        reason: 'the rebuilt context differs from the stored one',
+        expected: { total: 50 },
+        got: { total: 5 },
+      },
+    })
     await stack.connections.etcd.put(key).value(JSON.stringify({ ...record, seq: 7 }))
     const missing = await api(stack.url, 'GET', '/resources/ledger/tally/verify')
-    expect(missing.body).toMatchObject({ ok: false, divergence: { seq: 6, reason: 'etcd holds 7 applied events, the history 5' } })
+    expect(missing.body).toMatchObject({
+      ok: false,
+      divergence: { seq: 6, reason: 'etcd holds 7 applied events, the history 5' },
+    })
     const printed = await cli(['verify'])
     expect(printed.code).toBe(1)
     expect(printed.output).toMatch(/MISMATCH ledger\/tally at event 6: etcd holds 7 applied events, the history 5/)
@@ -98,11 +152,20 @@ describe('history, verify and time travel', () => {
     const created = await api(stack.url, 'POST', '/resources', { name: 'trip', resource: 'ledger', spec: { leg: 1 } })
     const r1 = created.body.metadata.revision
     await api(stack.url, 'POST', '/resources/ledger/trip/events', { type: 'ADD', id: 'trip-1' })
-    const updated = await api(stack.url, 'PUT', '/resources/ledger/trip', { name: 'trip', resource: 'ledger', spec: { leg: 2 } })
+    const updated = await api(stack.url, 'PUT', '/resources/ledger/trip', {
+      name: 'trip',
+      resource: 'ledger',
+      spec: { leg: 2 },
+    })
     await api(stack.url, 'POST', '/resources/ledger/trip/events', { type: 'CLOSE', id: 'trip-2' })
     const then = await api(stack.url, 'GET', `/resources/ledger/trip?atRevision=${r1}`)
     expect(then.status).toBe(200)
-    expect(then.body).toMatchObject({ spec: { leg: 1 }, version: 1, metadata: { revision: r1 }, status: { state: 'open', context: { total: 0 } } })
+    expect(then.body).toMatchObject({
+      spec: { leg: 1 },
+      version: 1,
+      metadata: { revision: r1 },
+      status: { state: 'open', context: { total: 0 } },
+    })
     const later = await api(stack.url, 'GET', `/resources/ledger/trip?atRevision=${updated.body.metadata.revision}`)
     expect(later.body).toMatchObject({ spec: { leg: 2 }, version: 2 })
     expect((await api(stack.url, 'GET', '/resources/ledger/trip')).body.status.state).toBe('closed')
@@ -121,7 +184,8 @@ describe('history, verify and time travel', () => {
 
 describe('replay', () => {
   it('re-delivers history to a driver through a new consumer, marked as replayed, with progress; finished work runs again only with force', async () => {
-    for (const name of ['j1', 'j2', 'j3']) await api(stack.url, 'POST', '/resources', { name, resource: 'job', spec: {} })
+    for (const name of ['j1', 'j2', 'j3'])
+      await api(stack.url, 'POST', '/resources', { name, resource: 'job', spec: {} })
     // The replay is waiting when the driver starts: its catch-up and the replay both bring the
     // three jobs, and the claims make each run exactly once.
     const started = await api(stack.url, 'POST', '/replay', { driver: 'auditor', type: 'job', fromSequence: 1 })
@@ -138,13 +202,19 @@ describe('replay', () => {
     socket.on('message', (data) => progress.push(JSON.parse(data.toString())))
     await new Promise((resolve) => socket.once('open', resolve))
     socket.send(JSON.stringify({ op: 'replay', id: 'p', replay: started.body.id }))
-    await eventually(() => (progress.some((p) => p.status === 'done') ? true : undefined), 'the replay to finish', 20_000)
+    await eventually(
+      () => (progress.some((p) => p.status === 'done') ? true : undefined),
+      'the replay to finish',
+      20_000,
+    )
     socket.close()
     expect(progress.at(-1)).toMatchObject({ id: 'p', type: 'progress', delivered: 3, total: 3, status: 'done' })
     await auditor.caughtUp
     expect(calls.map((c) => c.name).sort()).toEqual(['j1', 'j2', 'j3'])
     expect((await api(stack.url, 'GET', '/resources/job/j2')).body.status.drivers.auditor.success).toBe(true)
-    expect((await stack.connections.jsm.consumers.list('CONVEYOR_EVENTS').next()).map((c) => c.name)).not.toContain(`replay_${started.body.id}`)
+    expect((await stack.connections.jsm.consumers.list('CONVEYOR_EVENTS').next()).map((c) => c.name)).not.toContain(
+      `replay_${started.body.id}`,
+    )
 
     // Again without force: every outcome is recorded, nothing runs. With force, all of it runs again.
     const again = await cli(['replay', '--driver', 'auditor', '--type', 'job', '--from-seq', '1'])
@@ -164,14 +234,40 @@ describe('replay', () => {
       runs.push({ runid: ctx.runid, replayed: ctx.replayed })
       return { success: true }
     })
-    await api(stack.url, 'POST', '/pipelines', { name: 'stepping', resource: 'job', steps: [{ id: 'one', driver: 'stepper' }, { id: 'two', driver: 'stepper' }] })
-    const created = await api(stack.url, 'POST', '/resources', { name: 'piped', resource: 'job', pipeline: 'stepping', spec: {} })
-    await eventually(async () => ((await api(stack.url, 'GET', '/resources/job/piped')).body.status.pipeline.status === 'succeeded' ? true : undefined), 'the run to succeed')
+    await api(stack.url, 'POST', '/pipelines', {
+      name: 'stepping',
+      resource: 'job',
+      steps: [
+        { id: 'one', driver: 'stepper' },
+        { id: 'two', driver: 'stepper' },
+      ],
+    })
+    const created = await api(stack.url, 'POST', '/resources', {
+      name: 'piped',
+      resource: 'job',
+      pipeline: 'stepping',
+      spec: {},
+    })
+    await eventually(
+      async () =>
+        (await api(stack.url, 'GET', '/resources/job/piped')).body.status.pipeline.status === 'succeeded'
+          ? true
+          : undefined,
+      'the run to succeed',
+    )
     expect(runs).toHaveLength(2)
     const plain = await api(stack.url, 'POST', '/replay', { driver: 'stepper', type: 'job', resource: 'piped' })
-    await eventually(async () => ((await api(stack.url, 'GET', `/replay/${plain.body.id}`)).body.status === 'done' ? true : undefined), 'the plain replay')
+    await eventually(
+      async () => ((await api(stack.url, 'GET', `/replay/${plain.body.id}`)).body.status === 'done' ? true : undefined),
+      'the plain replay',
+    )
     expect(runs).toHaveLength(2)
-    const forced = await api(stack.url, 'POST', '/replay', { driver: 'stepper', type: 'job', resource: 'piped', force: true })
+    const forced = await api(stack.url, 'POST', '/replay', {
+      driver: 'stepper',
+      type: 'job',
+      resource: 'piped',
+      force: true,
+    })
     const done = await eventually(async () => {
       const got = await api(stack.url, 'GET', `/replay/${forced.body.id}`)
       return got.body.status === 'done' ? got.body : undefined
@@ -186,14 +282,29 @@ describe('replay', () => {
     expect(bad.status).toBe(400)
     expect(bad.body.errors[0].path).toBe('/type')
     // Ranges by time and by sequence.
-    const future = await api(stack.url, 'POST', '/replay', { driver: 'stepper', since: new Date(Date.now() + 3_600_000).toISOString() })
+    const future = await api(stack.url, 'POST', '/replay', {
+      driver: 'stepper',
+      since: new Date(Date.now() + 3_600_000).toISOString(),
+    })
     expect(future.status).toBe(400)
     expect(future.body.detail).toMatch(/the range is empty/)
     const history = await api(stack.url, 'GET', '/resources/job/piped/history')
     const firstTwo = history.body.items.slice(0, 2)
-    const bounded = await api(stack.url, 'POST', '/replay', { driver: 'stepper', type: 'job', resource: 'piped', fromSequence: firstTwo[0].seq, until: firstTwo[1].seq })
+    const bounded = await api(stack.url, 'POST', '/replay', {
+      driver: 'stepper',
+      type: 'job',
+      resource: 'piped',
+      fromSequence: firstTwo[0].seq,
+      until: firstTwo[1].seq,
+    })
     expect(bounded.body).toMatchObject({ total: 2, fromSequence: firstTwo[0].seq, untilSequence: firstTwo[1].seq })
-    const byTime = await api(stack.url, 'POST', '/replay', { driver: 'stepper', type: 'job', resource: 'piped', since: firstTwo[0].time, until: history.body.items.at(-1).time })
+    const byTime = await api(stack.url, 'POST', '/replay', {
+      driver: 'stepper',
+      type: 'job',
+      resource: 'piped',
+      since: firstTwo[0].time,
+      until: history.body.items.at(-1).time,
+    })
     expect(byTime.body.total).toBe(history.body.items.length)
     const badTime = await api(stack.url, 'POST', '/replay', { driver: 'stepper', since: 'yesterday-ish' })
     expect(badTime.status).toBe(400)

@@ -13,7 +13,10 @@ let stack: Stack
 
 beforeAll(async () => {
   stack = await startStack({ worker: true })
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } })).status).toBe(201)
+  expect(
+    (await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } }))
+      .status,
+  ).toBe(201)
 })
 afterAll(async () => stack?.close())
 
@@ -94,10 +97,19 @@ describe('log streaming', () => {
     try {
       const created = await api(stack.url, 'POST', '/resources', { name: 'app', resource: 'build', spec: {} })
       const streamUrl = `${stack.url}/logs/streams/chatty/${created.body.runid}`
-      await eventually(async () => ((await api(stack.url, 'GET', `/logs?driver=chatty&runid=${created.body.runid}`)).body.length === 300 ? true : undefined), 'the first 300 lines')
+      await eventually(
+        async () =>
+          (await api(stack.url, 'GET', `/logs?driver=chatty&runid=${created.body.runid}`)).body.length === 300
+            ? true
+            : undefined,
+        'the first 300 lines',
+      )
 
       const subscribers = [subscribeSse(streamUrl), subscribeWs(streamUrl)]
-      await eventually(() => (subscribers.every((s) => s.lines.length >= 300) ? true : undefined), 'the backlog to reach both subscribers')
+      await eventually(
+        () => (subscribers.every((s) => s.lines.length >= 300) ? true : undefined),
+        'the backlog to reach both subscribers',
+      )
       release()
       await fastPhase
       subscribers.push(subscribeSse(streamUrl), subscribeWs(streamUrl))
@@ -119,11 +131,21 @@ describe('log streaming', () => {
   })
 
   it('POST /logs stores a line that GET /logs returns at once, filtered by driver, runid and pipeline', async () => {
-    const posted = await api(stack.url, 'POST', '/logs', { driver: 'external', runid: 'run-1', pipeline: 'ci', message: 'from another language' })
+    const posted = await api(stack.url, 'POST', '/logs', {
+      driver: 'external',
+      runid: 'run-1',
+      pipeline: 'ci',
+      message: 'from another language',
+    })
     expect(posted.status).toBe(201)
     await api(stack.url, 'POST', '/logs', { driver: 'other', runid: 'run-1', message: 'second driver' })
-    expect((await api(stack.url, 'GET', '/logs?driver=external&runid=run-1')).body.map((l: any) => l.message)).toEqual(['from another language'])
-    expect((await api(stack.url, 'GET', '/logs?runid=run-1')).body.map((l: any) => l.driver)).toEqual(['external', 'other'])
+    expect((await api(stack.url, 'GET', '/logs?driver=external&runid=run-1')).body.map((l: any) => l.message)).toEqual([
+      'from another language',
+    ])
+    expect((await api(stack.url, 'GET', '/logs?runid=run-1')).body.map((l: any) => l.driver)).toEqual([
+      'external',
+      'other',
+    ])
     expect((await api(stack.url, 'GET', '/logs?pipeline=ci')).body).toHaveLength(1)
     const bad = await api(stack.url, 'POST', '/logs', { driver: 'external', runid: 'bad run id', message: 'x' })
     expect(bad.status).toBe(400)
@@ -133,14 +155,31 @@ describe('log streaming', () => {
   it('a restarted gateway resumes its log index without losing lines written while it was down', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'conveyor-logs-'))
     try {
-      let gateway = await startGateway({ connections: stack.connections, port: 0, dataDir, logger: createLogger('gw', 'error') })
+      let gateway = await startGateway({
+        connections: stack.connections,
+        port: 0,
+        dataDir,
+        logger: createLogger('gw', 'error'),
+      })
       await api(gateway.url, 'POST', '/logs', { driver: 'resume', runid: 'r', message: 'before' })
       await gateway.close()
-      await stack.connections.js.publish('conveyor.logs.resume.r', JSON.stringify({ message: 'while down', timestamp: new Date().toISOString() }))
-      gateway = await startGateway({ connections: stack.connections, port: 0, dataDir, logger: createLogger('gw', 'error') })
+      await stack.connections.js.publish(
+        'conveyor.logs.resume.r',
+        JSON.stringify({ message: 'while down', timestamp: new Date().toISOString() }),
+      )
+      gateway = await startGateway({
+        connections: stack.connections,
+        port: 0,
+        dataDir,
+        logger: createLogger('gw', 'error'),
+      })
       try {
         await api(gateway.url, 'POST', '/logs', { driver: 'resume', runid: 'r', message: 'after' })
-        expect((await api(gateway.url, 'GET', '/logs?driver=resume&runid=r')).body.map((l: any) => l.message)).toEqual(['before', 'while down', 'after'])
+        expect((await api(gateway.url, 'GET', '/logs?driver=resume&runid=r')).body.map((l: any) => l.message)).toEqual([
+          'before',
+          'while down',
+          'after',
+        ])
       } finally {
         await gateway.close()
       }
@@ -154,7 +193,11 @@ describe('log streaming', () => {
     for (const message of ['old 1', 'old 2']) expect((await post(message)).status).toBe(201)
     const endHeaders = natsHeaders()
     endHeaders.set('Conveyor-Log-End', '1')
-    const end = await stack.connections.js.publish('conveyor.logs.pruner.prune-run', JSON.stringify({ success: true, message: 'done' }), { headers: endHeaders })
+    const end = await stack.connections.js.publish(
+      'conveyor.logs.pruner.prune-run',
+      JSON.stringify({ success: true, message: 'done' }),
+      { headers: endHeaders },
+    )
     const kept = await post('new 1')
     // Retention as the stream applies it: everything before this line is gone from JetStream.
     await stack.connections.jsm.streams.purge('CONVEYOR_LOGS', { seq: kept.body.seq })

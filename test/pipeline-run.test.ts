@@ -8,7 +8,16 @@ const plan = planOf([
   { id: 'b', driver: 'd', needs: ['a'], retries: 1, backoff: '100ms', timeout: '5s' },
   { id: 'c', driver: 'd', needs: ['a'] },
 ])
-const report = (step: string, attempt: number, success: boolean, retryable = true) => ({ type: 'conveyor.step.result', step, attempt, runid: 'r', success, retryable, message: success ? 'ok' : 'no', data: {} })
+const report = (step: string, attempt: number, success: boolean, retryable = true) => ({
+  type: 'conveyor.step.result',
+  step,
+  attempt,
+  runid: 'r',
+  success,
+  retryable,
+  message: success ? 'ok' : 'no',
+  data: {},
+})
 
 describe('pipeline run logic', () => {
   it('dispatches what is ready, retries after a backoff timer, times out with a durable timer, and ignores stale reports', () => {
@@ -16,7 +25,13 @@ describe('pipeline run logic', () => {
     expect(started.effects.dispatched.map((s) => s.id)).toEqual(['a'])
     const afterA = advanceRun(started, report('a', 1, true), NOW + 10)!
     expect(afterA.effects.dispatched.map((s) => `${s.id}#${s.attempt}`)).toEqual(['b#1', 'c#1'])
-    expect(afterA.timers).toEqual([{ id: 'conveyor.timeout.b', dueAt: NOW + 10 + 5000, event: { type: 'conveyor.step.timeout', step: 'b', attempt: 1 } }])
+    expect(afterA.timers).toEqual([
+      {
+        id: 'conveyor.timeout.b',
+        dueAt: NOW + 10 + 5000,
+        event: { type: 'conveyor.step.timeout', step: 'b', attempt: 1 },
+      },
+    ])
     // A second report for the same dispatch, or one for an old attempt, changes nothing.
     expect(advanceRun(afterA, report('a', 1, true), NOW + 11)).toBeUndefined()
     const failedB = advanceRun(afterA, report('b', 1, false), NOW + 20)!
@@ -54,6 +69,12 @@ describe('pipeline run logic', () => {
   })
 
   it('steps without needs anywhere run in order, as in Conveyor CI', () => {
-    expect(planOf([{ id: 'x', driver: 'd' }, { id: 'y', driver: 'd' }, { id: 'z', driver: 'd' }]).map((s) => s.needs)).toEqual([[], ['x'], ['y']])
+    expect(
+      planOf([
+        { id: 'x', driver: 'd' },
+        { id: 'y', driver: 'd' },
+        { id: 'z', driver: 'd' },
+      ]).map((s) => s.needs),
+    ).toEqual([[], ['x'], ['y']])
   })
 })

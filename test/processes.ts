@@ -10,7 +10,10 @@ export class ConveyorProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 
   constructor(args: readonly string[], env: Record<string, string | undefined> = {}) {
-    this.child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     this.child.stdout!.on('data', (chunk: Buffer) => (this.#output += chunk.toString()))
     this.child.stderr!.on('data', (chunk: Buffer) => (this.#output += chunk.toString()))
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })))

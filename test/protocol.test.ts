@@ -7,7 +7,14 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node'
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream'
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 
 let stack: Stack
@@ -52,7 +59,19 @@ function rawDriver(name: string): RawDriver {
 /** "put `{name, resources, instance, …}` into `conveyor-driver-instances` under `{driver}.{instance}`", and the driver once into `conveyor-drivers`. */
 async function register(driver: RawDriver, resources: string[]): Promise<void> {
   const started = new Date().toISOString()
-  await js.publish(`$KV.conveyor-driver-instances.${driver.name}.${driver.instance}`, json({ name: driver.name, resources, instance: driver.instance, version: '0.0.1', host: 'protocol-test', pid: process.pid, started, concurrency: 1 }))
+  await js.publish(
+    `$KV.conveyor-driver-instances.${driver.name}.${driver.instance}`,
+    json({
+      name: driver.name,
+      resources,
+      instance: driver.instance,
+      version: '0.0.1',
+      host: 'protocol-test',
+      pid: process.pid,
+      started,
+      concurrency: 1,
+    }),
+  )
   await js.publish(`$KV.conveyor-drivers.${driver.name}`, json({ name: driver.name, resources, lastSeen: started }))
 }
 
@@ -61,10 +80,18 @@ async function register(driver: RawDriver, resources: string[]): Promise<void> {
  * `{status, body}`. No answer within a few seconds (or no responders): ask again (the request is
  * idempotent by its token).
  */
-async function ask(_driver: RawDriver, type: string, name: string, request: Record<string, unknown>, attempts = 3): Promise<{ status: number; body: any }> {
+async function ask(
+  _driver: RawDriver,
+  type: string,
+  name: string,
+  request: Record<string, unknown>,
+  attempts = 3,
+): Promise<{ status: number; body: any }> {
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const id = randomUUID()
-    const reply = await nc.request(workSubject(type, name), json({ ...request, id }), { timeout: 5000 }).catch(() => undefined)
+    const reply = await nc
+      .request(workSubject(type, name), json({ ...request, id }), { timeout: 5000 })
+      .catch(() => undefined)
     if (reply === undefined) continue
     const answer = reply.json<{ status: number; body: any }>()
     expect(answer.body.id).toBe(id)
@@ -83,25 +110,43 @@ async function next(consumer: string, expiresMs = 15_000): Promise<JsMsg> {
 
 /** Log lines go to `conveyor.logs.{driver}.{runid}`; the publish resolves once JetStream acked it. */
 async function logLine(driver: string, runid: string, line: Record<string, unknown>): Promise<void> {
-  await js.publish(`conveyor.logs.${driver}.${runid}`, json({ stream: 'log', timestamp: new Date().toISOString(), ...line }))
+  await js.publish(
+    `conveyor.logs.${driver}.${runid}`,
+    json({ stream: 'log', timestamp: new Date().toISOString(), ...line }),
+  )
 }
 
 /** "A reconcile's log ends with `{success, message, timestamp}` on the same subject with the header `Conveyor-Log-End: 1`." */
 async function logEnd(driver: string, runid: string, success: boolean, message: string): Promise<void> {
   const h = headers()
   h.set('Conveyor-Log-End', '1')
-  await js.publish(`conveyor.logs.${driver}.${runid}`, json({ success, message, timestamp: new Date().toISOString() }), { headers: h })
+  await js.publish(
+    `conveyor.logs.${driver}.${runid}`,
+    json({ success, message, timestamp: new Date().toISOString() }),
+    { headers: h },
+  )
 }
 
 async function defineType(name: string): Promise<void> {
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name, version: '1', schema: { type: 'object' } })).status).toBe(201)
+  expect(
+    (await api(stack.url, 'POST', '/resource-definitions', { name, version: '1', schema: { type: 'object' } })).status,
+  ).toBe(201)
 }
 
-async function resourceWhere(type: string, name: string, until: (resource: any) => boolean, what: string): Promise<any> {
-  return await eventually(async () => {
-    const got = await api(stack.url, 'GET', `/resources/${type}/${name}`)
-    return got.status === 200 && until(got.body) ? got.body : undefined
-  }, what, 15_000)
+async function resourceWhere(
+  type: string,
+  name: string,
+  until: (resource: any) => boolean,
+  what: string,
+): Promise<any> {
+  return await eventually(
+    async () => {
+      const got = await api(stack.url, 'GET', `/resources/${type}/${name}`)
+      return got.status === 200 && until(got.body) ? got.body : undefined
+    },
+    what,
+    15_000,
+  )
 }
 
 // ---- The tests ------------------------------------------------------------------------------
@@ -125,7 +170,9 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     })
 
     const name = 'widget'
-    expect((await api(stack.url, 'POST', '/resources', { name, resource: type, spec: { colour: 'blue' } })).status).toBe(201)
+    expect(
+      (await api(stack.url, 'POST', '/resources', { name, resource: type, spec: { colour: 'blue' } })).status,
+    ).toBe(201)
 
     // The `created` event, on the subject and with the headers the document names.
     const m = await next(`driver_${driver.name}`)
@@ -135,16 +182,34 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     // "a message id (`Nats-Msg-Id`) derived from `uid` and `revision`"
     expect(m.headers?.get('Nats-Msg-Id')).toContain(event.uid)
     expect(m.headers?.get('Nats-Msg-Id')).toContain(String(event.revision))
-    expect(event).toMatchObject({ kind: 'created', type, name, version: 1, object: { name, resource: type, spec: { colour: 'blue' } } })
+    expect(event).toMatchObject({
+      kind: 'created',
+      type,
+      name,
+      version: 1,
+      object: { name, resource: type, spec: { colour: 'blue' } },
+    })
     expect(typeof event.uid).toBe('string')
     expect(typeof event.revision).toBe('number')
     expect(typeof event.runid).toBe('string')
     expect(event.object.pipeline).toBeUndefined()
 
     // Claim the reconcile work.
-    const work = { kind: 'reconcile', uid: event.uid, runid: event.runid, driver: driver.name, revision: event.revision }
+    const work = {
+      kind: 'reconcile',
+      uid: event.uid,
+      runid: event.runid,
+      driver: driver.name,
+      revision: event.revision,
+    }
     const token = randomUUID()
-    const claim = await ask(driver, type, name, { type: 'conveyor.claim', work, token, holder: driver.instance, leaseMs: 30_000 })
+    const claim = await ask(driver, type, name, {
+      type: 'conveyor.claim',
+      work,
+      token,
+      holder: driver.instance,
+      leaseMs: 30_000,
+    })
     expect(claim.status).toBe(200)
     expect(claim.body).toMatchObject({ result: 'go', execution: 1 })
     expect(claim.body.expiresAt).toBeDefined()
@@ -157,14 +222,29 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     await logLine(driver.name, event.runid, { message: `painting ${name} ${String(event.object.spec.colour)}` })
 
     // Report; on the answer publish the log end marker, then ack (confirmed).
-    const report = await ask(driver, type, name, { type: 'conveyor.report', work, token, success: true, retryable: false, message: 'painted', data: { coats: 2 } })
+    const report = await ask(driver, type, name, {
+      type: 'conveyor.report',
+      work,
+      token,
+      success: true,
+      retryable: false,
+      message: 'painted',
+      data: { coats: 2 },
+    })
     expect(report).toMatchObject({ status: 200, body: { result: 'recorded' } })
     await logEnd(driver.name, event.runid, true, 'painted')
     expect(await m.ackAck()).toBe(true)
 
     // The outcome, as the API shows it; the built-in lifecycle went pending → running → succeeded.
     const done = await resourceWhere(type, name, (r) => r.status?.state === 'succeeded', 'the resource to succeed')
-    expect(done.status.drivers[driver.name]).toMatchObject({ success: true, message: 'painted', data: { coats: 2 }, runid: event.runid, forRevision: event.revision, attempt: 1 })
+    expect(done.status.drivers[driver.name]).toMatchObject({
+      success: true,
+      message: 'painted',
+      data: { coats: 2 },
+      runid: event.runid,
+      forRevision: event.revision,
+      attempt: 1,
+    })
     expect(done.status.drivers[driver.name].finishedAt).toBeDefined()
     expect(done.status.state).toBe('succeeded')
 
@@ -182,14 +262,29 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     expect(lines.map((l: any) => l.message)).toContain('painting widget blue')
 
     // The work finished: another claim (a new token) is told so, with the outcome.
-    const again = await ask(driver, type, name, { type: 'conveyor.claim', work, token: randomUUID(), holder: driver.instance, leaseMs: 30_000 })
-    expect(again.body).toMatchObject({ result: 'done', outcome: { success: true, message: 'painted', data: { coats: 2 } } })
+    const again = await ask(driver, type, name, {
+      type: 'conveyor.claim',
+      work,
+      token: randomUUID(),
+      holder: driver.instance,
+      leaseMs: 30_000,
+    })
+    expect(again.body).toMatchObject({
+      result: 'done',
+      outcome: { success: true, message: 'painted', data: { coats: 2 } },
+    })
 
     // A report from someone without the claim is nobody's result.
-    const forged = await ask(driver, type, name, { type: 'conveyor.report', work, token: randomUUID(), success: false, retryable: false, message: 'forged' })
+    const forged = await ask(driver, type, name, {
+      type: 'conveyor.report',
+      work,
+      token: randomUUID(),
+      success: false,
+      retryable: false,
+      message: 'forged',
+    })
     expect(forged.body).toMatchObject({ result: 'stale' })
     expect(forged.body.reason).toBeDefined()
-
   })
 
   it('runs a pipeline step: the commands come with the granted claim, not with the message', async () => {
@@ -209,15 +304,32 @@ describe('docs/protocol.md, with a raw NATS client', () => {
       max_deliver: 6,
     })
 
-    expect((await api(stack.url, 'POST', '/pipelines', { name: 'proto-ci', resource: type, steps: [{ id: 'plan', driver: driver.name, commands: ['echo planned'] }] })).status).toBe(201)
+    expect(
+      (
+        await api(stack.url, 'POST', '/pipelines', {
+          name: 'proto-ci',
+          resource: type,
+          steps: [{ id: 'plan', driver: driver.name, commands: ['echo planned'] }],
+        })
+      ).status,
+    ).toBe(201)
     const name = 'service'
-    expect((await api(stack.url, 'POST', '/resources', { name, resource: type, pipeline: 'proto-ci', spec: { repo: 'r1' } })).status).toBe(201)
+    expect(
+      (await api(stack.url, 'POST', '/resources', { name, resource: type, pipeline: 'proto-ci', spec: { repo: 'r1' } }))
+        .status,
+    ).toBe(201)
 
     const m = await next(`driver_${driver.name}_steps`)
     expect(m.subject).toBe(`conveyor.ev.step.${partitionOf(type, name)}.${type}.${name}.${driver.name}`)
     expect(m.headers?.get('Conveyor-Kind')).toBe('step.dispatched')
     const event = m.json<any>()
-    expect(event).toMatchObject({ kind: 'step.dispatched', type, name, pipeline: 'proto-ci', step: { id: 'plan', driver: driver.name, attempt: 1 } })
+    expect(event).toMatchObject({
+      kind: 'step.dispatched',
+      type,
+      name,
+      pipeline: 'proto-ci',
+      step: { id: 'plan', driver: driver.name, attempt: 1 },
+    })
     // A forged message cannot run anything: the commands are not in it.
     expect(event.step.commands).toBeUndefined()
     expect(JSON.stringify(event)).not.toContain('echo planned')
@@ -225,7 +337,13 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     // Claim the step; the plan's step comes with `go`.
     const work = { kind: 'step', uid: event.uid, runid: event.runid, step: event.step.id, dispatch: event.step.attempt }
     const token = randomUUID()
-    const claim = await ask(driver, type, name, { type: 'conveyor.claim', work, token, holder: driver.instance, leaseMs: 30_000 })
+    const claim = await ask(driver, type, name, {
+      type: 'conveyor.claim',
+      work,
+      token,
+      holder: driver.instance,
+      leaseMs: 30_000,
+    })
     expect(claim.body).toMatchObject({ result: 'go', execution: 1 })
     expect(claim.body.step.commands).toEqual(['echo planned'])
     expect(claim.body.resource).toMatchObject({ name, resource: type, spec: { repo: 'r1' } })
@@ -233,13 +351,25 @@ describe('docs/protocol.md, with a raw NATS client', () => {
 
     // A log line with pipeline and step, acked before the report; then report, then ack.
     await logLine(driver.name, event.runid, { message: 'planned', pipeline: 'proto-ci', step: 'plan' })
-    const report = await ask(driver, type, name, { type: 'conveyor.report', work, token, success: true, retryable: false, message: 'planned', data: { plan: 'ok' } })
+    const report = await ask(driver, type, name, {
+      type: 'conveyor.report',
+      work,
+      token,
+      success: true,
+      retryable: false,
+      message: 'planned',
+      data: { plan: 'ok' },
+    })
     expect(report.body).toMatchObject({ result: 'recorded' })
     expect(await m.ackAck()).toBe(true)
 
-    const done = await resourceWhere(type, name, (r) => ['succeeded', 'failed', 'cancelled'].includes(r.status?.pipeline?.status), 'the run to finish')
+    const done = await resourceWhere(
+      type,
+      name,
+      (r) => ['succeeded', 'failed', 'cancelled'].includes(r.status?.pipeline?.status),
+      'the run to finish',
+    )
     expect(done.status.pipeline.status).toBe('succeeded')
     expect(done.status.steps[0]).toMatchObject({ id: 'plan', status: 'succeeded', data: { plan: 'ok' } })
-
   })
 })

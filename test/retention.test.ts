@@ -22,7 +22,9 @@ describe('retention', () => {
     const info = async (name: string) => (await first.jsm.streams.info(name)).config
     expect((await info('CONVEYOR_EVENTS')).max_age).toBe(7 * DAY_NS)
     expect((await info('CONVEYOR_LOGS')).max_age).toBe(7 * DAY_NS)
-    const tuned = await connectServers(servers, { retention: { eventsMaxAgeMs: 3 * 86_400_000, logsMaxAgeMs: 86_400_000, logsMaxBytes: 1024 ** 3 } })
+    const tuned = await connectServers(servers, {
+      retention: { eventsMaxAgeMs: 3 * 86_400_000, logsMaxAgeMs: 86_400_000, logsMaxBytes: 1024 ** 3 },
+    })
     await tuned.close()
     const plain = await connectServers(servers, { retention: {} })
     await plain.close()
@@ -33,20 +35,34 @@ describe('retention', () => {
   })
 
   it('reads its settings from the environment and names a bad value', () => {
-    expect(retentionFromEnv({ CONVEYOR_EVENTS_RETENTION: '14d', CONVEYOR_LOGS_RETENTION: '72h', CONVEYOR_EVENTS_MAX_BYTES: '10GiB' })).toEqual({ eventsMaxAgeMs: 14 * 86_400_000, logsMaxAgeMs: 72 * 3_600_000, eventsMaxBytes: 10 * 1024 ** 3 })
+    expect(
+      retentionFromEnv({
+        CONVEYOR_EVENTS_RETENTION: '14d',
+        CONVEYOR_LOGS_RETENTION: '72h',
+        CONVEYOR_EVENTS_MAX_BYTES: '10GiB',
+      }),
+    ).toEqual({ eventsMaxAgeMs: 14 * 86_400_000, logsMaxAgeMs: 72 * 3_600_000, eventsMaxBytes: 10 * 1024 ** 3 })
     expect(retentionFromEnv({})).toEqual({})
     expect(parseDuration('90m', 'x')).toBe(5_400_000)
     expect(parseSize('500MB', 'x')).toBe(500e6)
-    expect(() => parseDuration('a week', 'CONVEYOR_EVENTS_RETENTION')).toThrow(/CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms/)
+    expect(() => parseDuration('a week', 'CONVEYOR_EVENTS_RETENTION')).toThrow(
+      /CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms/,
+    )
     expect(() => parseSize('lots', 'CONVEYOR_LOGS_MAX_BYTES')).toThrow(/CONVEYOR_LOGS_MAX_BYTES must be a size/)
   })
 
   it('starts the local etcd with the compaction retention asked for, and a process refuses a bad setting with one line', async () => {
     const cmdline = (await readFile(`/proc/${servers.etcd.child.pid}/cmdline`, 'utf8')).split('\0')
     expect(cmdline).toContain('--auto-compaction-retention=2h')
-    const child = new ConveyorProcess(['gateway', '--port', '0'], { CONVEYOR_NATS_URL: servers.natsUrl, CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','), CONVEYOR_EVENTS_RETENTION: 'forever' })
+    const child = new ConveyorProcess(['gateway', '--port', '0'], {
+      CONVEYOR_NATS_URL: servers.natsUrl,
+      CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
+      CONVEYOR_EVENTS_RETENTION: 'forever',
+    })
     const { code } = await child.exited
     expect(code).toBe(1)
-    expect(child.output.trim()).toBe('conveyor: CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms, got "forever"')
+    expect(child.output.trim()).toBe(
+      'conveyor: CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms, got "forever"',
+    )
   })
 })

@@ -16,8 +16,15 @@ let dir: string
 beforeAll(async () => {
   stack = await startStack({ worker: true })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-shell-'))
-  shell = await runDriver(shellDriver, { connections: stack.connections, logger: createLogger('shell', 'error'), workspaceRoot: join(dir, 'workspaces') })
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } })).status).toBe(201)
+  shell = await runDriver(shellDriver, {
+    connections: stack.connections,
+    logger: createLogger('shell', 'error'),
+    workspaceRoot: join(dir, 'workspaces'),
+  })
+  expect(
+    (await api(stack.url, 'POST', '/resource-definitions', { name: 'build', version: '1', schema: { type: 'object' } }))
+      .status,
+  ).toBe(201)
 })
 afterAll(async () => {
   await shell?.close()
@@ -26,19 +33,25 @@ afterAll(async () => {
 })
 
 async function finishedRun(name: string): Promise<any> {
-  return await eventually(async () => {
-    const got = await api(stack.url, 'GET', `/resources/build/${name}`)
-    return ['succeeded', 'failed', 'cancelled'].includes(got.body.status?.pipeline?.status) ? got.body : undefined
-  }, `run ${name} to finish`, 20_000)
+  return await eventually(
+    async () => {
+      const got = await api(stack.url, 'GET', `/resources/build/${name}`)
+      return ['succeeded', 'failed', 'cancelled'].includes(got.body.status?.pipeline?.status) ? got.body : undefined
+    },
+    `run ${name} to finish`,
+    20_000,
+  )
 }
 
 async function logsOf(runid: string): Promise<any[]> {
   const text = await (await fetch(`${stack.url}/logs/pipeline/${runid}`)).text()
-  return text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)))
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('data: '))
+    .map((l) => JSON.parse(l.slice(6)))
 }
 
 describe('the built-in shell driver', () => {
-
   it("runs the README's pipeline as written against a local git repository: steps share the run's workspace, data reaches later steps, the workspace goes when the run ends", async () => {
     const readme = await readFile(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8')
     const pipeline = JSON.parse(/curl -s -XPOST localhost:8080\/pipelines\/ -d '([\s\S]*?)'\n/.exec(readme)![1]!)
@@ -46,28 +59,63 @@ describe('the built-in shell driver', () => {
     const repo = join(dir, 'app-repo')
     await mkdir(repo)
     const files: Record<string, string> = {
-      'package.json': JSON.stringify({ name: 'app', version: '1.0.0', private: true, scripts: { test: 'node -e "console.log(\'tests pass\')"', lint: 'node -e "console.log(\'lint clean\')"' } }),
-      'package-lock.json': JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'app', version: '1.0.0' } } }),
+      'package.json': JSON.stringify({
+        name: 'app',
+        version: '1.0.0',
+        private: true,
+        scripts: { test: 'node -e "console.log(\'tests pass\')"', lint: 'node -e "console.log(\'lint clean\')"' },
+      }),
+      'package-lock.json': JSON.stringify({
+        name: 'app',
+        version: '1.0.0',
+        lockfileVersion: 3,
+        requires: true,
+        packages: { '': { name: 'app', version: '1.0.0' } },
+      }),
       '.npmrc': 'audit=false\nfund=false\nupdate-notifier=false\n',
     }
     for (const [file, text] of Object.entries(files)) await writeFile(join(repo, file), text)
-    const git = (args: string[]): string => execFileSync('git', args, { cwd: repo, env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@localhost', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@localhost' } }).toString().trim()
+    const git = (args: string[]): string =>
+      execFileSync('git', args, {
+        cwd: repo,
+        env: {
+          ...process.env,
+          GIT_AUTHOR_NAME: 't',
+          GIT_AUTHOR_EMAIL: 't@localhost',
+          GIT_COMMITTER_NAME: 't',
+          GIT_COMMITTER_EMAIL: 't@localhost',
+        },
+      })
+        .toString()
+        .trim()
     git(['init', '-q'])
     git(['add', '.'])
     git(['commit', '-qm', 'app'])
     const commit = git(['rev-parse', 'HEAD'])
-    const created = await api(stack.url, 'POST', '/resources', { name: 'my-app-ci', resource: 'build', pipeline: pipeline.name, spec: { repository: `file://${repo}` } })
+    const created = await api(stack.url, 'POST', '/resources', {
+      name: 'my-app-ci',
+      resource: 'build',
+      pipeline: pipeline.name,
+      spec: { repository: `file://${repo}` },
+    })
     expect(created.status).toBe(201)
     const done = await finishedRun('my-app-ci')
-    expect(done.status.steps.map((s: any) => `${s.id}:${s.status}`)).toEqual(['clone:succeeded', 'test:succeeded', 'lint:succeeded'])
+    expect(done.status.steps.map((s: any) => `${s.id}:${s.status}`)).toEqual([
+      'clone:succeeded',
+      'test:succeeded',
+      'lint:succeeded',
+    ])
     expect(done.status.steps[0].data).toMatchObject({ commit })
     const lines = (await logsOf(done.runid)).map((l) => l.message)
     expect(lines).toContain('tests pass')
     expect(lines).toContain('lint clean')
     expect(lines).toContain(`linted ${commit}`)
-    await eventually(async () => ((await stat(join(dir, 'workspaces', done.runid)).catch(() => undefined)) ? undefined : true), 'the workspace to be removed')
+    await eventually(
+      async () => ((await stat(join(dir, 'workspaces', done.runid)).catch(() => undefined)) ? undefined : true),
+      'the workspace to be removed',
+    )
   })
-  it('runs commands in the run\'s workspace, passes spec values only as environment, streams stdout and stderr, reports the exit code', async () => {
+  it("runs commands in the run's workspace, passes spec values only as environment, streams stdout and stderr, reports the exit code", async () => {
     const marker = join(dir, 'pwned')
     await api(stack.url, 'POST', '/pipelines', {
       name: 'sh',
@@ -77,18 +125,37 @@ describe('the built-in shell driver', () => {
           id: 'script',
           driver: 'shell',
           env: { GREETING: 'hello' },
-          commands: ['echo "$GREETING $SPEC_TARGET"', 'echo "msg=$SPEC_MESSAGE"', 'echo to-stderr >&2', 'pwd; ls -A | wc -l', 'echo "$SPEC_OPTIONS"', 'exit 3', 'echo never'],
+          commands: [
+            'echo "$GREETING $SPEC_TARGET"',
+            'echo "msg=$SPEC_MESSAGE"',
+            'echo to-stderr >&2',
+            'pwd; ls -A | wc -l',
+            'echo "$SPEC_OPTIONS"',
+            'exit 3',
+            'echo never',
+          ],
         },
       ],
     })
     const hostile = `"; touch ${marker}; echo "`
-    const created = await api(stack.url, 'POST', '/resources', { name: 'b1', resource: 'build', pipeline: 'sh', spec: { target: 'world', message: hostile, options: { fast: true } } })
+    const created = await api(stack.url, 'POST', '/resources', {
+      name: 'b1',
+      resource: 'build',
+      pipeline: 'sh',
+      spec: { target: 'world', message: hostile, options: { fast: true } },
+    })
     expect(created.status).toBe(201)
     const done = await finishedRun('b1')
     expect(done.status.pipeline.status).toBe('failed')
-    expect(done.status.steps[0]).toMatchObject({ status: 'failed', message: 'command 6 of 7 exited with code 3', data: { exitCode: 3, command: 5 } })
+    expect(done.status.steps[0]).toMatchObject({
+      status: 'failed',
+      message: 'command 6 of 7 exited with code 3',
+      data: { exitCode: 3, command: 5 },
+    })
     const lines = await logsOf(done.runid)
-    const output = lines.filter((l) => l.stream === 'stdout' || l.stream === 'stderr').map((l) => `${l.stream}: ${l.message}`)
+    const output = lines
+      .filter((l) => l.stream === 'stdout' || l.stream === 'stderr')
+      .map((l) => `${l.stream}: ${l.message}`)
     expect(output[0]).toBe('stdout: hello world')
     expect(output[1]).toBe(`stdout: msg=${hostile}`)
     expect(output[2]).toBe('stderr: to-stderr')
@@ -106,7 +173,15 @@ describe('the built-in shell driver', () => {
     await api(stack.url, 'POST', '/pipelines', {
       name: 'sh-slow',
       resource: 'build',
-      steps: [{ id: 'hang', driver: 'shell', timeout: '1s', retries: 0, commands: [`sleep 60 & echo $! > ${pidFile}; echo started; wait`] }],
+      steps: [
+        {
+          id: 'hang',
+          driver: 'shell',
+          timeout: '1s',
+          retries: 0,
+          commands: [`sleep 60 & echo $! > ${pidFile}; echo started; wait`],
+        },
+      ],
     })
     await api(stack.url, 'POST', '/resources', { name: 'b2', resource: 'build', pipeline: 'sh-slow', spec: {} })
     const done = await finishedRun('b2')
@@ -123,20 +198,31 @@ describe('the built-in shell driver', () => {
     }, 'the background process to be killed')
   })
 
-  it('finishes a step whose command leaves a process outside its group holding the output open', { timeout: 30_000 }, async () => {
-    const pidFile = join(dir, 'escaped.pid')
-    await api(stack.url, 'POST', '/pipelines', {
-      name: 'sh-escape',
-      resource: 'build',
-      steps: [{ id: 'escape', driver: 'shell', retries: 0, commands: [`setsid sh -c 'echo $$ > ${pidFile}; exec sleep 60' & echo left`] }],
-    })
-    await api(stack.url, 'POST', '/resources', { name: 'b3', resource: 'build', pipeline: 'sh-escape', spec: {} })
-    try {
-      const done = await finishedRun('b3')
-      expect(done.status.steps[0]).toMatchObject({ status: 'succeeded', data: { exitCode: 0 } })
-    } finally {
-      const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'))
-      if (pid > 0) process.kill(pid, 'SIGKILL')
-    }
-  })
+  it(
+    'finishes a step whose command leaves a process outside its group holding the output open',
+    { timeout: 30_000 },
+    async () => {
+      const pidFile = join(dir, 'escaped.pid')
+      await api(stack.url, 'POST', '/pipelines', {
+        name: 'sh-escape',
+        resource: 'build',
+        steps: [
+          {
+            id: 'escape',
+            driver: 'shell',
+            retries: 0,
+            commands: [`setsid sh -c 'echo $$ > ${pidFile}; exec sleep 60' & echo left`],
+          },
+        ],
+      })
+      await api(stack.url, 'POST', '/resources', { name: 'b3', resource: 'build', pipeline: 'sh-escape', spec: {} })
+      try {
+        const done = await finishedRun('b3')
+        expect(done.status.steps[0]).toMatchObject({ status: 'succeeded', data: { exitCode: 0 } })
+      } finally {
+        const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'))
+        if (pid > 0) process.kill(pid, 'SIGKILL')
+      }
+    },
+  )
 })

@@ -18,7 +18,14 @@ afterAll(async () => {
 
 describe('StreamPublisher', () => {
   it('stores messages in call order with their headers and reports duplicates', async () => {
-    const acks = await Promise.all(Array.from({ length: 200 }, (_, i) => connections.publisher.publish('pubtest.order', String(i), { msgID: `m-${i}`, headers: { 'Conveyor-Kind': 'test' } })))
+    const acks = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        connections.publisher.publish('pubtest.order', String(i), {
+          msgID: `m-${i}`,
+          headers: { 'Conveyor-Kind': 'test' },
+        }),
+      ),
+    )
     expect(acks.map((ack) => ack.duplicate)).toEqual(Array(200).fill(false))
     expect(acks.map((ack) => ack.seq)).toEqual(acks.map((_, i) => acks[0]!.seq + i))
     const again = await connections.publisher.publish('pubtest.order', 'x', { msgID: 'm-7' })
@@ -29,7 +36,9 @@ describe('StreamPublisher', () => {
   })
 
   it('fails a publish no stream takes with a no-responders error', async () => {
-    await expect(connections.publisher.publish('nostream.here', 'x')).rejects.toMatchObject({ name: 'NoRespondersError' })
+    await expect(connections.publisher.publish('nostream.here', 'x')).rejects.toMatchObject({
+      name: 'NoRespondersError',
+    })
   })
 
   it('fails with a timeout when nothing acknowledges, and rejects what waits when closed', async () => {

@@ -8,7 +8,11 @@ import { ConveyorProcess } from './processes.ts'
 
 const lifecycle = (ms: number) => ({
   initial: 'waiting',
-  states: { waiting: { after: { [ms]: 'expired' }, on: { DONE: 'done' } }, expired: { type: 'final' }, done: { type: 'final' } },
+  states: {
+    waiting: { after: { [ms]: 'expired' }, on: { DONE: 'done' } },
+    expired: { type: 'final' },
+    done: { type: 'final' },
+  },
 })
 
 let stack: Stack
@@ -17,7 +21,8 @@ beforeAll(async () => {
 })
 afterAll(async () => stack?.close())
 
-const stateOf = async (type: string, name: string): Promise<string> => (await api(stack.url, 'GET', `/resources/${type}/${name}`)).body.status.state
+const stateOf = async (type: string, name: string): Promise<string> =>
+  (await api(stack.url, 'GET', `/resources/${type}/${name}`)).body.status.state
 const timerKeys = async (): Promise<number> => await stack.connections.etcd.getAll().prefix(keys.timers()).count()
 
 describe('durable timers with an injected clock', () => {
@@ -27,9 +32,20 @@ describe('durable timers with an injected clock', () => {
 
   it('fire when the clock passes the delay, and are cancelled when the state is left first', async () => {
     clock = new ManualClock(Date.now())
-    worker = await startWorker({ connections: stack.connections, clock, timerHorizonMs: 120_000, leaseTtlSeconds: 2, logger: createLogger('w', 'error') })
+    worker = await startWorker({
+      connections: stack.connections,
+      clock,
+      timerHorizonMs: 120_000,
+      leaseTtlSeconds: 2,
+      logger: createLogger('w', 'error'),
+    })
     await eventually(() => (worker.owned().size === 64 ? true : undefined), 'partitions')
-    await api(stack.url, 'POST', '/resource-definitions', { name: 'lease', version: '1', schema: { type: 'object' }, lifecycle: lifecycle(60_000) })
+    await api(stack.url, 'POST', '/resource-definitions', {
+      name: 'lease',
+      version: '1',
+      schema: { type: 'object' },
+      lifecycle: lifecycle(60_000),
+    })
     await api(stack.url, 'POST', '/resources', { name: 'expires', resource: 'lease', spec: {} })
     await api(stack.url, 'POST', '/resources', { name: 'finishes', resource: 'lease', spec: {} })
     expect(await timerKeys()).toBe(2)
@@ -44,7 +60,10 @@ describe('durable timers with an injected clock', () => {
     clock.advance(dueAt - 1000 - clock.now())
     expect(await stateOf('lease', 'expires')).toBe('waiting')
     clock.advance(2_000)
-    await eventually(async () => ((await stateOf('lease', 'expires')) === 'expired' ? true : undefined), 'the timer to fire')
+    await eventually(
+      async () => ((await stateOf('lease', 'expires')) === 'expired' ? true : undefined),
+      'the timer to fire',
+    )
     expect(await stateOf('lease', 'finishes')).toBe('done')
     expect(await timerKeys()).toBe(0)
     const history = await api(stack.url, 'GET', '/resources/lease/expires/history?kind=transitioned')
@@ -57,11 +76,20 @@ describe('durable timers with an injected clock', () => {
 
 describe('durable timers across crashes', () => {
   it('fire after kill -9 of every worker and a restart: late, but exactly once', async () => {
-    await api(stack.url, 'POST', '/resource-definitions', { name: 'crashy', version: '1', schema: { type: 'object' }, lifecycle: lifecycle(1500) })
+    await api(stack.url, 'POST', '/resource-definitions', {
+      name: 'crashy',
+      version: '1',
+      schema: { type: 'object' },
+      lifecycle: lifecycle(1500),
+    })
     const env = { ...stack.env, CONVEYOR_WORKER_LEASE_TTL: '1', CONVEYOR_DATA_DIR: '/tmp/conveyor-unused' }
     const first = new ConveyorProcess(['worker'], env)
     await first.waitFor(/worker \S+ running/)
-    await eventually(async () => ((await stack.connections.etcd.getAll().prefix(keys.partitionClaims()).count()) === 64 ? true : undefined), 'claims')
+    await eventually(
+      async () =>
+        (await stack.connections.etcd.getAll().prefix(keys.partitionClaims()).count()) === 64 ? true : undefined,
+      'claims',
+    )
     const created = await api(stack.url, 'POST', '/resources', { name: 'survivor', resource: 'crashy', spec: {} })
     const dueAt = Date.parse(created.body.metadata.createdAt) + 1500
     first.kill('SIGKILL')
@@ -71,7 +99,10 @@ describe('durable timers across crashes', () => {
 
     const second = new ConveyorProcess(['worker'], env)
     try {
-      await eventually(async () => ((await stateOf('crashy', 'survivor')) === 'expired' ? true : undefined), 'the late timer to fire')
+      await eventually(
+        async () => ((await stateOf('crashy', 'survivor')) === 'expired' ? true : undefined),
+        'the late timer to fire',
+      )
     } finally {
       second.kill('SIGKILL')
       await second.exited
@@ -79,7 +110,11 @@ describe('durable timers across crashes', () => {
     const third = new ConveyorProcess(['worker'], env)
     try {
       await third.waitFor(/worker \S+ running/)
-      await eventually(async () => ((await stack.connections.etcd.getAll().prefix(keys.partitionClaims()).count()) === 64 ? true : undefined), 'claims by the third worker')
+      await eventually(
+        async () =>
+          (await stack.connections.etcd.getAll().prefix(keys.partitionClaims()).count()) === 64 ? true : undefined,
+        'claims by the third worker',
+      )
       const history = await eventually(async () => {
         const response = await api(stack.url, 'GET', '/resources/crashy/survivor/history?kind=transitioned')
         return response.body.items.length > 0 ? response.body.items : undefined

@@ -60,7 +60,11 @@ describe("Conveyor's pipeline tutorial, unchanged", () => {
       name: 'flutter-app',
       description: 'A Flutter application to build',
       version: '0.0.1',
-      schema: { type: 'object', properties: { repository: { type: 'string' }, branch: { type: 'string' } }, required: ['repository'] },
+      schema: {
+        type: 'object',
+        properties: { repository: { type: 'string' }, branch: { type: 'string' } },
+        required: ['repository'],
+      },
     })
     expect(definition.status).toBe(201)
     const pipeline = await api(stack.url, 'POST', '/pipelines/', {
@@ -75,26 +79,48 @@ describe("Conveyor's pipeline tutorial, unchanged", () => {
       ],
     })
     expect(pipeline.status).toBe(201)
-    const resource = await api(stack.url, 'POST', '/resources/', { name: 'my-app', resource: 'flutter-app', pipeline: 'flutter-pipeline', spec: { repository: 'https://example.invalid/my-app.git', branch: 'main' } })
+    const resource = await api(stack.url, 'POST', '/resources/', {
+      name: 'my-app',
+      resource: 'flutter-app',
+      pipeline: 'flutter-pipeline',
+      spec: { repository: 'https://example.invalid/my-app.git', branch: 'main' },
+    })
     expect(resource.status).toBe(201)
-    expect(resource.body).toMatchObject({ name: 'my-app', resource: 'flutter-app', pipeline: 'flutter-pipeline', version: 1 })
+    expect(resource.body).toMatchObject({
+      name: 'my-app',
+      resource: 'flutter-app',
+      pipeline: 'flutter-pipeline',
+      version: 1,
+    })
     const runid = resource.body.runid
     expect(runid).toEqual(expect.any(String))
 
     // Subscribers that join while the run is in progress: backlog, then live lines, then the end.
-    const [sse, ws] = await Promise.all([collect(`${stack.url}/logs/pipeline/${runid}`, 'sse'), collect(`${stack.url}/logs/pipeline/${runid}/`, 'ws')])
+    const [sse, ws] = await Promise.all([
+      collect(`${stack.url}/logs/pipeline/${runid}`, 'sse'),
+      collect(`${stack.url}/logs/pipeline/${runid}/`, 'ws'),
+    ])
     expect(order).toEqual(['git-cloner', 'dependency-installer', 'test-runner', 'app-builder'])
     for (const items of [sse, ws]) {
       const end = items.at(-1)
       expect(end).toMatchObject({ event: 'end', success: true, runid })
       const lines = items.slice(0, -1)
-      expect(lines.map((l) => l.message)).toEqual(order.flatMap((name) => Array.from({ length: 5 }, (_, i) => `${name}: https://example.invalid/my-app.git line ${i + 1}`)))
-      expect(lines.map((l) => l.step)).toEqual(['clone', 'install', 'test', 'build'].flatMap((step) => Array(5).fill(step)))
+      expect(lines.map((l) => l.message)).toEqual(
+        order.flatMap((name) =>
+          Array.from({ length: 5 }, (_, i) => `${name}: https://example.invalid/my-app.git line ${i + 1}`),
+        ),
+      )
+      expect(lines.map((l) => l.step)).toEqual(
+        ['clone', 'install', 'test', 'build'].flatMap((step) => Array(5).fill(step)),
+      )
       const seqs = lines.map((l) => l.seq)
       expect(seqs).toEqual([...seqs].sort((a, b) => a - b))
     }
     const done = await api(stack.url, 'GET', '/resources/flutter-app/my-app')
-    expect(done.body.status).toMatchObject({ state: 'succeeded', pipeline: { name: 'flutter-pipeline', status: 'succeeded' } })
+    expect(done.body.status).toMatchObject({
+      state: 'succeeded',
+      pipeline: { name: 'flutter-pipeline', status: 'succeeded' },
+    })
     expect(done.body.status.steps.map((s: any) => `${s.id}:${s.status}:${s.message}`)).toEqual([
       'clone:succeeded:git-cloner finished',
       'install:succeeded:dependency-installer finished',

@@ -9,7 +9,10 @@ let stack: Stack
 
 beforeAll(async () => {
   stack = await startStack()
-  expect((await api(stack.url, 'POST', '/resource-definitions', { name: 'svc', version: '1', schema: { type: 'object' } })).status).toBe(201)
+  expect(
+    (await api(stack.url, 'POST', '/resource-definitions', { name: 'svc', version: '1', schema: { type: 'object' } }))
+      .status,
+  ).toBe(201)
 })
 afterAll(async () => {
   await stack?.close()
@@ -48,58 +51,92 @@ class WsClient {
 }
 
 describe('watch over /ws', () => {
-  it('1,000 concurrent updates across 50 resources, the watcher disconnecting and resuming twice: it sees exactly the committed sequence', { timeout: 120_000 }, async () => {
-    const names = Array.from({ length: 50 }, (_, i) => `svc-${i}`)
-    for (const name of names) expect((await api(stack.url, 'POST', '/resources', { name, resource: 'svc', labels: { team: Number(name.slice(4)) % 2 === 0 ? 'even' : 'odd' }, spec: { n: -1 } })).status).toBe(201)
+  it(
+    '1,000 concurrent updates across 50 resources, the watcher disconnecting and resuming twice: it sees exactly the committed sequence',
+    { timeout: 120_000 },
+    async () => {
+      const names = Array.from({ length: 50 }, (_, i) => `svc-${i}`)
+      for (const name of names)
+        expect(
+          (
+            await api(stack.url, 'POST', '/resources', {
+              name,
+              resource: 'svc',
+              labels: { team: Number(name.slice(4)) % 2 === 0 ? 'even' : 'odd' },
+              spec: { n: -1 },
+            })
+          ).status,
+        ).toBe(201)
 
-    let client = new WsClient(stack.url)
-    await client.send({ op: 'watch', id: 'all', type: 'svc' })
-    const list = await eventually(() => client.messages.find((m) => m.type === 'list'), 'the initial list')
-    expect(list.items.map((item: any) => item.name).sort()).toEqual([...names].sort())
-    const seen: any[] = []
-    let last = list.revision as number
+      let client = new WsClient(stack.url)
+      await client.send({ op: 'watch', id: 'all', type: 'svc' })
+      const list = await eventually(() => client.messages.find((m) => m.type === 'list'), 'the initial list')
+      expect(list.items.map((item: any) => item.name).sort()).toEqual([...names].sort())
+      const seen: any[] = []
+      let last = list.revision as number
 
-    const committed: { revision: number; name: string; n: number }[] = []
-    let next = 0
-    const updating = Promise.all(
-      Array.from({ length: 32 }, async () => {
-        for (let i = next++; i < 1000; i = next++) {
-          const name = names[i % names.length]!
-          const reply = await api(stack.url, 'PUT', `/resources/svc/${name}`, { name, resource: 'svc', spec: { n: i } })
-          if (reply.status === 200) committed.push({ revision: reply.body.metadata.revision, name, n: i })
-          else expect(reply.status).toBe(409)
-        }
-      }),
-    )
-    // Disconnect twice mid-stream; each time resume from the last revision received.
-    for (const after of [150, 500]) {
-      await eventually(() => (seen.length + client.changes('all').length >= after ? true : undefined), `${after} changes`, 60_000)
+      const committed: { revision: number; name: string; n: number }[] = []
+      let next = 0
+      const updating = Promise.all(
+        Array.from({ length: 32 }, async () => {
+          for (let i = next++; i < 1000; i = next++) {
+            const name = names[i % names.length]!
+            const reply = await api(stack.url, 'PUT', `/resources/svc/${name}`, {
+              name,
+              resource: 'svc',
+              spec: { n: i },
+            })
+            if (reply.status === 200) committed.push({ revision: reply.body.metadata.revision, name, n: i })
+            else expect(reply.status).toBe(409)
+          }
+        }),
+      )
+      // Disconnect twice mid-stream; each time resume from the last revision received.
+      for (const after of [150, 500]) {
+        await eventually(
+          () => (seen.length + client.changes('all').length >= after ? true : undefined),
+          `${after} changes`,
+          60_000,
+        )
+        await client.close()
+        const got = client.changes('all')
+        seen.push(...got)
+        if (got.length > 0) last = got.at(-1).revision
+        client = new WsClient(stack.url)
+        await client.send({ op: 'watch', id: 'all', type: 'svc', fromRevision: last })
+      }
+      await updating
+      expect(committed.length).toBeGreaterThan(900)
+      committed.sort((a, b) => a.revision - b.revision)
+      const final = committed.at(-1)!.revision
+      await eventually(
+        () => (client.changes('all').at(-1)?.revision === final ? true : undefined),
+        'the last committed change',
+        60_000,
+      )
+      seen.push(...client.changes('all'))
       await client.close()
-      const got = client.changes('all')
-      seen.push(...got)
-      if (got.length > 0) last = got.at(-1).revision
-      client = new WsClient(stack.url)
-      await client.send({ op: 'watch', id: 'all', type: 'svc', fromRevision: last })
-    }
-    await updating
-    expect(committed.length).toBeGreaterThan(900)
-    committed.sort((a, b) => a.revision - b.revision)
-    const final = committed.at(-1)!.revision
-    await eventually(() => (client.changes('all').at(-1)?.revision === final ? true : undefined), 'the last committed change', 60_000)
-    seen.push(...client.changes('all'))
-    await client.close()
-    expect(seen.map((c) => c.revision)).toEqual(committed.map((c) => c.revision))
-    expect(seen.map((c) => `${c.kind} ${c.object.name} ${c.object.spec.n}`)).toEqual(committed.map((c) => `updated ${c.name} ${c.n}`))
-  })
+      expect(seen.map((c) => c.revision)).toEqual(committed.map((c) => c.revision))
+      expect(seen.map((c) => `${c.kind} ${c.object.name} ${c.object.spec.n}`)).toEqual(
+        committed.map((c) => `updated ${c.name} ${c.n}`),
+      )
+    },
+  )
 
   it('filters by label, reports deletes, answers a compacted revision and bad requests with clear errors', async () => {
     const client = new WsClient(stack.url)
     await client.send({ op: 'watch', id: 'even', type: 'svc', labelSelector: 'team=even' })
-    const list = await eventually(() => client.messages.find((m) => m.id === 'even' && m.type === 'list'), 'the filtered list')
+    const list = await eventually(
+      () => client.messages.find((m) => m.id === 'even' && m.type === 'list'),
+      'the filtered list',
+    )
     expect(list.items).toHaveLength(25)
     await api(stack.url, 'DELETE', '/resources/svc/svc-1')
     await api(stack.url, 'DELETE', '/resources/svc/svc-2')
-    const deleted = await eventually(() => client.changes('even').find((c) => c.kind === 'deleted'), 'the delete of an even resource')
+    const deleted = await eventually(
+      () => client.changes('even').find((c) => c.kind === 'deleted'),
+      'the delete of an even resource',
+    )
     expect(deleted.object.name).toBe('svc-2')
     expect(client.changes('even').some((c) => c.object.name === 'svc-1')).toBe(false)
 
@@ -125,10 +162,30 @@ describe('watch over /ws', () => {
       const late: number[] = []
       hub.subscribe('svc', start, { change: (c) => early.push(c.revision), fail: () => {} })
       let last = start
-      for (let i = 0; i < 20; i++) last = Number((await stack.connections.etcd.put(keys.resource('svc', `ahead-${i}`)).value(JSON.stringify({ name: `ahead-${i}`, resource: 'svc', spec: {}, metadata: { labels: {} }, run: { runid: 'r' } })).exec()).header.revision)
+      for (let i = 0; i < 20; i++)
+        last = Number(
+          (
+            await stack.connections.etcd
+              .put(keys.resource('svc', `ahead-${i}`))
+              .value(
+                JSON.stringify({
+                  name: `ahead-${i}`,
+                  resource: 'svc',
+                  spec: {},
+                  metadata: { labels: {} },
+                  run: { runid: 'r' },
+                }),
+              )
+              .exec()
+          ).header.revision,
+        )
       // As if it had listed at `last`, while the shared watch may still be behind.
       hub.subscribe('svc', last, { change: (c) => late.push(c.revision), fail: () => {} })
-      await stack.connections.etcd.put(keys.resource('svc', 'after')).value(JSON.stringify({ name: 'after', resource: 'svc', spec: {}, metadata: { labels: {} }, run: { runid: 'r' } }))
+      await stack.connections.etcd
+        .put(keys.resource('svc', 'after'))
+        .value(
+          JSON.stringify({ name: 'after', resource: 'svc', spec: {}, metadata: { labels: {} }, run: { runid: 'r' } }),
+        )
       await eventually(() => (early.length === 21 ? true : undefined), 'every change for the early subscriber')
       await eventually(() => (late.length === 1 ? true : undefined), 'the one later change')
       expect(late).toEqual([early.at(-1)])

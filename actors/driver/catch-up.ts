@@ -17,17 +17,30 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * from it, and reconciles each (claims make a resource the live consumer also delivers run once).
  * Resolves when every such resource has been handled; stops early when the driver closes.
  */
-export async function catchUp(runtime: DriverRuntime, resources: ResourceRunner, closing: AbortSignal): Promise<number> {
+export async function catchUp(
+  runtime: DriverRuntime,
+  resources: ResourceRunner,
+  closing: AbortSignal,
+): Promise<number> {
   const { driver } = runtime
   if (driver.resources.length === 0) return 0
   const partitions = Array.from({ length: PARTITIONS }, (_, p) => p)
   const work: Promise<void>[] = []
   let found = 0
   const lanes = Array.from({ length: PARALLEL_PARTITIONS }, async () => {
-    for (let partition = partitions.shift(); partition !== undefined && !closing.aborted; partition = partitions.shift()) {
+    for (
+      let partition = partitions.shift();
+      partition !== undefined && !closing.aborted;
+      partition = partitions.shift()
+    ) {
       let after: string | undefined
       do {
-        const page = await ask(runtime, partition, { driver: driver.name, types: driver.resources, ...(after ? { after } : {}) }, closing)
+        const page = await ask(
+          runtime,
+          partition,
+          { driver: driver.name, types: driver.resources, ...(after ? { after } : {}) },
+          closing,
+        )
         if (!page) return
         for (const event of page.items) {
           found++
@@ -43,10 +56,17 @@ export async function catchUp(runtime: DriverRuntime, resources: ResourceRunner,
 }
 
 /** One page from a partition's owner, asked again (with backoff) until some worker answers. */
-async function ask(runtime: DriverRuntime, partition: number, request: SyncRequest, closing: AbortSignal): Promise<SyncPage | undefined> {
+async function ask(
+  runtime: DriverRuntime,
+  partition: number,
+  request: SyncRequest,
+  closing: AbortSignal,
+): Promise<SyncPage | undefined> {
   for (let attempt = 1; !closing.aborted; attempt++) {
     try {
-      const reply = await runtime.nats.nats.request(subjects.sync(partition), JSON.stringify(request), { timeout: REQUEST_TIMEOUT_MS })
+      const reply = await runtime.nats.nats.request(subjects.sync(partition), JSON.stringify(request), {
+        timeout: REQUEST_TIMEOUT_MS,
+      })
       const page = reply.json<SyncPage & { error?: string }>()
       if (!page.error) return page
     } catch {
@@ -58,7 +78,12 @@ async function ask(runtime: DriverRuntime, partition: number, request: SyncReque
 }
 
 /** Runs one catch-up item to its end: acked, or retried in-process with backoff like a redelivery. */
-async function reconcileOnce(runtime: DriverRuntime, resources: ResourceRunner, event: ConveyorEvent, closing: AbortSignal): Promise<void> {
+async function reconcileOnce(
+  runtime: DriverRuntime,
+  resources: ResourceRunner,
+  event: ConveyorEvent,
+  closing: AbortSignal,
+): Promise<void> {
   for (let attempt = 1; !closing.aborted; attempt++) {
     let retryIn: number | undefined
     const delivery: Delivery = {
@@ -72,7 +97,10 @@ async function reconcileOnce(runtime: DriverRuntime, resources: ResourceRunner, 
       await resources.handle(event, delivery)
     } catch (error) {
       if (closing.aborted) return
-      runtime.logger.warn('catching up on a resource failed; retrying', { resource: `${event.type}/${event.name}`, error: String(error) })
+      runtime.logger.warn('catching up on a resource failed; retrying', {
+        resource: `${event.type}/${event.name}`,
+        error: String(error),
+      })
       retryIn = backoffMs(attempt, { baseMs: 500 })
     } finally {
       runtime.running.release()

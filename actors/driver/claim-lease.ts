@@ -40,7 +40,9 @@ export function holdClaim(options: {
       .then((answer) => {
         if (!stopped && answer?.result === 'abort') options.lost(answer.reason)
       })
-      .catch((error: unknown) => options.logger.warn('renewing a claim failed; retrying at the next heartbeat', { error: String(error) }))
+      .catch((error: unknown) =>
+        options.logger.warn('renewing a claim failed; retrying at the next heartbeat', { error: String(error) }),
+      )
       .finally(() => (renewing = false))
   }
   const timer = setInterval(renew, Math.max(200, Math.floor(leaseMs / 3)))

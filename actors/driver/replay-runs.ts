@@ -4,7 +4,14 @@ import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import { streams } from '../../runtime/keys.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import type { Semaphore } from '../../runtime/semaphore.ts'
-import { finishReplay, replayBuckets, replayConsumerName, replayProgress, saveReplayCount, type Replay } from '../../runtime/replays.ts'
+import {
+  finishReplay,
+  replayBuckets,
+  replayConsumerName,
+  replayProgress,
+  saveReplayCount,
+  type Replay,
+} from '../../runtime/replays.ts'
 
 export interface ReplayFollowerOptions {
   readonly connections: NatsConnections
@@ -53,11 +60,21 @@ export class ReplayFollower {
     } catch {
       return
     }
-    if (this.#closing || replay.driver !== this.#options.driver || replay.status !== 'running' || this.#active.has(replay.id)) return
+    if (
+      this.#closing ||
+      replay.driver !== this.#options.driver ||
+      replay.status !== 'running' ||
+      this.#active.has(replay.id)
+    )
+      return
     const work = this.#follow(replay)
       .catch((error: unknown) => {
         // Another instance finished the replay and removed its consumer: nothing is wrong.
-        if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound)) this.#options.logger.warn('replay failed; another instance or a restart resumes it', { replay: replay.id, error: String(error) })
+        if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound))
+          this.#options.logger.warn('replay failed; another instance or a restart resumes it', {
+            replay: replay.id,
+            error: String(error),
+          })
       })
       .finally(() => this.#active.delete(replay.id))
     this.#active.set(replay.id, work)
@@ -65,7 +82,9 @@ export class ReplayFollower {
 
   async #follow(replay: Replay): Promise<void> {
     const { connections, running, handle } = this.#options
-    const consumer = await connections.js.consumers.get(streams.events, replayConsumerName(replay.id)).catch(() => undefined)
+    const consumer = await connections.js.consumers
+      .get(streams.events, replayConsumerName(replay.id))
+      .catch(() => undefined)
     if (!consumer) return
     let handled = 0
     let saved = 0
@@ -95,7 +114,11 @@ export class ReplayFollower {
             handled++
           } catch (error) {
             // This message comes back; the replay goes on.
-            this.#options.logger.warn('a replayed message failed; it will be redelivered', { replay: replay.id, seq: message.seq, error: String(error) })
+            this.#options.logger.warn('a replayed message failed; it will be redelivered', {
+              replay: replay.id,
+              seq: message.seq,
+              error: String(error),
+            })
             message.nak(1000)
           } finally {
             running.release()
@@ -104,7 +127,10 @@ export class ReplayFollower {
         if (beyond || got === 0) {
           const info = await consumer.info()
           // num_pending is an estimate on nats-server 2.9: the counts of every instance settle it.
-          const exhausted = beyond || info.num_pending === 0 || (await save().then(() => replayProgress(connections, replay.id))).delivered >= replay.total
+          const exhausted =
+            beyond ||
+            info.num_pending === 0 ||
+            (await save().then(() => replayProgress(connections, replay.id))).delivered >= replay.total
           if (info.num_ack_pending === 0 && exhausted) {
             await save()
             await finishReplay(connections, replay.id)

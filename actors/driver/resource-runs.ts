@@ -12,7 +12,8 @@ import type { DriverRuntime } from './runtime.ts'
 import type { DriverContext, DriverResult } from './types.ts'
 
 /** What a reconcile came to: an outcome to report, or a retry (the work is handed back). */
-type Ending = { readonly kind: 'outcome'; readonly result: DriverResult } | { readonly kind: 'retry'; readonly delayMs: number }
+type Ending =
+  { readonly kind: 'outcome'; readonly result: DriverResult } | { readonly kind: 'retry'; readonly delayMs: number }
 
 /**
  * Handles resource changes (created, updated, deleted) of the types a driver serves: claims the
@@ -32,7 +33,13 @@ export class ResourceRunner {
   /** True for the events this driver reconciles. */
   serves(event: ConveyorEvent): boolean {
     const resource = event.object as Resource | undefined
-    return event.type !== undefined && this.#types.has(event.type) && this.#runtime.options.events.has(event.kind) && resource !== undefined && resource.pipeline === undefined
+    return (
+      event.type !== undefined &&
+      this.#types.has(event.type) &&
+      this.#runtime.options.events.has(event.kind) &&
+      resource !== undefined &&
+      resource.pipeline === undefined
+    )
   }
 
   /** `replay` when the event comes from a replay (`force`: run it even if done, and only log the outcome). */
@@ -47,7 +54,14 @@ export class ResourceRunner {
     if (replay?.force) return await this.#forced(event, resource, runid, delivery, log)
     // A deletion replayed without force could tear down a newer resource of the same name.
     if (replay && deleted) return await delivery.ack()
-    const work: WorkRef = { kind: 'reconcile', uid: event.uid, runid, driver: driver.name, revision: event.revision, ...(deleted ? { deleted: true } : {}) }
+    const work: WorkRef = {
+      kind: 'reconcile',
+      uid: event.uid,
+      runid,
+      driver: driver.name,
+      revision: event.revision,
+      ...(deleted ? { deleted: true } : {}),
+    }
     const token = randomUUID()
     const answer = await client.claim(type, event.name, work, token, options.instance, options.ackWaitMs)
     if (answer.result === 'stale') {
@@ -64,10 +78,30 @@ export class ResourceRunner {
     const controller = new AbortController()
     const onShutdown = (): void => controller.abort(this.#runtime.shutdown.reason)
     this.#runtime.shutdown.addEventListener('abort', onShutdown)
-    const held = holdClaim({ client, type, name: event.name, work, token, leaseMs: options.ackWaitMs, delivery, logger, lost: (reason) => controller.abort(new Error(`claim lost: ${reason}`)) })
+    const held = holdClaim({
+      client,
+      type,
+      name: event.name,
+      work,
+      token,
+      leaseMs: options.ackWaitMs,
+      delivery,
+      logger,
+      lost: (reason) => controller.abort(new Error(`claim lost: ${reason}`)),
+    })
     let ending: Ending
     try {
-      ending = await this.#reconcile(event, resource, runid, answer.execution, answer.execution, controller.signal, held.heartbeat, log, replay !== undefined)
+      ending = await this.#reconcile(
+        event,
+        resource,
+        runid,
+        answer.execution,
+        answer.execution,
+        controller.signal,
+        held.heartbeat,
+        log,
+        replay !== undefined,
+      )
     } finally {
       held.stop()
       this.#runtime.shutdown.removeEventListener('abort', onShutdown)
@@ -86,7 +120,17 @@ export class ResourceRunner {
     await this.#finish(type, event.name, work, token, delivery, log, ending.result)
   }
 
-  async #reconcile(event: ConveyorEvent, resource: Resource, runid: string, execution: number, delivered: number, signal: AbortSignal, heartbeat: () => void, log: RunLog, replayed: boolean): Promise<Ending> {
+  async #reconcile(
+    event: ConveyorEvent,
+    resource: Resource,
+    runid: string,
+    execution: number,
+    delivered: number,
+    signal: AbortSignal,
+    heartbeat: () => void,
+    log: RunLog,
+    replayed: boolean,
+  ): Promise<Ending> {
     const { driver, options } = this.#runtime
     const context: DriverContext = {
       resource,
@@ -99,7 +143,11 @@ export class ResourceRunner {
       log: (...args) => log.write('log', args),
       output: (stream, line) => log.write(stream, [line]),
       heartbeat,
-      send: async (sent) => void (await sendToActor(this.#runtime.nats.publisher, event.type!, event.name, { ...sent, id: sent.id ?? randomUUID() })),
+      send: async (sent) =>
+        void (await sendToActor(this.#runtime.nats.publisher, event.type!, event.name, {
+          ...sent,
+          id: sent.id ?? randomUUID(),
+        })),
     }
     try {
       return { kind: 'outcome', result: (await driver.reconcile(context)) ?? { success: true } }
@@ -108,31 +156,78 @@ export class ResourceRunner {
       if (error instanceof TerminalError) return { kind: 'outcome', result: { success: false, message: error.message } }
       if (signal.aborted || delivered < options.maxDeliver) {
         if (!signal.aborted) log.write('log', [`attempt ${execution} failed, retrying: ${error.message}`])
-        return { kind: 'retry', delayMs: error instanceof RetryableError && error.retryAfterMs !== undefined ? error.retryAfterMs : backoffMs(delivered, { baseMs: 500 }) }
+        return {
+          kind: 'retry',
+          delayMs:
+            error instanceof RetryableError && error.retryAfterMs !== undefined
+              ? error.retryAfterMs
+              : backoffMs(delivered, { baseMs: 500 }),
+        }
       }
-      return { kind: 'outcome', result: { success: false, message: `failed after ${delivered} attempt(s), the delivery limit: ${error.message}` } }
+      return {
+        kind: 'outcome',
+        result: {
+          success: false,
+          message: `failed after ${delivered} attempt(s), the delivery limit: ${error.message}`,
+        },
+      }
     }
   }
 
   /** Reports the outcome (until the actor answers), ends the run's log, then acks. */
-  async #finish(type: string, name: string, work: WorkRef, token: string, delivery: Delivery, log: RunLog, result: DriverResult): Promise<void> {
+  async #finish(
+    type: string,
+    name: string,
+    work: WorkRef,
+    token: string,
+    delivery: Delivery,
+    log: RunLog,
+    result: DriverResult,
+  ): Promise<void> {
     const success = result.success === true
     const message = result.message ?? ''
-    await log.flush().catch((error: unknown) => this.#runtime.logger.warn('some log lines could not be stored', { error: String(error) }))
-    await this.#runtime.client.report(type, name, work, token, { success, retryable: false, message, data: result.data ?? {} })
+    await log
+      .flush()
+      .catch((error: unknown) =>
+        this.#runtime.logger.warn('some log lines could not be stored', { error: String(error) }),
+      )
+    await this.#runtime.client.report(type, name, work, token, {
+      success,
+      retryable: false,
+      message,
+      data: result.data ?? {},
+    })
     await log.end(success, message)
     await delivery.ack()
   }
 
   /** A forced replay: runs again whatever was recorded, and only logs the outcome. */
-  async #forced(event: ConveyorEvent, resource: Resource, runid: string, delivery: Delivery, log: RunLog): Promise<void> {
+  async #forced(
+    event: ConveyorEvent,
+    resource: Resource,
+    runid: string,
+    delivery: Delivery,
+    log: RunLog,
+  ): Promise<void> {
     const controller = new AbortController()
     const onShutdown = (): void => controller.abort(this.#runtime.shutdown.reason)
     this.#runtime.shutdown.addEventListener('abort', onShutdown)
     try {
-      const ending = await this.#reconcile(event, resource, runid, delivery.attempt, delivery.attempt, controller.signal, () => delivery.working(), log, true)
+      const ending = await this.#reconcile(
+        event,
+        resource,
+        runid,
+        delivery.attempt,
+        delivery.attempt,
+        controller.signal,
+        () => delivery.working(),
+        log,
+        true,
+      )
       if (ending.kind === 'retry') return delivery.retry(ending.delayMs)
-      log.write('log', [`replayed: ${ending.result.success ? 'succeeded' : 'failed'}${ending.result.message ? `: ${ending.result.message}` : ''}`])
+      log.write('log', [
+        `replayed: ${ending.result.success ? 'succeeded' : 'failed'}${ending.result.message ? `: ${ending.result.message}` : ''}`,
+      ])
       await log.flush()
       await delivery.ack()
     } finally {

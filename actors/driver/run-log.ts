@@ -27,7 +27,12 @@ export class RunLog {
 
   write(stream: string, args: readonly unknown[]): void {
     const message = formatWithOptions({ colors: false, depth: 4 }, ...args)
-    const body = encodeLogLine({ message, stream, ...(this.#pipeline ? { pipeline: this.#pipeline } : {}), ...(this.#step ? { step: this.#step } : {}) })
+    const body = encodeLogLine({
+      message,
+      stream,
+      ...(this.#pipeline ? { pipeline: this.#pipeline } : {}),
+      ...(this.#step ? { step: this.#step } : {}),
+    })
     this.#pending.push(this.#js.publish(this.#subject, body).catch((error: unknown) => (this.#failed = error)))
   }
 

@@ -43,7 +43,8 @@ function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): Re
 }
 
 /** One filter subject (nats-server 2.9): the exact type when a driver serves one, else every resource change. */
-const filterFor = (driver: DriverDefinition): string => (driver.resources.length === 1 ? subjects.resourceChangesOfType(driver.resources[0]!) : subjects.allResourceChanges())
+const filterFor = (driver: DriverDefinition): string =>
+  driver.resources.length === 1 ? subjects.resourceChangesOfType(driver.resources[0]!) : subjects.allResourceChanges()
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -61,7 +62,10 @@ export interface RunningDriver extends DriverHandle {
  * (instances split the work). Every piece of work is claimed from the resource's actor, and its
  * outcome reported to the actor, before the message is acked.
  */
-export async function runDriver(driver: DriverDefinition, options: RunDriverOptions & { connections?: NatsConnections; logger?: Logger } = {}): Promise<RunningDriver> {
+export async function runDriver(
+  driver: DriverDefinition,
+  options: RunDriverOptions & { connections?: NatsConnections; logger?: Logger } = {},
+): Promise<RunningDriver> {
   if (!isDriverDefinition(driver)) throw new TypeError('runDriver expects a driver made with defineDriver()')
   const resolved = resolveOptions(driver, options)
   const logger = options.logger ?? createLogger(`driver ${driver.name}`)
@@ -106,13 +110,25 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
       const event = eventOf(message)
       if (!event) return
       const kind = message.headers?.get(headers.kind) ?? event.kind
-      if (kind === 'step.dispatched') return await steps.handle(event, messageDelivery(message), { force: replay.force })
-      if (kind === 'created' || kind === 'updated' || kind === 'deleted') return await resources.handle(event, messageDelivery(message), { force: replay.force })
+      if (kind === 'step.dispatched')
+        return await steps.handle(event, messageDelivery(message), { force: replay.force })
+      if (kind === 'created' || kind === 'updated' || kind === 'deleted')
+        return await resources.handle(event, messageDelivery(message), { force: replay.force })
       await message.ackAck()
     },
   })
 
-  const registration = await announceDriver(nats, { name: driver.name, resources: driver.resources, instance: resolved.instance, version: VERSION, concurrency: resolved.concurrency }, logger)
+  const registration = await announceDriver(
+    nats,
+    {
+      name: driver.name,
+      resources: driver.resources,
+      instance: resolved.instance,
+      version: VERSION,
+      concurrency: resolved.concurrency,
+    },
+    logger,
+  )
   let closing = false
   // Per consumer, one loop per unit of concurrency, each pulling a message only when it is free:
   // nothing waits in a client buffer (where its ack_wait would run out) while another instance
@@ -120,13 +136,15 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   const loops: Promise<void>[] = []
   await ensureConsumer(nats, driver, resolved, consumers.driverSteps(driver.name), subjects.stepsOfDriver(driver.name))
   const stepConsumer = await nats.js.consumers.get(streams.events, consumers.driverSteps(driver.name))
-  for (let i = 0; i < resolved.concurrency; i++) loops.push(slot(stepConsumer, (event, message) => steps.handle(event, messageDelivery(message))))
+  for (let i = 0; i < resolved.concurrency; i++)
+    loops.push(slot(stepConsumer, (event, message) => steps.handle(event, messageDelivery(message))))
   let caughtUp: Promise<number> = Promise.resolve(0)
   if (driver.resources.length > 0) {
     // The consumer first (from now on), then the list: a change between the two comes both ways and the claim runs it once.
     await ensureConsumer(nats, driver, resolved, consumers.driverChanges(driver.name), filterFor(driver))
     const consumer = await nats.js.consumers.get(streams.events, consumers.driverChanges(driver.name))
-    for (let i = 0; i < resolved.concurrency; i++) loops.push(slot(consumer, (event, message) => resources.handle(event, messageDelivery(message))))
+    for (let i = 0; i < resolved.concurrency; i++)
+      loops.push(slot(consumer, (event, message) => resources.handle(event, messageDelivery(message))))
     caughtUp = catchUp(runtime, resources, closingSignal.signal).catch((error: unknown) => {
       logger.warn('catching up failed', { error: String(error) })
       return 0
@@ -191,7 +209,13 @@ export async function runDriver(driver: DriverDefinition, options: RunDriverOpti
   return { name: driver.name, instance: resolved.instance, caughtUp, close, [Symbol.asyncDispose]: close }
 }
 
-async function ensureConsumer(nats: NatsConnections, driver: DriverDefinition, options: ResolvedDriverOptions, name: string, filter: string): Promise<void> {
+async function ensureConsumer(
+  nats: NatsConnections,
+  driver: DriverDefinition,
+  options: ResolvedDriverOptions,
+  name: string,
+  filter: string,
+): Promise<void> {
   // One delivery more than the limit: the extra one records "gave up" for a run that never finished.
   const config = {
     durable_name: name,
@@ -205,13 +229,25 @@ async function ensureConsumer(nats: NatsConnections, driver: DriverDefinition, o
   if (!existing) {
     // Steps dispatched before the driver first started are still in the stream; resource changes
     // from before are found by the catch-up instead (level-triggered, whatever the retention).
-    await nats.jsm.consumers.add(streams.events, { ...config, deliver_policy: name === consumers.driverSteps(driver.name) ? DeliverPolicy.All : DeliverPolicy.New })
+    await nats.jsm.consumers.add(streams.events, {
+      ...config,
+      deliver_policy: name === consumers.driverSteps(driver.name) ? DeliverPolicy.All : DeliverPolicy.New,
+    })
     return
   }
   const current = existing.config
-  if (current.filter_subject === config.filter_subject && current.ack_wait === config.ack_wait && current.max_deliver === config.max_deliver) return
+  if (
+    current.filter_subject === config.filter_subject &&
+    current.ack_wait === config.ack_wait &&
+    current.max_deliver === config.max_deliver
+  )
+    return
   try {
-    await nats.jsm.consumers.update(streams.events, name, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, filter_subject: config.filter_subject })
+    await nats.jsm.consumers.update(streams.events, name, {
+      ack_wait: config.ack_wait,
+      max_deliver: config.max_deliver,
+      filter_subject: config.filter_subject,
+    })
   } catch (error) {
     throw new ConveyorError(
       'driver-consumer-mismatch',

@@ -14,8 +14,10 @@ import type { DriverContext } from './types.ts'
 type Go = Extract<ClaimAnswer, { result: 'go' }>
 type Outcome = Pick<ReportRequest, 'success' | 'retryable' | 'message' | 'data'>
 
-const executionKey = (uid: string, runid: string, step: string, dispatch: number): string => `${uid}:${runid}:${step}:${dispatch}`
-const reasonOf = (signal: AbortSignal, fallback: string): string => String((signal.reason as Error | undefined)?.message ?? fallback)
+const executionKey = (uid: string, runid: string, step: string, dispatch: number): string =>
+  `${uid}:${runid}:${step}:${dispatch}`
+const reasonOf = (signal: AbortSignal, fallback: string): string =>
+  String((signal.reason as Error | undefined)?.message ?? fallback)
 
 /**
  * Handles `step.dispatched` messages for one driver: claims the dispatch from the resource's actor
@@ -35,7 +37,10 @@ export class StepRunner {
   /** Aborts the execution a `step.cancelled` event names, if it runs here. */
   cancel(event: ConveyorEvent): void {
     if (!event.step || !event.runid) return
-    for (const controller of this.#running.get(executionKey(event.uid, event.runid, event.step.id, event.step.attempt)) ?? []) controller.abort(new Error('the step was cancelled'))
+    for (const controller of this.#running.get(
+      executionKey(event.uid, event.runid, event.step.id, event.step.attempt),
+    ) ?? [])
+      controller.abort(new Error('the step was cancelled'))
   }
 
   /** Registers an execution before anything is asked, so a cancel that arrives meanwhile is not lost. */
@@ -61,7 +66,15 @@ export class StepRunner {
   async handle(event: ConveyorEvent, delivery: Delivery, replay?: { readonly force: boolean }): Promise<void> {
     const dispatch = event.step as StepDispatch | undefined
     const { driver } = this.#runtime
-    if (event.kind !== 'step.dispatched' || !dispatch || dispatch.driver !== driver.name || !event.type || !event.runid || (replay && !replay.force)) return await delivery.ack()
+    if (
+      event.kind !== 'step.dispatched' ||
+      !dispatch ||
+      dispatch.driver !== driver.name ||
+      !event.type ||
+      !event.runid ||
+      (replay && !replay.force)
+    )
+      return await delivery.ack()
     const execution = this.#track(executionKey(event.uid, event.runid, dispatch.id, dispatch.attempt))
     try {
       await this.#claimAndRun(event, dispatch, delivery, execution.controller, replay?.force === true)
@@ -70,10 +83,22 @@ export class StepRunner {
     }
   }
 
-  async #claimAndRun(event: ConveyorEvent, dispatch: StepDispatch, delivery: Delivery, controller: AbortController, force: boolean): Promise<void> {
+  async #claimAndRun(
+    event: ConveyorEvent,
+    dispatch: StepDispatch,
+    delivery: Delivery,
+    controller: AbortController,
+    force: boolean,
+  ): Promise<void> {
     const { client, options, logger } = this.#runtime
     const type = event.type!
-    const work: WorkRef = { kind: 'step', uid: event.uid, runid: event.runid!, step: dispatch.id, dispatch: dispatch.attempt }
+    const work: WorkRef = {
+      kind: 'step',
+      uid: event.uid,
+      runid: event.runid!,
+      step: dispatch.id,
+      dispatch: dispatch.attempt,
+    }
     const token = randomUUID()
     const answer = await client.claim(type, event.name, work, token, options.instance, options.ackWaitMs, force)
     if (answer.result === 'stale' || answer.result === 'done') return await delivery.ack()
@@ -82,7 +107,9 @@ export class StepRunner {
     if (force) {
       const outcome = await this.#execute(event, answer, controller, () => delivery.working(), log, true)
       if (!outcome) return delivery.retry(0)
-      log.write('log', [`replayed step ${dispatch.id}: ${outcome.success ? 'succeeded' : 'failed'}${outcome.message ? `: ${outcome.message}` : ''}`])
+      log.write('log', [
+        `replayed step ${dispatch.id}: ${outcome.success ? 'succeeded' : 'failed'}${outcome.message ? `: ${outcome.message}` : ''}`,
+      ])
       await log.flush()
       return await delivery.ack()
     }
@@ -123,18 +150,30 @@ export class StepRunner {
       await log.flush().catch(() => {})
       return delivery.retry(0)
     }
-    await log.flush().catch((error: unknown) => logger.warn('some log lines could not be stored', { error: String(error) }))
+    await log
+      .flush()
+      .catch((error: unknown) => logger.warn('some log lines could not be stored', { error: String(error) }))
     await client.report(type, event.name, work, token, outcome)
     await delivery.ack()
   }
 
   /** Runs reconcile for one execution; undefined when the driver is closing (the step goes to another instance). */
-  async #execute(event: ConveyorEvent, go: Go, controller: AbortController, heartbeat: () => void, log: RunLog, replayed: boolean): Promise<Outcome | undefined> {
+  async #execute(
+    event: ConveyorEvent,
+    go: Go,
+    controller: AbortController,
+    heartbeat: () => void,
+    log: RunLog,
+    replayed: boolean,
+  ): Promise<Outcome | undefined> {
     const { driver, shutdown } = this.#runtime
     const step = go.step ?? (event.step as StepDispatch)
     const onShutdown = (): void => controller.abort(shutdown.reason)
     shutdown.addEventListener('abort', onShutdown)
-    const timeout = step.timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(new Error(`timed out after ${step.timeoutMs} ms`)), step.timeoutMs)
+    const timeout =
+      step.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => controller.abort(new Error(`timed out after ${step.timeoutMs} ms`)), step.timeoutMs)
     const resource = go.resource ?? (event.object as Resource | undefined)
     try {
       if (!resource) return { success: false, retryable: true, message: 'the resource could not be read', data: {} }
@@ -159,12 +198,22 @@ export class StepRunner {
         log: (...args) => log.write('log', args),
         output: (stream, line) => log.write(stream, [line]),
         heartbeat,
-        send: async (sent) => void (await sendToActor(this.#runtime.nats.publisher, event.type!, event.name, { ...sent, id: sent.id ?? randomUUID() })),
+        send: async (sent) =>
+          void (await sendToActor(this.#runtime.nats.publisher, event.type!, event.name, {
+            ...sent,
+            id: sent.id ?? randomUUID(),
+          })),
       }
       const result = (await driver.reconcile(context)) ?? { success: true }
       if (shutdown.aborted) return undefined
-      if (controller.signal.aborted) return { success: false, retryable: true, message: reasonOf(controller.signal, 'aborted'), data: {} }
-      return { success: result.success === true, retryable: false, message: result.message ?? '', data: result.data ?? {} }
+      if (controller.signal.aborted)
+        return { success: false, retryable: true, message: reasonOf(controller.signal, 'aborted'), data: {} }
+      return {
+        success: result.success === true,
+        retryable: false,
+        message: result.message ?? '',
+        data: result.data ?? {},
+      }
     } catch (thrown) {
       if (shutdown.aborted) return undefined
       const error = ensureError(thrown)

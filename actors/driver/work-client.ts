@@ -44,17 +44,42 @@ export class WorkClient {
     this.#closing = closing
   }
 
-  claim(type: string, name: string, work: WorkRef, token: string, holder: string, leaseMs: number, replay = false): Promise<ClaimAnswer> {
-    return this.#ask(type, name, { type: WorkEvent.claim, work, token, holder, leaseMs, ...(replay ? { replay } : {}) }, true)
+  claim(
+    type: string,
+    name: string,
+    work: WorkRef,
+    token: string,
+    holder: string,
+    leaseMs: number,
+    replay = false,
+  ): Promise<ClaimAnswer> {
+    return this.#ask(
+      type,
+      name,
+      { type: WorkEvent.claim, work, token, holder, leaseMs, ...(replay ? { replay } : {}) },
+      true,
+    )
   }
 
   /** Renews a claim once (a heartbeat); undefined when no answer came in time. `leaseMs: 0` releases it. */
-  async renew(type: string, name: string, work: WorkRef, token: string, leaseMs: number): Promise<RenewAnswer | undefined> {
+  async renew(
+    type: string,
+    name: string,
+    work: WorkRef,
+    token: string,
+    leaseMs: number,
+  ): Promise<RenewAnswer | undefined> {
     return await this.#once<RenewAnswer>(type, name, { type: WorkEvent.renew, work, token, leaseMs })
   }
 
   /** Reports an outcome, sending it again until the actor answers, even while the driver closes (the work is done; losing its outcome would run it again). */
-  report(type: string, name: string, work: WorkRef, token: string, outcome: Pick<ReportRequest, 'success' | 'retryable' | 'message' | 'data'>): Promise<ReportAnswer> {
+  report(
+    type: string,
+    name: string,
+    work: WorkRef,
+    token: string,
+    outcome: Pick<ReportRequest, 'success' | 'retryable' | 'message' | 'data'>,
+  ): Promise<ReportAnswer> {
     return this.#ask(type, name, { type: WorkEvent.report, work, token, ...outcome }, false)
   }
 
@@ -64,11 +89,21 @@ export class WorkClient {
       try {
         const answer = await this.#once<T>(type, name, request)
         if (answer !== undefined) return answer
-        this.#logger.warn('no answer from the actor yet; asking again', { resource: `${type}/${name}`, request: request.type })
+        this.#logger.warn('no answer from the actor yet; asking again', {
+          resource: `${type}/${name}`,
+          request: request.type,
+        })
       } catch (error) {
-        this.#logger.warn('asking the actor failed; retrying', { resource: `${type}/${name}`, request: request.type, error: String(error) })
+        this.#logger.warn('asking the actor failed; retrying', {
+          resource: `${type}/${name}`,
+          request: request.type,
+          error: String(error),
+        })
       }
-      await sleep(backoffMs(attempt, { baseMs: 200, maxMs: 5000 }), stopOnClose ? this.#closing : new AbortController().signal)
+      await sleep(
+        backoffMs(attempt, { baseMs: 200, maxMs: 5000 }),
+        stopOnClose ? this.#closing : new AbortController().signal,
+      )
     }
   }
 
@@ -76,7 +111,11 @@ export class WorkClient {
   async #once<T>(type: string, name: string, request: Record<string, unknown>): Promise<T | undefined> {
     let reply: EventReply
     try {
-      const message = await this.#nats.nats.request(subjects.work(type, name), JSON.stringify({ ...request, id: randomUUID() }), { timeout: ANSWER_TIMEOUT_MS })
+      const message = await this.#nats.nats.request(
+        subjects.work(type, name),
+        JSON.stringify({ ...request, id: randomUUID() }),
+        { timeout: ANSWER_TIMEOUT_MS },
+      )
       reply = message.json<EventReply>()
     } catch (error) {
       // No owner yet (no responders), none in time, or a reconnect: ask again.

@@ -30,7 +30,10 @@ export class Workspaces {
         if (error) return
         try {
           const runid = message.json<{ runid?: string }>().runid
-          if (runid && RUNID.test(runid)) void rm(join(this.#root, runid), { recursive: true, force: true }).catch((failure: unknown) => this.#logger.warn('removing a workspace failed', { runid, error: String(failure) }))
+          if (runid && RUNID.test(runid))
+            void rm(join(this.#root, runid), { recursive: true, force: true }).catch((failure: unknown) =>
+              this.#logger.warn('removing a workspace failed', { runid, error: String(failure) }),
+            )
         } catch {
           // not an event
         }

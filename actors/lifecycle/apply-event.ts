@@ -1,21 +1,44 @@
-import { createActor, type AnyActorScope, type AnyMachineSnapshot, type AnyStateMachine, type EventObject } from 'xstate'
+import {
+  createActor,
+  type AnyActorScope,
+  type AnyMachineSnapshot,
+  type AnyStateMachine,
+  type EventObject,
+} from 'xstate'
 import type { ActorEvent, ActorRecord, DurableTimer, PersistedSnapshot } from '../../runtime/actor-record.ts'
 import { RECENT_IDS } from '../../runtime/actor-record.ts'
 import { stateString } from './machine.ts'
 
 /** What applying one event did. */
 export type EventResult =
-  | { readonly kind: 'applied'; readonly record: ActorRecord; readonly from: string; readonly to: string; readonly added: readonly DurableTimer[]; readonly removed: readonly DurableTimer[] }
+  | {
+      readonly kind: 'applied'
+      readonly record: ActorRecord
+      readonly from: string
+      readonly to: string
+      readonly added: readonly DurableTimer[]
+      readonly removed: readonly DurableTimer[]
+    }
   | { readonly kind: 'rejected'; readonly reason: 'final' | 'not-accepted'; readonly state: string }
   | { readonly kind: 'duplicate' }
 
 export interface ActionLike {
   readonly type: string
-  readonly params?: { readonly delay?: number; readonly id?: string; readonly event?: { type: string }; readonly sendId?: string }
+  readonly params?: {
+    readonly delay?: number
+    readonly id?: string
+    readonly event?: { type: string }
+    readonly sendId?: string
+  }
 }
 
 /** Timers the actions schedule and cancel, applied to the record's pending timers. */
-export function applyTimerActions(timers: readonly DurableTimer[], actions: readonly ActionLike[], now: number, done: boolean): { timers: DurableTimer[]; added: DurableTimer[]; removed: DurableTimer[] } {
+export function applyTimerActions(
+  timers: readonly DurableTimer[],
+  actions: readonly ActionLike[],
+  now: number,
+  done: boolean,
+): { timers: DurableTimer[]; added: DurableTimer[]; removed: DurableTimer[] } {
   let next = [...timers]
   for (const action of actions) {
     const params = action.params
@@ -26,7 +49,11 @@ export function applyTimerActions(timers: readonly DurableTimer[], actions: read
     }
   }
   if (done) next = []
-  return { timers: next, added: next.filter((t) => !timers.includes(t)), removed: timers.filter((t) => !next.includes(t)) }
+  return {
+    timers: next,
+    added: next.filter((t) => !timers.includes(t)),
+    removed: timers.filter((t) => !next.includes(t)),
+  }
 }
 
 /** Live snapshots of persisted ones this process produced or restored, so a hot actor is not re-resolved per event. */
@@ -48,7 +75,11 @@ export function restore(machine: AnyStateMachine, snapshot: PersistedSnapshot): 
  */
 const scopes = new WeakMap<AnyStateMachine, { scope: AnyActorScope; collected: unknown[] }>()
 
-function pureTransition(machine: AnyStateMachine, snapshot: AnyMachineSnapshot, event: EventObject): [AnyMachineSnapshot, unknown[]] {
+function pureTransition(
+  machine: AnyStateMachine,
+  snapshot: AnyMachineSnapshot,
+  event: EventObject,
+): [AnyMachineSnapshot, unknown[]] {
   let entry = scopes.get(machine)
   if (!entry) {
     const self = createActor(machine)
@@ -80,7 +111,13 @@ export function persist(machine: AnyStateMachine, snapshot: AnyMachineSnapshot):
  * Applies one event to an actor record with XState's pure `transition()`: nothing is executed,
  * the caller persists the result and then performs its effects (emit, timers, replies).
  */
-export function applyEvent(machine: AnyStateMachine, record: ActorRecord, event: ActorEvent, now: number, inboxSeq?: number): EventResult {
+export function applyEvent(
+  machine: AnyStateMachine,
+  record: ActorRecord,
+  event: ActorEvent,
+  now: number,
+  inboxSeq?: number,
+): EventResult {
   if (event.id && record.recentIds.includes(event.id)) return { kind: 'duplicate' }
   const current = restore(machine, record.snapshot)
   const from = stateString(current.value)
@@ -88,7 +125,8 @@ export function applyEvent(machine: AnyStateMachine, record: ActorRecord, event:
   const [next, actions] = pureTransition(machine, current, event)
   // transition() returns the same snapshot when no transition is enabled; only then is can() asked
   // (a targetless transition without actions is accepted but changes nothing).
-  if (next === current && (event.type.startsWith('xstate.after.') || !current.can(event))) return { kind: 'rejected', reason: 'not-accepted', state: from }
+  if (next === current && (event.type.startsWith('xstate.after.') || !current.can(event)))
+    return { kind: 'rejected', reason: 'not-accepted', state: from }
   const timers = applyTimerActions(record.timers, actions as unknown as ActionLike[], now, next.status !== 'active')
   const persisted = persist(machine, next)
   restored.set(persisted, next)

@@ -1,6 +1,7 @@
 /** Evaluates the declarative expressions of an `assign` action (see definitions/lifecycle.ts). */
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
 
 export function readPath(source: unknown, path: string): unknown {
   let current = source
@@ -45,6 +46,7 @@ export function evaluate(expression: unknown, scope: Scope, key: string): unknow
 /** Applies `assign` params to a context, returning the new context. */
 export function assignAll(params: Record<string, unknown>, scope: Scope): Record<string, unknown> {
   const next = { ...scope.context }
-  for (const [key, expression] of Object.entries(params)) next[key] = evaluate(expression, { context: next, event: scope.event }, key)
+  for (const [key, expression] of Object.entries(params))
+    next[key] = evaluate(expression, { context: next, event: scope.event }, key)
   return next
 }

@@ -20,14 +20,39 @@ export const actorInitializer: ActorInitializer = {
     const machine = machineFor(id, config)
     const [snapshot, actions] = initialTransition(machine)
     const timers = applyTimerActions([], actions as unknown as ActionLike[], now, snapshot.status !== 'active')
-    let record: ActorRecord = { uid, type, name, runid, lifecycle: id, state: stateString(snapshot.value), snapshot: persist(machine, snapshot), seq: 0, inboxSeq: 0, recentIds: [], timers: timers.timers, updatedAt: new Date(now).toISOString() }
+    let record: ActorRecord = {
+      uid,
+      type,
+      name,
+      runid,
+      lifecycle: id,
+      state: stateString(snapshot.value),
+      snapshot: persist(machine, snapshot),
+      seq: 0,
+      inboxSeq: 0,
+      recentIds: [],
+      timers: timers.timers,
+      updatedAt: new Date(now).toISOString(),
+    }
     const messages: OutboxMessage[] = []
     if (pipeline) {
       // The run starts with the resource: the lifecycle moves to running when it has START.
       const started = applyEvent(machine, record, { type: 'START', id: '' }, now)
       if (started.kind === 'applied') {
         record = started.record
-        const event: ConveyorEvent = { kind: 'transitioned', uid, revision: 0, time: record.updatedAt, type, name, runid, from: started.from, to: started.to, event: { type: 'START' }, seq: record.seq }
+        const event: ConveyorEvent = {
+          kind: 'transitioned',
+          uid,
+          revision: 0,
+          time: record.updatedAt,
+          type,
+          name,
+          runid,
+          from: started.from,
+          to: started.to,
+          event: { type: 'START' },
+          seq: record.seq,
+        }
         messages.push({ subject: subjects.outcome(type, name, event.kind), event })
       }
       const run = startRun(pipeline.name, pipeline.plan, record.timers, now)
@@ -41,11 +66,23 @@ export const actorInitializer: ActorInitializer = {
     const ended = cancelRun({ run: record.run, timers: record.timers }, reason, now)
     // The drivers are told to stop, and the run ends (its log streams too); the record itself is
     // replaced or deleted by the same commit.
-    return runMessages({ ...record, run: ended.run }, { dispatched: [], reported: [], cancelled: ended.effects.cancelled, finished: 'cancelled' }, now)
+    return runMessages(
+      { ...record, run: ended.run },
+      { dispatched: [], reported: [], cancelled: ended.effects.cancelled, finished: 'cancelled' },
+      now,
+    )
   },
   tombstone(record, now) {
     const { run: _run, ...rest } = record
     const iso = new Date(now).toISOString()
-    return { ...rest, drivers: {}, timers: [{ id: 'conveyor.tombstone', dueAt: now + TOMBSTONE_TTL_MS, event: { type: TOMBSTONE_EXPIRE, uid: record.uid } }], deletedAt: iso, updatedAt: iso }
+    return {
+      ...rest,
+      drivers: {},
+      timers: [
+        { id: 'conveyor.tombstone', dueAt: now + TOMBSTONE_TTL_MS, event: { type: TOMBSTONE_EXPIRE, uid: record.uid } },
+      ],
+      deletedAt: iso,
+      updatedAt: iso,
+    }
   },
 }

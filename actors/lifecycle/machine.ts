@@ -26,7 +26,9 @@ export function buildMachine(config: LifecycleConfig): AnyStateMachine {
   const { version: _version, ...machineConfig } = config
   return createMachine({ id: 'resource', ...machineConfig } as never, {
     actions: {
-      assign: assign(({ context, event }, params: Record<string, unknown>) => assignAll(params, { context: context as Record<string, unknown>, event: event as Record<string, unknown> })) as never,
+      assign: assign(({ context, event }, params: Record<string, unknown>) =>
+        assignAll(params, { context: context as Record<string, unknown>, event: event as Record<string, unknown> }),
+      ) as never,
     },
   })
 }
@@ -51,6 +53,10 @@ export function machineFor(id: string, config: LifecycleConfig): AnyStateMachine
 /** `running`, `build.compiling`, or `{a: x, b: y}` as `a.x|b.y` for parallel states. */
 export function stateString(value: StateValue): string {
   if (typeof value === 'string') return value
-  const parts = Object.entries(value).map(([key, child]) => (child === undefined || (typeof child === 'object' && Object.keys(child).length === 0) ? key : `${key}.${stateString(child as StateValue)}`))
+  const parts = Object.entries(value).map(([key, child]) =>
+    child === undefined || (typeof child === 'object' && Object.keys(child).length === 0)
+      ? key
+      : `${key}.${stateString(child as StateValue)}`,
+  )
   return parts.join('|')
 }

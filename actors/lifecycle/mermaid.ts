@@ -8,7 +8,12 @@ const idOf = (path: readonly string[]): string => path.map((p) => p.replace(/[^A
 /** Targets of a transition value, resolved to state paths the way the lifecycle checker does. */
 function targets(value: unknown, from: readonly string[], ids: Map<string, string[]>): string[][] {
   return list(value as unknown[]).flatMap((transition) => {
-    const raw = typeof transition === 'string' ? [transition] : isObject(transition) ? list(transition.target as string | string[] | undefined) : []
+    const raw =
+      typeof transition === 'string'
+        ? [transition]
+        : isObject(transition)
+          ? list(transition.target as string | string[] | undefined)
+          : []
     return raw.map((target) => {
       if (target.startsWith('#')) {
         const [id, ...rest] = target.slice(1).split('.')
@@ -25,7 +30,8 @@ export function mermaid(config: LifecycleConfig, current: string): string {
   const ids = new Map<string, string[]>()
   const collectIds = (node: Node, path: string[]): void => {
     if (typeof node.id === 'string' && path.length > 0) ids.set(node.id, path)
-    if (isObject(node.states)) for (const [name, child] of Object.entries(node.states)) if (isObject(child)) collectIds(child, [...path, name])
+    if (isObject(node.states))
+      for (const [name, child] of Object.entries(node.states)) if (isObject(child)) collectIds(child, [...path, name])
   }
   collectIds(config, [])
   const lines = ['stateDiagram-v2']
@@ -43,8 +49,12 @@ export function mermaid(config: LifecycleConfig, current: string): string {
         lines.push(`${indent}}`)
       } else if (id !== name) lines.push(`${indent}state "${name}" as ${id}`)
       if (child.type === 'final') lines.push(`${indent}${id} --> [*]`)
-      if (isObject(child.on)) for (const [event, value] of Object.entries(child.on)) for (const to of targets(value, childPath, ids)) edges.push(`${id} --> ${idOf(to)} : ${event}`)
-      if (isObject(child.after)) for (const [delay, value] of Object.entries(child.after)) for (const to of targets(value, childPath, ids)) edges.push(`${id} --> ${idOf(to)} : after ${delay} ms`)
+      if (isObject(child.on))
+        for (const [event, value] of Object.entries(child.on))
+          for (const to of targets(value, childPath, ids)) edges.push(`${id} --> ${idOf(to)} : ${event}`)
+      if (isObject(child.after))
+        for (const [delay, value] of Object.entries(child.after))
+          for (const to of targets(value, childPath, ids)) edges.push(`${id} --> ${idOf(to)} : after ${delay} ms`)
     }
   }
   render(config, [], '  ')
@@ -52,7 +62,9 @@ export function mermaid(config: LifecycleConfig, current: string): string {
   if (isObject(config.on) && isObject(config.states)) {
     for (const [event, value] of Object.entries(config.on)) {
       for (const to of targets(value, [], ids)) {
-        for (const [name, child] of Object.entries(config.states)) if (isObject(child) && child.type !== 'final' && idOf([name]) !== idOf(to)) edges.push(`${idOf([name])} --> ${idOf(to)} : ${event}`)
+        for (const [name, child] of Object.entries(config.states))
+          if (isObject(child) && child.type !== 'final' && idOf([name]) !== idOf(to))
+            edges.push(`${idOf([name])} --> ${idOf(to)} : ${event}`)
       }
     }
   }

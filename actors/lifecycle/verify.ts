@@ -34,10 +34,24 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.str
  * history, in `seq` order, with the same pure step the workers use, and compares every step's
  * target and the end state with what etcd holds.
  */
-export function verifyActor(machine: AnyStateMachine, record: ActorRecord, history: readonly ConveyorEvent[]): Verification {
+export function verifyActor(
+  machine: AnyStateMachine,
+  record: ActorRecord,
+  history: readonly ConveyorEvent[],
+): Verification {
   const [initial] = initialTransition(machine)
-  let rebuilt: ActorRecord = { ...record, state: stateString(initial.value), snapshot: persist(machine, initial), seq: 0, inboxSeq: 0, recentIds: [], timers: [] }
-  const transitions = history.filter((e) => e.kind === 'transitioned' && e.uid === record.uid && e.runid === record.runid)
+  let rebuilt: ActorRecord = {
+    ...record,
+    state: stateString(initial.value),
+    snapshot: persist(machine, initial),
+    seq: 0,
+    inboxSeq: 0,
+    recentIds: [],
+    timers: [],
+  }
+  const transitions = history.filter(
+    (e) => e.kind === 'transitioned' && e.uid === record.uid && e.runid === record.runid,
+  )
   const seen = new Set<number>()
   const ordered = transitions.filter((e) => !seen.has(e.seq!) && seen.add(e.seq!)).sort((a, b) => a.seq! - b.seq!)
   const result = (divergence?: Divergence): Verification => ({
@@ -52,15 +66,60 @@ export function verifyActor(machine: AnyStateMachine, record: ActorRecord, histo
   })
   for (const event of ordered) {
     const expectedSeq = rebuilt.seq + 1
-    if (event.seq !== expectedSeq) return result({ seq: expectedSeq, expected: `event ${expectedSeq}`, got: `event ${event.seq}`, reason: `the history has no transitioned event ${expectedSeq} (missing or out of order)` })
-    if (event.from !== rebuilt.state) return result({ seq: event.seq, event: event.event, expected: event.from, got: rebuilt.state, reason: `event ${event.seq} was applied in state ${event.from}, the rebuild is in ${rebuilt.state}` })
+    if (event.seq !== expectedSeq)
+      return result({
+        seq: expectedSeq,
+        expected: `event ${expectedSeq}`,
+        got: `event ${event.seq}`,
+        reason: `the history has no transitioned event ${expectedSeq} (missing or out of order)`,
+      })
+    if (event.from !== rebuilt.state)
+      return result({
+        seq: event.seq,
+        event: event.event,
+        expected: event.from,
+        got: rebuilt.state,
+        reason: `event ${event.seq} was applied in state ${event.from}, the rebuild is in ${rebuilt.state}`,
+      })
     const applied = applyEvent(machine, rebuilt, { ...(event.event ?? { type: '' }), id: '' }, Date.parse(event.time))
-    if (applied.kind !== 'applied') return result({ seq: event.seq, event: event.event, expected: event.to, got: rebuilt.state, reason: `event ${event.seq} (${event.event?.type}) is not accepted in state ${rebuilt.state} by the machine` })
+    if (applied.kind !== 'applied')
+      return result({
+        seq: event.seq,
+        event: event.event,
+        expected: event.to,
+        got: rebuilt.state,
+        reason: `event ${event.seq} (${event.event?.type}) is not accepted in state ${rebuilt.state} by the machine`,
+      })
     rebuilt = applied.record
-    if (applied.to !== event.to) return result({ seq: event.seq, event: event.event, expected: event.to, got: applied.to, reason: `event ${event.seq} (${event.event?.type}) leads to ${applied.to}, the history says ${event.to}` })
+    if (applied.to !== event.to)
+      return result({
+        seq: event.seq,
+        event: event.event,
+        expected: event.to,
+        got: applied.to,
+        reason: `event ${event.seq} (${event.event?.type}) leads to ${applied.to}, the history says ${event.to}`,
+      })
   }
-  if (rebuilt.seq !== record.seq) return result({ seq: rebuilt.seq + 1, expected: record.seq, got: rebuilt.seq, reason: `etcd holds ${record.seq} applied events, the history ${rebuilt.seq}` })
-  if (rebuilt.state !== record.state) return result({ seq: 0, expected: record.state, got: rebuilt.state, reason: `the rebuilt state ${rebuilt.state} differs from the stored ${record.state}` })
-  if (!same(rebuilt.snapshot.context, record.snapshot.context)) return result({ seq: 0, expected: record.snapshot.context, got: rebuilt.snapshot.context, reason: 'the rebuilt context differs from the stored one' })
+  if (rebuilt.seq !== record.seq)
+    return result({
+      seq: rebuilt.seq + 1,
+      expected: record.seq,
+      got: rebuilt.seq,
+      reason: `etcd holds ${record.seq} applied events, the history ${rebuilt.seq}`,
+    })
+  if (rebuilt.state !== record.state)
+    return result({
+      seq: 0,
+      expected: record.state,
+      got: rebuilt.state,
+      reason: `the rebuilt state ${rebuilt.state} differs from the stored ${record.state}`,
+    })
+  if (!same(rebuilt.snapshot.context, record.snapshot.context))
+    return result({
+      seq: 0,
+      expected: record.snapshot.context,
+      got: rebuilt.snapshot.context,
+      reason: 'the rebuilt context differs from the stored one',
+    })
   return result()
 }

@@ -30,22 +30,56 @@ export function runMessages(record: ActorRecord, effects: RunEffects, now: numbe
   const run = record.run
   if (!run) return []
   const time = new Date(now).toISOString()
-  const base = { uid: record.uid, revision: 0, time, type: record.type, name: record.name, runid: record.runid, pipeline: run.pipeline }
+  const base = {
+    uid: record.uid,
+    revision: 0,
+    time,
+    type: record.type,
+    name: record.name,
+    runid: record.runid,
+    pipeline: run.pipeline,
+  }
   const messages: OutboxMessage[] = []
   for (const step of effects.reported) {
-    const event: ConveyorEvent = { ...base, kind: 'step.result', step: { ...dispatchOf(step), status: step.status, message: step.message ?? '', data: step.data ?? {} } }
+    const event: ConveyorEvent = {
+      ...base,
+      kind: 'step.result',
+      step: { ...dispatchOf(step), status: step.status, message: step.message ?? '', data: step.data ?? {} },
+    }
     messages.push({ subject: subjects.outcome(record.type, record.name, event.kind), event })
   }
   for (const step of effects.cancelled) {
-    messages.push({ subject: subjects.cancel(record.type, record.name, step.driver), event: { ...base, kind: 'step.cancelled', step: { id: step.id, name: step.name, driver: step.driver, attempt: step.attempt } } })
+    messages.push({
+      subject: subjects.cancel(record.type, record.name, step.driver),
+      event: {
+        ...base,
+        kind: 'step.cancelled',
+        step: { id: step.id, name: step.name, driver: step.driver, attempt: step.attempt },
+      },
+    })
   }
   for (const step of effects.dispatched) {
-    messages.push({ subject: subjects.step(record.type, record.name, step.driver), event: { ...base, kind: 'step.dispatched', step: dispatchOf(step) } })
+    messages.push({
+      subject: subjects.step(record.type, record.name, step.driver),
+      event: { ...base, kind: 'step.dispatched', step: dispatchOf(step) },
+    })
   }
   if (effects.finished) {
-    const event: ConveyorEvent = { ...base, kind: 'run.finished', status: effects.finished, ...(run.message ? { event: { type: effects.finished, message: run.message } } : {}) }
+    const event: ConveyorEvent = {
+      ...base,
+      kind: 'run.finished',
+      status: effects.finished,
+      ...(run.message ? { event: { type: effects.finished, message: run.message } } : {}),
+    }
     messages.push({ subject: subjects.outcome(record.type, record.name, event.kind), event })
-    messages.push({ subject: subjects.log(RUN_LOG, record.runid), logEnd: { id: `${record.uid}:${record.runid}:run-end`, success: effects.finished === 'succeeded', message: run.message ?? effects.finished } })
+    messages.push({
+      subject: subjects.log(RUN_LOG, record.runid),
+      logEnd: {
+        id: `${record.uid}:${record.runid}:run-end`,
+        success: effects.finished === 'succeeded',
+        message: run.message ?? effects.finished,
+      },
+    })
   }
   return messages
 }

@@ -32,15 +32,21 @@ const STEP_RETRY = 'conveyor.step.retry'
 const MAX_BACKOFF_MS = 5 * 60_000
 
 /** True for the events and timers the pipeline layer handles (never given to the lifecycle machine). */
-export const isRunEvent = (type: string): boolean => type === STEP_RESULT || type === STEP_TIMEOUT || type === STEP_RETRY
+export const isRunEvent = (type: string): boolean =>
+  type === STEP_RESULT || type === STEP_TIMEOUT || type === STEP_RETRY
 
-const timeoutTimer = (step: StepRun, now: number): DurableTimer => ({ id: `conveyor.timeout.${step.id}`, dueAt: now + step.timeoutMs!, event: { type: STEP_TIMEOUT, step: step.id, attempt: step.attempt } })
+const timeoutTimer = (step: StepRun, now: number): DurableTimer => ({
+  id: `conveyor.timeout.${step.id}`,
+  dueAt: now + step.timeoutMs!,
+  event: { type: STEP_TIMEOUT, step: step.id, attempt: step.attempt },
+})
 const retryTimer = (step: StepRun, now: number): DurableTimer => ({
   id: `conveyor.retry.${step.id}`,
   dueAt: now + Math.min(MAX_BACKOFF_MS, step.backoffMs * 2 ** (step.attempt - 1)),
   event: { type: STEP_RETRY, step: step.id, attempt: step.attempt },
 })
-const isStepTimer = (timer: DurableTimer, step: string): boolean => timer.id === `conveyor.timeout.${step}` || timer.id === `conveyor.retry.${step}`
+const isStepTimer = (timer: DurableTimer, step: string): boolean =>
+  timer.id === `conveyor.timeout.${step}` || timer.id === `conveyor.retry.${step}`
 
 /** A run and the durable timers of its actor, changed together. */
 export interface RunState {
@@ -64,14 +70,18 @@ class Change {
 
   update(id: string, patch: Partial<StepRun>): StepRun {
     let updated: StepRun | undefined
-    this.run = { ...this.run, steps: this.run.steps.map((step) => (step.id === id ? (updated = { ...step, ...patch }) : step)) }
+    this.run = {
+      ...this.run,
+      steps: this.run.steps.map((step) => (step.id === id ? (updated = { ...step, ...patch }) : step)),
+    }
     return updated!
   }
 
   /** Starts every pending step whose needs have all succeeded. */
   dispatchReady(): void {
     const succeeded = new Set(this.run.steps.filter((s) => s.status === 'succeeded').map((s) => s.id))
-    for (const step of this.run.steps) if (step.status === 'pending' && step.needs.every((need) => succeeded.has(need))) this.dispatch(step)
+    for (const step of this.run.steps)
+      if (step.status === 'pending' && step.needs.every((need) => succeeded.has(need))) this.dispatch(step)
   }
 
   dispatch(step: StepRun): void {
@@ -103,7 +113,11 @@ class Change {
     for (const step of this.run.steps) {
       if (step.status === 'running') this.effects.cancelled.push(step)
       if (step.status === 'pending' || step.status === 'running' || step.status === 'retrying') {
-        this.update(step.id, { status: 'cancelled', message: step.status === 'pending' ? `not started: ${message}` : message, finishedAt: this.#iso })
+        this.update(step.id, {
+          status: 'cancelled',
+          message: step.status === 'pending' ? `not started: ${message}` : message,
+          finishedAt: this.#iso,
+        })
       }
       this.timers = this.timers.filter((t) => !isStepTimer(t, step.id))
     }
@@ -113,7 +127,12 @@ class Change {
 
   finishIfDone(): void {
     if (this.run.status === 'running' && this.run.steps.every((s) => s.status === 'succeeded')) {
-      this.run = { ...this.run, status: 'succeeded', finishedAt: this.#iso, message: `all ${this.run.steps.length} steps succeeded` }
+      this.run = {
+        ...this.run,
+        status: 'succeeded',
+        finishedAt: this.#iso,
+        message: `all ${this.run.steps.length} steps succeeded`,
+      }
       this.effects.finished = 'succeeded'
     }
   }
@@ -124,8 +143,18 @@ class Change {
 }
 
 /** A new run of `steps`: every step pending, then those without needs dispatched. */
-export function startRun(pipeline: string, plan: readonly StepPlan[], timers: readonly DurableTimer[], now: number): RunState & { effects: RunEffects } {
-  const run: PipelineRun = { pipeline, status: 'running', startedAt: new Date(now).toISOString(), steps: plan.map((step) => ({ ...step, status: 'pending', attempt: 0 })) }
+export function startRun(
+  pipeline: string,
+  plan: readonly StepPlan[],
+  timers: readonly DurableTimer[],
+  now: number,
+): RunState & { effects: RunEffects } {
+  const run: PipelineRun = {
+    pipeline,
+    status: 'running',
+    startedAt: new Date(now).toISOString(),
+    steps: plan.map((step) => ({ ...step, status: 'pending', attempt: 0 })),
+  }
   const change = new Change({ run, timers }, now)
   change.dispatchReady()
   return change.result()
@@ -135,7 +164,11 @@ export function startRun(pipeline: string, plan: readonly StepPlan[], timers: re
  * Applies a step report or a step timer to a run. Anything that does not match the step's current
  * dispatch (a late result, a redelivery, a timer of an earlier attempt) changes nothing: undefined.
  */
-export function advanceRun(state: RunState, event: { readonly type: string; readonly [key: string]: unknown }, now: number): (RunState & { effects: RunEffects }) | undefined {
+export function advanceRun(
+  state: RunState,
+  event: { readonly type: string; readonly [key: string]: unknown },
+  now: number,
+): (RunState & { effects: RunEffects }) | undefined {
   if (state.run.status !== 'running') return undefined
   const step = state.run.steps.find((s) => s.id === event.step)
   if (!step || step.attempt !== event.attempt) return undefined
@@ -145,7 +178,14 @@ export function advanceRun(state: RunState, event: { readonly type: string; read
     const report = event as unknown as StepReport
     if (report.success) {
       change.timers = change.timers.filter((t) => !isStepTimer(t, step.id))
-      change.effects.reported.push(change.update(step.id, { status: 'succeeded', message: report.message, data: report.data, finishedAt: new Date(now).toISOString() }))
+      change.effects.reported.push(
+        change.update(step.id, {
+          status: 'succeeded',
+          message: report.message,
+          data: report.data,
+          finishedAt: new Date(now).toISOString(),
+        }),
+      )
       change.dispatchReady()
       change.finishIfDone()
     } else change.fail(step, report.message, report.retryable, report.data)

@@ -50,14 +50,31 @@ export interface BatchOutput {
   readonly wantsResource: boolean
 }
 
-const TITLES: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 409: 'Conflict', 503: 'Service Unavailable' }
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  409: 'Conflict',
+  503: 'Service Unavailable',
+}
 
 export function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): EventReply {
-  return { status, body: { type: `urn:conveyor:problem:${code}`, title: TITLES[status] ?? 'Error', status, detail, ...extra } }
+  return {
+    status,
+    body: { type: `urn:conveyor:problem:${code}`, title: TITLES[status] ?? 'Error', status, detail, ...extra },
+  }
 }
 
 function view(record: ActorRecord, revision: number): Record<string, unknown> {
-  return { type: record.type, name: record.name, runid: record.runid, state: record.state, done: record.snapshot.status !== 'active', context: record.snapshot.context, seq: record.seq, revision }
+  return {
+    type: record.type,
+    name: record.name,
+    runid: record.runid,
+    state: record.state,
+    done: record.snapshot.status !== 'active',
+    context: record.snapshot.context,
+    seq: record.seq,
+    revision,
+  }
 }
 
 /**
@@ -75,8 +92,16 @@ export function applyBatch(input: BatchInput): BatchOutput {
   const replies: BatchReply[] = []
   const orphanTimers: { dueAt: number; id: string }[] = []
   const answer = (item: number, reply: BatchReply['reply']): void => void replies.push({ item, reply })
-  const transitioned = (current: ActorRecord, from: string, to: string, event: ActorEvent | DurableTimer['event']): void =>
-    void messages.push({ subject: subjects.outcome(current.type, current.name, 'transitioned'), event: transitionedEvent(current, from, to, event) })
+  const transitioned = (
+    current: ActorRecord,
+    from: string,
+    to: string,
+    event: ActorEvent | DurableTimer['event'],
+  ): void =>
+    void messages.push({
+      subject: subjects.outcome(current.type, current.name, 'transitioned'),
+      event: transitionedEvent(current, from, to, event),
+    })
   const settle = (current: ActorRecord): ActorRecord => {
     const settled = settleRun(machine, current, now)
     if (!settled) return current
@@ -139,7 +164,10 @@ export function applyBatch(input: BatchInput): BatchOutput {
     }
     if (item.seq <= record.inboxSeq) {
       const current = record
-      answer(index, (revision) => ({ status: 200, body: { ...view(current, revision), accepted: true, duplicate: true } }))
+      answer(index, (revision) => ({
+        status: 200,
+        body: { ...view(current, revision), accepted: true, duplicate: true },
+      }))
       continue
     }
     if (isRunEvent(event.type)) {
@@ -154,17 +182,28 @@ export function applyBatch(input: BatchInput): BatchOutput {
       transitioned(result.record, result.from, result.to, event)
       record = settle(result.record)
       const snapshot = record
-      answer(index, (revision) => ({ status: 200, body: { ...view(snapshot, revision), id: event.id, from: result.from, to: result.to, accepted: true } }))
+      answer(index, (revision) => ({
+        status: 200,
+        body: { ...view(snapshot, revision), id: event.id, from: result.from, to: result.to, accepted: true },
+      }))
     } else if (result.kind === 'duplicate') {
       const current = record
-      answer(index, (revision) => ({ status: 200, body: { ...view(current, revision), accepted: true, duplicate: true } }))
+      answer(index, (revision) => ({
+        status: 200,
+        body: { ...view(current, revision), accepted: true, duplicate: true },
+      }))
     } else {
       const current = record
       const detail =
         result.reason === 'final'
           ? `resource ${current.type}/${current.name} is in final state ${result.state} and accepts no more events`
           : `resource ${current.type}/${current.name} is in state ${result.state}, which does not accept ${event.type}`
-      answer(index, () => problem(409, result.reason === 'final' ? 'actor-done' : 'event-not-accepted', detail, { state: result.state, accepts: acceptedEvents(machine, current) }))
+      answer(index, () =>
+        problem(409, result.reason === 'final' ? 'actor-done' : 'event-not-accepted', detail, {
+          state: result.state,
+          accepts: acceptedEvents(machine, current),
+        }),
+      )
     }
   }
   return { record, changed: changed || messages.length > 0, messages, replies, orphanTimers, wantsResource }

@@ -13,7 +13,10 @@ export function boundHeap(softLimitMb: number, intervalMs = 250): () => void {
   if (typeof gc !== 'function') return () => {}
   const limit = softLimitMb * 1024 * 1024
   // Young objects are collected cheaply and often by V8 itself; what piles up is the old space.
-  const settled = (): number => v8.getHeapSpaceStatistics().reduce((total, space) => (space.space_name === 'new_space' ? total : total + space.space_used_size), 0)
+  const settled = (): number =>
+    v8
+      .getHeapSpaceStatistics()
+      .reduce((total, space) => (space.space_name === 'new_space' ? total : total + space.space_used_size), 0)
   const timer = setInterval(() => {
     if (settled() > limit) gc()
   }, intervalMs)

@@ -11,7 +11,8 @@ export interface PartitionHooks {
 }
 
 /** A well-mixed score: a weak hash (FNV of similar ids) lets one worker win every partition or none. */
-const score = (worker: string, partition: number): number => createHash('sha256').update(`${worker}#${partition}`).digest().readUInt32BE(0)
+const score = (worker: string, partition: number): number =>
+  createHash('sha256').update(`${worker}#${partition}`).digest().readUInt32BE(0)
 
 /** Rendezvous hashing: each partition goes to the live worker with the highest score, so a join or leave moves few partitions. */
 export function ownerOf(partition: number, workers: readonly string[]): string | undefined {
@@ -85,7 +86,11 @@ export class Ownership {
       this.#logger.warn('worker lease lost; giving up every partition and registering again', { error: String(error) })
       this.#schedule()
     })
-    await this.#etcd.kv.put({ key: Buffer.from(keys.worker(this.#id)), value: Buffer.from(JSON.stringify({ id: this.#id, since: new Date().toISOString() })), lease: this.#leaseId })
+    await this.#etcd.kv.put({
+      key: Buffer.from(keys.worker(this.#id)),
+      value: Buffer.from(JSON.stringify({ id: this.#id, since: new Date().toISOString() })),
+      lease: this.#leaseId,
+    })
   }
 
   async #recover(): Promise<void> {
@@ -110,7 +115,13 @@ export class Ownership {
   #schedule(): void {
     if (this.#closed) return
     clearTimeout(this.#debounce)
-    this.#debounce = setTimeout(() => void this.reconcile().catch((error) => this.#logger.warn('rebalance failed; retrying', { error: String(error) })), 20)
+    this.#debounce = setTimeout(
+      () =>
+        void this.reconcile().catch((error) =>
+          this.#logger.warn('rebalance failed; retrying', { error: String(error) }),
+        ),
+      20,
+    )
   }
 
   /** Brings owned partitions in line with the live workers; serialised, re-run when asked during a run. */
@@ -154,7 +165,12 @@ export class Ownership {
       }
     }
     for (let partition = 0; partition < PARTITIONS; partition++) {
-      if (this.#owned.has(partition) || ownerOf(partition, workers) !== this.#id || claims.has(keys.partitionClaim(partition))) continue
+      if (
+        this.#owned.has(partition) ||
+        ownerOf(partition, workers) !== this.#id ||
+        claims.has(keys.partitionClaim(partition))
+      )
+        continue
       const key = Buffer.from(keys.partitionClaim(partition))
       const response = await this.#etcd.kv.txn({
         compare: [compare.absent(keys.partitionClaim(partition))],
@@ -175,10 +191,17 @@ export class Ownership {
   async #release(partition: number, deleteClaim: boolean): Promise<void> {
     const token = this.#owned.get(partition)
     this.#owned.delete(partition)
-    await this.#hooks.release(partition).catch((error) => this.#logger.warn('partition release failed', { partition, error: String(error) }))
+    await this.#hooks
+      .release(partition)
+      .catch((error) => this.#logger.warn('partition release failed', { partition, error: String(error) }))
     if (!deleteClaim || token === undefined) return
     const key = Buffer.from(keys.partitionClaim(partition))
-    await this.#etcd.kv.txn({ compare: [compare.createRevision(keys.partitionClaim(partition), token)], success: [{ request_delete_range: { key } }] }).catch(() => {})
+    await this.#etcd.kv
+      .txn({
+        compare: [compare.createRevision(keys.partitionClaim(partition), token)],
+        success: [{ request_delete_range: { key } }],
+      })
+      .catch(() => {})
   }
 
   /** Hands every partition back (so others take over at once) and leaves the membership. */

@@ -11,7 +11,16 @@ import type { EventReply } from '../../runtime/inbox.ts'
 import { compare, op, readKeys, readRange, type StoredValue } from '../../runtime/etcd-ops.ts'
 import type { ReadBatcher } from '../../runtime/read-batcher.ts'
 import type { Semaphore } from '../../runtime/semaphore.ts'
-import { consumers, headers, keys, parseInboxSubject, parseTimerKey, partitionOf, streams, subjects } from '../../runtime/keys.ts'
+import {
+  consumers,
+  headers,
+  keys,
+  parseInboxSubject,
+  parseTimerKey,
+  partitionOf,
+  streams,
+  subjects,
+} from '../../runtime/keys.ts'
 import { presentResource, type StoredResource } from '../../runtime/resource-view.ts'
 import type { Clock } from './clock.ts'
 import { AckFloor } from './ack-floor.ts'
@@ -60,7 +69,8 @@ interface Cell {
 }
 
 const MAX_BATCH = 256
-const timerKeyOf = (record: { type: string; name: string }, timer: { dueAt: number; id: string }): string => keys.timer(record.type, record.name, timer.dueAt, timer.id)
+const timerKeyOf = (record: { type: string; name: string }, timer: { dueAt: number; id: string }): string =>
+  keys.timer(record.type, record.name, timer.dueAt, timer.id)
 
 /**
  * Hosts the actors of one partition while this worker owns it: consumes the partition's inbox,
@@ -99,7 +109,8 @@ export class PartitionHost {
     const name = consumers.partition(this.partition, this.token)
     const previous: { name: string; floor: number }[] = []
     for await (const info of await jsm.consumers.list(streams.inbox)) {
-      if (info.name.startsWith(consumers.partitionPrefix(this.partition)) && info.name !== name) previous.push({ name: info.name, floor: info.ack_floor.stream_seq })
+      if (info.name.startsWith(consumers.partitionPrefix(this.partition)) && info.name !== name)
+        previous.push({ name: info.name, floor: info.ack_floor.stream_seq })
     }
     const floor = Math.max(0, ...previous.map((p) => p.floor))
     this.#acks = new AckFloor(floor)
@@ -107,7 +118,9 @@ export class PartitionHost {
       durable_name: name,
       // One ack covers every earlier message: far cheaper than an ack per event.
       ack_policy: AckPolicy.All,
-      ...(floor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.All }),
+      ...(floor > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
       filter_subject: subjects.inboxOfPartition(this.partition),
       ack_wait: nanos(this.#context.ackWaitMs),
       max_ack_pending: 20_000,
@@ -149,7 +162,13 @@ export class PartitionHost {
         continue
       }
       this.#acks.track(message)
-      this.#enqueue(target.type, target.name, { kind: 'inbox', event, seq: message.seq, message, replyTo: message.headers?.get(headers.replyTo) || undefined })
+      this.#enqueue(target.type, target.name, {
+        kind: 'inbox',
+        event,
+        seq: message.seq,
+        message,
+        replyTo: message.headers?.get(headers.replyTo) || undefined,
+      })
     }
   }
 
@@ -165,11 +184,24 @@ export class PartitionHost {
         } catch {
           event = undefined
         }
-        if (!target || !event || !isWorkRequest(event) || typeof event.token !== 'string' || typeof event.work !== 'object' || event.work === null) {
-          message.respond(JSON.stringify(problem(400, 'invalid', 'expected a claim, renewal or report: {type, id, work, token, …}')))
+        if (
+          !target ||
+          !event ||
+          !isWorkRequest(event) ||
+          typeof event.token !== 'string' ||
+          typeof event.work !== 'object' ||
+          event.work === null
+        ) {
+          message.respond(
+            JSON.stringify(problem(400, 'invalid', 'expected a claim, renewal or report: {type, id, work, token, …}')),
+          )
           return
         }
-        this.#enqueue(target.type, target.name, { kind: 'request', event, respond: (reply) => message.respond(JSON.stringify(reply)) })
+        this.#enqueue(target.type, target.name, {
+          kind: 'request',
+          event,
+          respond: (reply) => message.respond(JSON.stringify(reply)),
+        })
       },
     })
   }
@@ -261,12 +293,19 @@ export class PartitionHost {
   }
 
   /** Commits a batch's result fenced by the actor's revision and the partition claim; undefined when a compare failed. */
-  async #commit(key: string, cell: Cell, cached: CachedRecord | undefined, output: BatchOutput): Promise<number | undefined> {
+  async #commit(
+    key: string,
+    cell: Cell,
+    cached: CachedRecord | undefined,
+    output: BatchOutput,
+  ): Promise<number | undefined> {
     const before = cached?.record
     const record = output.record
     const beforeTimers = before?.timers ?? []
     const afterTimers = record?.timers ?? []
-    const added = record ? afterTimers.filter((t) => !beforeTimers.some((b) => b.id === t.id && b.dueAt === t.dueAt)) : []
+    const added = record
+      ? afterTimers.filter((t) => !beforeTimers.some((b) => b.id === t.id && b.dueAt === t.dueAt))
+      : []
     const removed = beforeTimers.filter((b) => !afterTimers.some((t) => t.id === b.id && t.dueAt === b.dueAt))
     const entry = output.messages.length > 0 ? this.#context.outbox.entryOf(output.messages) : undefined
     const actorKey = keys.actor(cell.type, cell.name)
@@ -278,13 +317,18 @@ export class PartitionHost {
       ...(entry ? [entry.op] : []),
     ]
     const outcome = await this.#context.batcher.commit({
-      compares: [compare.modRevision(actorKey, cached?.revision ?? 0), compare.createRevision(keys.partitionClaim(this.partition), this.token)],
+      compares: [
+        compare.modRevision(actorKey, cached?.revision ?? 0),
+        compare.createRevision(keys.partitionClaim(this.partition), this.token),
+      ],
       ops,
     })
     if (!outcome.succeeded) {
       this.#context.cache.delete(key)
       if (!(await this.#stillOwned())) {
-        this.#context.logger.warn('partition claim lost; this worker stops applying its events', { partition: this.partition })
+        this.#context.logger.warn('partition claim lost; this worker stops applying its events', {
+          partition: this.partition,
+        })
         this.#stopped = true
       }
       return undefined
@@ -298,15 +342,25 @@ export class PartitionHost {
     return outcome.revision
   }
 
-  async #answer(batch: readonly Item[], output: BatchOutput, revision: number, record: ActorRecord | undefined, stored: Promise<StoredValue | undefined> | undefined): Promise<void> {
+  async #answer(
+    batch: readonly Item[],
+    output: BatchOutput,
+    revision: number,
+    record: ActorRecord | undefined,
+    stored: Promise<StoredValue | undefined> | undefined,
+  ): Promise<void> {
     const replied = new Set<number>()
     const value = await stored
-    const resource = value && record ? presentResource(JSON.parse(value.value) as StoredResource, value.modRevision, record) : undefined
+    const resource =
+      value && record
+        ? presentResource(JSON.parse(value.value) as StoredResource, value.modRevision, record)
+        : undefined
     for (const { item, reply } of output.replies) {
       replied.add(item)
       this.#finish(batch[item] as AnsweredItem, () => reply(revision, resource))
     }
-    for (const [index, item] of batch.entries()) if (item.kind !== 'timer' && !replied.has(index)) this.#finish(item, undefined)
+    for (const [index, item] of batch.entries())
+      if (item.kind !== 'timer' && !replied.has(index)) this.#finish(item, undefined)
   }
 
   /** The resource as stored for a run: a replace starts a new run, so one read serves every step of a run. */
@@ -315,7 +369,8 @@ export class PartitionHost {
     const cached = this.#context.resources.get(key)
     if (cached) return cached
     const value = await this.#context.reads.read(keys.resource(cell.type, cell.name))
-    if (value && (JSON.parse(value.value) as StoredResource).run.runid === runid) this.#context.resources.set(key, value)
+    if (value && (JSON.parse(value.value) as StoredResource).run.runid === runid)
+      this.#context.resources.set(key, value)
     return value
   }
 
@@ -341,7 +396,10 @@ export class PartitionHost {
     this.#context.backlog.release()
     if (!item.replyTo || !reply) return
     const answer = reply()
-    this.#context.connections.nats.publish(item.replyTo, JSON.stringify({ ...answer, body: { ...answer.body, id: item.event.id } }))
+    this.#context.connections.nats.publish(
+      item.replyTo,
+      JSON.stringify({ ...answer, body: { ...answer.body, id: item.event.id } }),
+    )
   }
 
   /** Arms an in-memory timer for a durable one due within the horizon; later ones are found by the periodic scan. */
@@ -378,7 +436,13 @@ export class PartitionHost {
       const parsed = parseTimerKey(stored.key)
       if (parsed) this.scheduleTimer(parsed.type, parsed.name, parsed.dueAt, parsed.id)
     }
-    this.#scanTimer = clock.setTimeout(() => void this.#scanTimers().catch((error) => this.#context.logger.warn('timer scan failed', { error: String(error) })), timerHorizonMs / 2)
+    this.#scanTimer = clock.setTimeout(
+      () =>
+        void this.#scanTimers().catch((error) =>
+          this.#context.logger.warn('timer scan failed', { error: String(error) }),
+        ),
+      timerHorizonMs / 2,
+    )
   }
 
   /** Stops taking events, lets the batches in flight finish, and forgets this partition's state. */
@@ -393,7 +457,8 @@ export class PartitionHost {
     await this.#loop?.catch(() => {})
     await Promise.allSettled([...this.#drains])
     // Messages still queued go unacked: the next owner gets them again.
-    for (const cell of this.#cells.values()) for (const item of cell.queue) if (item.kind === 'inbox') this.#context.backlog.release()
+    for (const cell of this.#cells.values())
+      for (const item of cell.queue) if (item.kind === 'inbox') this.#context.backlog.release()
     this.#cells.clear()
     this.#context.cache.deleteWhere((key) => {
       const [type, name] = key.split('/')

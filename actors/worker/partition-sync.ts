@@ -28,10 +28,17 @@ async function page(context: HostContext, partition: number, request: SyncReques
   const index = after === undefined ? 0 : prefixes.findIndex((prefix) => after.startsWith(prefix) || after < prefix)
   const prefix = prefixes[index]
   if (prefix === undefined) return { items: [] }
-  const actors = await readPrefix(etcd, prefix, { limit: PAGE, ...(after?.startsWith(prefix) ? { startAfter: after } : {}) })
+  const actors = await readPrefix(etcd, prefix, {
+    limit: PAGE,
+    ...(after?.startsWith(prefix) ? { startAfter: after } : {}),
+  })
   const following = prefixes[index + 1]
   const owed = actors.values.map((v) => JSON.parse(v.value) as ActorRecord).filter((record) => owes(record, request))
-  const resources = await readKeys(etcd, owed.map((record) => keys.resource(record.type, record.name)), actors.revision)
+  const resources = await readKeys(
+    etcd,
+    owed.map((record) => keys.resource(record.type, record.name)),
+    actors.revision,
+  )
   const items: ConveyorEvent[] = []
   let bytes = 0
   let next = actors.more ? actors.values.at(-1)?.key : following
@@ -70,7 +77,8 @@ export function serveSync(context: HostContext, partition: number): Subscription
       let request: SyncRequest
       try {
         request = message.json<SyncRequest>()
-        if (typeof request.driver !== 'string' || !Array.isArray(request.types)) throw new TypeError('not a sync request')
+        if (typeof request.driver !== 'string' || !Array.isArray(request.types))
+          throw new TypeError('not a sync request')
       } catch {
         message.respond(JSON.stringify({ error: 'expected {driver, types, after?}' }))
         return

@@ -94,18 +94,24 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
   }
   const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 96)
   const hosts = new Map<number, PartitionHost>()
-  const ownership = new Ownership(connections.etcd, id, options.leaseTtlSeconds ?? 5, {
-    acquire: async (partition, token) => {
-      const host = new PartitionHost(partition, token, context)
-      hosts.set(partition, host)
-      await host.start()
+  const ownership = new Ownership(
+    connections.etcd,
+    id,
+    options.leaseTtlSeconds ?? 5,
+    {
+      acquire: async (partition, token) => {
+        const host = new PartitionHost(partition, token, context)
+        hosts.set(partition, host)
+        await host.start()
+      },
+      release: async (partition) => {
+        const host = hosts.get(partition)
+        hosts.delete(partition)
+        await host?.stop()
+      },
     },
-    release: async (partition) => {
-      const host = hosts.get(partition)
-      hosts.delete(partition)
-      await host?.stop()
-    },
-  }, logger)
+    logger,
+  )
 
   const timerWatch: Watcher = await connections.etcd.watch().prefix(keys.timers()).create()
   timerWatch.on('put', (kv) => {

@@ -14,20 +14,33 @@ function apiUrl(flags: ClientFlags): string {
 }
 
 /** One request to the gateway; a problem+json answer becomes one clear error line. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the gateway's answers stay untyped until the typed client replaces this
 async function call(flags: ClientFlags, method: string, path: string, body?: unknown): Promise<any> {
   const url = apiUrl(flags) + path
   const token = resolveConfig().token
   let response: Response
   try {
-    response = await fetch(url, { method, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+    response = await fetch(url, {
+      method,
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
   } catch (error) {
-    throw new ConveyorError('unreachable', `cannot reach the Conveyor API at ${apiUrl(flags)} (set CONVEYOR_API_URL or --api): ${error instanceof Error ? (error.cause as Error | undefined)?.message ?? error.message : String(error)}`)
+    throw new ConveyorError(
+      'unreachable',
+      `cannot reach the Conveyor API at ${apiUrl(flags)} (set CONVEYOR_API_URL or --api): ${error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error)}`,
+    )
   }
   const text = await response.text()
   const parsed = text ? JSON.parse(text) : undefined
   if (!response.ok) {
-    const fields = Array.isArray(parsed?.errors) ? ` (${parsed.errors.map((e: { path: string; message: string }) => `${e.path} ${e.message}`).join('; ')})` : ''
-    throw new ConveyorError('api', `${method} ${path}: ${response.status} ${parsed?.detail ?? parsed?.title ?? text}${fields}`)
+    const fields = Array.isArray(parsed?.errors)
+      ? ` (${parsed.errors.map((e: { path: string; message: string }) => `${e.path} ${e.message}`).join('; ')})`
+      : ''
+    throw new ConveyorError(
+      'api',
+      `${method} ${path}: ${response.status} ${parsed?.detail ?? parsed?.title ?? text}${fields}`,
+    )
   }
   return parsed
 }
@@ -39,12 +52,22 @@ function typeAndName(arg: string | undefined, usage: string): [string, string] {
 }
 
 /** `conveyor history TYPE/NAME [--kind k,…] [--after SEQ] [--limit N]`: the resource's events, oldest first. */
-export async function history(flags: ClientFlags & { kind?: string | undefined; after?: string | undefined; limit?: string | undefined }, target: string | undefined): Promise<number> {
-  const [type, name] = typeAndName(target, 'conveyor history TYPE/NAME [--kind created,transitioned] [--after SEQ] [--limit N]')
+export async function history(
+  flags: ClientFlags & { kind?: string | undefined; after?: string | undefined; limit?: string | undefined },
+  target: string | undefined,
+): Promise<number> {
+  const [type, name] = typeAndName(
+    target,
+    'conveyor history TYPE/NAME [--kind created,transitioned] [--after SEQ] [--limit N]',
+  )
   let after = Number(flags.after ?? 0)
   let remaining = flags.limit ? Number(flags.limit) : Number.POSITIVE_INFINITY
   while (remaining > 0) {
-    const query = new URLSearchParams({ limit: String(Math.min(1000, remaining)), ...(after ? { after: String(after) } : {}), ...(flags.kind ? { kind: flags.kind } : {}) })
+    const query = new URLSearchParams({
+      limit: String(Math.min(1000, remaining)),
+      ...(after ? { after: String(after) } : {}),
+      ...(flags.kind ? { kind: flags.kind } : {}),
+    })
     const page = await call(flags, 'GET', `/resources/${type}/${name}/history?${query}`)
     for (const item of page.items) {
       remaining--
@@ -57,6 +80,7 @@ export async function history(flags: ClientFlags & { kind?: string | undefined; 
   return 0
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an event of any kind, printed by its fields
 function describe(event: any): string {
   switch (event.kind) {
     case 'transitioned':
@@ -84,7 +108,11 @@ export async function verify(flags: ClientFlags, target: string | undefined): Pr
     for (const definition of (await call(flags, 'GET', '/resource-definitions')).items) {
       let next: string | undefined
       do {
-        const page = await call(flags, 'GET', `/resources/${definition.name}?limit=1000${next ? `&continue=${next}` : ''}`)
+        const page = await call(
+          flags,
+          'GET',
+          `/resources/${definition.name}?limit=1000${next ? `&continue=${next}` : ''}`,
+        )
         for (const item of page.items) targets.push([definition.name, item.name])
         next = page.continue
       } while (next)
@@ -103,8 +131,21 @@ export async function verify(flags: ClientFlags, target: string | undefined): Pr
 }
 
 /** `conveyor replay --driver D [--type T] [--resource N] [--from-seq S | --since TIME] [--until SEQ|TIME] [--force]`. */
-export async function replay(flags: ClientFlags & { driver?: string | undefined; type?: string | undefined; resource?: string | undefined; fromSeq?: string | undefined; since?: string | undefined; until?: string | undefined; force?: boolean | undefined }): Promise<number> {
-  if (!flags.driver) throw new TypeError('usage: conveyor replay --driver NAME [--type T] [--resource N] [--from-seq S | --since TIME] [--until SEQ|TIME] [--force]')
+export async function replay(
+  flags: ClientFlags & {
+    driver?: string | undefined
+    type?: string | undefined
+    resource?: string | undefined
+    fromSeq?: string | undefined
+    since?: string | undefined
+    until?: string | undefined
+    force?: boolean | undefined
+  },
+): Promise<number> {
+  if (!flags.driver)
+    throw new TypeError(
+      'usage: conveyor replay --driver NAME [--type T] [--resource N] [--from-seq S | --since TIME] [--until SEQ|TIME] [--force]',
+    )
   const until = flags.until === undefined ? undefined : /^\d+$/.test(flags.until) ? Number(flags.until) : flags.until
   const started = await call(flags, 'POST', '/replay', {
     driver: flags.driver,
@@ -115,7 +156,9 @@ export async function replay(flags: ClientFlags & { driver?: string | undefined;
     ...(until !== undefined ? { until } : {}),
     ...(flags.force ? { force: true } : {}),
   })
-  out(`replay ${started.id}: ${started.total} event(s), sequences ${started.fromSequence}–${started.untilSequence}, to driver ${started.driver}${started.force ? ' (force)' : ''}`)
+  out(
+    `replay ${started.id}: ${started.total} event(s), sequences ${started.fromSequence}–${started.untilSequence}, to driver ${started.driver}${started.force ? ' (force)' : ''}`,
+  )
   let last = ''
   for (;;) {
     const progress = await call(flags, 'GET', `/replay/${started.id}`)

@@ -9,11 +9,17 @@ import type { ServeFlags } from './flags.ts'
 
 /** `conveyor driver FILE | NAME`: runs the driver a module exports (default export or `driver`), or a built-in one by name. */
 export async function driver(flags: ServeFlags, file: string | undefined): Promise<number> {
-  if (!file) throw new TypeError(`usage: conveyor driver ./my-driver.ts (or a built-in driver: ${Object.keys(BUILT_IN_DRIVERS).join(', ')})`)
+  if (!file)
+    throw new TypeError(
+      `usage: conveyor driver ./my-driver.ts (or a built-in driver: ${Object.keys(BUILT_IN_DRIVERS).join(', ')})`,
+    )
   const builtIn = BUILT_IN_DRIVERS[file]
   if (builtIn) {
     const config = resolveConfig(flags)
-    const handle = await runDriver(builtIn, { natsUrl: config.natsUrl, workspaceRoot: join(config.dataDir, 'workspaces') })
+    const handle = await runDriver(builtIn, {
+      natsUrl: config.natsUrl,
+      workspaceRoot: join(config.dataDir, 'workspaces'),
+    })
     process.stdout.write(`Conveyor driver ${builtIn.name} running (built in)\n`)
     return await untilSignal(() => handle.close())
   }
@@ -24,9 +30,15 @@ export async function driver(flags: ServeFlags, file: string | undefined): Promi
   }
   const module = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown; driver?: unknown }
   const definition = module.default ?? module.driver
-  if (!isDriverDefinition(definition)) throw new TypeError(`${file} must export a driver made with defineDriver() as its default export`)
+  if (!isDriverDefinition(definition))
+    throw new TypeError(`${file} must export a driver made with defineDriver() as its default export`)
   const config = resolveConfig(flags)
-  const handle = await runDriver(definition, { natsUrl: config.natsUrl, workspaceRoot: join(config.dataDir, 'workspaces') })
-  process.stdout.write(`Conveyor driver ${definition.name} running (${definition.resources.length > 0 ? `serves ${definition.resources.join(', ')} and its pipeline steps` : 'runs its pipeline steps'})\n`)
+  const handle = await runDriver(definition, {
+    natsUrl: config.natsUrl,
+    workspaceRoot: join(config.dataDir, 'workspaces'),
+  })
+  process.stdout.write(
+    `Conveyor driver ${definition.name} running (${definition.resources.length > 0 ? `serves ${definition.resources.join(', ')} and its pipeline steps` : 'runs its pipeline steps'})\n`,
+  )
   return await untilSignal(() => handle.close())
 }

@@ -12,7 +12,12 @@ export async function gateway(flags: ServeFlags): Promise<number> {
   const config = resolveConfig(flags)
   await loadUws()
   const connections = await connectServers(config, { name: 'conveyor gateway' })
-  const running = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') }).catch(async (error: unknown) => {
+  const running = await startGateway({
+    connections,
+    port: config.httpPort,
+    host: config.httpHost,
+    dataDir: join(config.dataDir, 'gateway'),
+  }).catch(async (error: unknown) => {
     await connections.close()
     throw error
   })

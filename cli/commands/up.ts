@@ -14,7 +14,8 @@ function localPorts(flags: ServeFlags): { nats: number; natsMonitor: number; etc
   const port = (value: string | undefined, fallback: number, flag: string): number => {
     if (value === undefined) return fallback
     const n = Number(value)
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new TypeError(`--${flag} must be a TCP port (0-65535), got ${JSON.stringify(value)}`)
+    if (!Number.isInteger(n) || n < 0 || n > 65535)
+      throw new TypeError(`--${flag} must be a TCP port (0-65535), got ${JSON.stringify(value)}`)
     return n
   }
   const nats = port(flags.natsPort, 4222, 'nats-port')
@@ -31,9 +32,18 @@ export async function up(flags: ServeFlags): Promise<number> {
   const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: localPorts(flags) }) : undefined
   try {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
-    const gateway = await startGateway({ connections, port: config.httpPort, host: config.httpHost, dataDir: join(config.dataDir, 'gateway') })
+    const gateway = await startGateway({
+      connections,
+      port: config.httpPort,
+      host: config.httpHost,
+      dataDir: join(config.dataDir, 'gateway'),
+    })
     const actorWorker = await startWorker({ connections, heapSoftLimitMb: 256 })
-    const builtIns = await Promise.all(Object.values(BUILT_IN_DRIVERS).map((d) => runDriver(d, { connections, workspaceRoot: join(config.dataDir, 'workspaces') })))
+    const builtIns = await Promise.all(
+      Object.values(BUILT_IN_DRIVERS).map((d) =>
+        runDriver(d, { connections, workspaceRoot: join(config.dataDir, 'workspaces') }),
+      ),
+    )
     out(`Conveyor is up.`)
     out(`  API:  ${gateway.url}`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
@@ -51,8 +61,10 @@ export async function up(flags: ServeFlags): Promise<number> {
       },
       (fatal) => {
         if (!servers) return
-        servers.nats.child.onUnexpectedExit = (code, output) => fatal(`nats-server exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
-        servers.etcd.child.onUnexpectedExit = (code, output) => fatal(`etcd exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
+        servers.nats.child.onUnexpectedExit = (code, output) =>
+          fatal(`nats-server exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
+        servers.etcd.child.onUnexpectedExit = (code, output) =>
+          fatal(`etcd exited (code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`)
       },
     )
   } catch (error) {

@@ -24,13 +24,21 @@ const EVENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/
 
 /** Checks `{type, id?, ...payload}`; every problem is listed. */
 export function parseEvent(body: unknown): ActorEvent {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('an event is a JSON object {type, id?, ...payload}', [{ path: '/', message: 'must be an object' }])
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw invalid('an event is a JSON object {type, id?, ...payload}', [{ path: '/', message: 'must be an object' }])
   const { type, id } = body as { type?: unknown; id?: unknown }
   const errors = []
-  if (typeof type !== 'string' || !EVENT_TYPE.test(type)) errors.push({ path: '/type', message: 'is required: 1-128 letters, digits, _ . : or -' })
-  else if (type.startsWith('xstate.') || type.startsWith('conveyor.')) errors.push({ path: '/type', message: 'may not start with xstate. or conveyor. (reserved for timers, pipeline steps and internals)' })
-  if (id !== undefined && (typeof id !== 'string' || !EVENT_ID.test(id))) errors.push({ path: '/id', message: 'must be 1-128 letters, digits, _ . : or -' })
-  if (errors.length > 0) throw invalid(`invalid event: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
+  if (typeof type !== 'string' || !EVENT_TYPE.test(type))
+    errors.push({ path: '/type', message: 'is required: 1-128 letters, digits, _ . : or -' })
+  else if (type.startsWith('xstate.') || type.startsWith('conveyor.'))
+    errors.push({
+      path: '/type',
+      message: 'may not start with xstate. or conveyor. (reserved for timers, pipeline steps and internals)',
+    })
+  if (id !== undefined && (typeof id !== 'string' || !EVENT_ID.test(id)))
+    errors.push({ path: '/id', message: 'must be 1-128 letters, digits, _ . : or -' })
+  if (errors.length > 0)
+    throw invalid(`invalid event: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
   return { ...(body as Record<string, unknown>), type: type as string, id: (id as string | undefined) ?? randomUUID() }
 }
 
@@ -39,7 +47,14 @@ export interface ActorRouteOptions {
   readonly eventReplyTimeoutMs?: number
 }
 
-export function registerActorRoutes(router: Router, connections: Connections, resources: ResourceStore, replies: ReplyInbox, beforeWrite: () => void, options: ActorRouteOptions = {}): void {
+export function registerActorRoutes(
+  router: Router,
+  connections: Connections,
+  resources: ResourceStore,
+  replies: ReplyInbox,
+  beforeWrite: () => void,
+  options: ActorRouteOptions = {},
+): void {
   const timeout = options.eventReplyTimeoutMs ?? 10_000
   const lifecycleOf = async (id: string): Promise<Record<string, unknown>> => {
     if (id === DEFAULT_LIFECYCLE_ID) return DEFAULT_LIFECYCLE
@@ -57,18 +72,47 @@ export function registerActorRoutes(router: Router, connections: Connections, re
         const event = parseEvent(parseJson(request.body))
         beforeWrite()
         const waiting = replies.expect(timeout)
-        const ack = await sendToActor(connections.publisher, type, name, event, waiting.subject).catch((error: unknown) => {
-          waiting.cancel()
-          throw error
-        })
+        const ack = await sendToActor(connections.publisher, type, name, event, waiting.subject).catch(
+          (error: unknown) => {
+            waiting.cancel()
+            throw error
+          },
+        )
         if (ack.duplicate) {
           waiting.cancel()
           const current = await resources.get(type, name)
-          return { status: 200, body: { id: event.id, type, name, accepted: true, duplicate: true, state: current.status.state, context: current.status.context, done: current.status.done ?? false } }
+          return {
+            status: 200,
+            body: {
+              id: event.id,
+              type,
+              name,
+              accepted: true,
+              duplicate: true,
+              state: current.status.state,
+              context: current.status.context,
+              done: current.status.done ?? false,
+            },
+          }
         }
         const reply = await waiting.reply
-        if (!reply) return { status: 202, body: { id: event.id, type, name, accepted: true, applied: false, detail: 'the event is stored; no worker has applied it yet (is a conveyor worker running?)' } }
-        return { status: reply.status, body: reply.body, ...(reply.status >= 400 ? { headers: { 'Content-Type': 'application/problem+json' } } : {}) }
+        if (!reply)
+          return {
+            status: 202,
+            body: {
+              id: event.id,
+              type,
+              name,
+              accepted: true,
+              applied: false,
+              detail: 'the event is stored; no worker has applied it yet (is a conveyor worker running?)',
+            },
+          }
+        return {
+          status: reply.status,
+          body: reply.body,
+          ...(reply.status >= 400 ? { headers: { 'Content-Type': 'application/problem+json' } } : {}),
+        }
       },
       { maxBodyBytes: MAX_EVENT_BYTES },
     )
@@ -105,7 +149,7 @@ export function registerActorRoutes(router: Router, connections: Connections, re
       const { record } = await resources.actor(type, name)
       const machine = machineFor(record.lifecycle, await lifecycleOf(record.lifecycle))
       const history: ConveyorEvent[] = []
-      for (let after = 0; ; ) {
+      for (let after = 0; ;) {
         const page = await readHistory(connections, type, name, after, 1000, new Set(['transitioned']))
         history.push(...page.items.map((item) => item.event))
         if (page.next === undefined) break
@@ -119,15 +163,27 @@ export function registerActorRoutes(router: Router, connections: Connections, re
       const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER) ?? 0
       const limit = positiveIntegerQuery(request, 'limit', 1000) ?? 100
       const kind = request.query.get('kind')
-      return { status: 200, body: await readHistory(connections, type, name, after, limit, kind ? new Set(kind.split(',')) : undefined) }
+      return {
+        status: 200,
+        body: await readHistory(connections, type, name, after, limit, kind ? new Set(kind.split(',')) : undefined),
+      }
     })
 }
 
 /** One page of a resource's events from the events stream, in stream order, after a sequence. */
-export async function readHistory(connections: Connections, type: string, name: string, after: number, limit: number, kinds?: ReadonlySet<string>): Promise<{ items: { seq: number; time: string; kind: string; event: ConveyorEvent }[]; next?: number }> {
+export async function readHistory(
+  connections: Connections,
+  type: string,
+  name: string,
+  after: number,
+  limit: number,
+  kinds?: ReadonlySet<string>,
+): Promise<{ items: { seq: number; time: string; kind: string; event: ConveyorEvent }[]; next?: number }> {
   const consumer = await connections.js.consumers.get(streams.events, {
     filter_subjects: subjects.history(type, name),
-    ...(after > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 } : { deliver_policy: DeliverPolicy.All }),
+    ...(after > 0
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 }
+      : { deliver_policy: DeliverPolicy.All }),
   })
   try {
     const items: { seq: number; time: string; kind: string; event: ConveyorEvent }[] = []
@@ -141,7 +197,13 @@ export async function readHistory(connections: Connections, type: string, name: 
         last = message.seq
         pending = message.info.pending
         const event = message.json<ConveyorEvent>()
-        if (!kinds || kinds.has(event.kind)) items.push({ seq: message.seq, time: new Date(message.info.timestampNanos / 1e6).toISOString(), kind: event.kind, event })
+        if (!kinds || kinds.has(event.kind))
+          items.push({
+            seq: message.seq,
+            time: new Date(message.info.timestampNanos / 1e6).toISOString(),
+            kind: event.kind,
+            event,
+          })
         if (items.length >= limit || pending === 0) break
       }
       if (got === 0) break

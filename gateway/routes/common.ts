@@ -15,13 +15,18 @@ export function expectedRevision(request: ApiRequest, body?: unknown): number | 
   const header = request.headers.get('if-match')
   if (header !== undefined && header !== '*') {
     const revision = Number(header.replace(/^W\//, '').replace(/"/g, '').trim())
-    if (!Number.isSafeInteger(revision) || revision <= 0) throw invalid(`If-Match must be a revision number, got ${JSON.stringify(header)}`, [{ path: 'If-Match', message: 'must be a positive integer revision' }])
+    if (!Number.isSafeInteger(revision) || revision <= 0)
+      throw invalid(`If-Match must be a revision number, got ${JSON.stringify(header)}`, [
+        { path: 'If-Match', message: 'must be a positive integer revision' },
+      ])
     return revision
   }
   const fromBody = (body as { metadata?: { revision?: unknown } } | undefined)?.metadata?.revision
   if (fromBody === undefined || fromBody === null) return undefined
   if (typeof fromBody !== 'number' || !Number.isSafeInteger(fromBody) || fromBody <= 0) {
-    throw invalid('metadata.revision must be a positive integer', [{ path: '/metadata/revision', message: 'must be a positive integer' }])
+    throw invalid('metadata.revision must be a positive integer', [
+      { path: '/metadata/revision', message: 'must be a positive integer' },
+    ])
   }
   return fromBody
 }
@@ -30,6 +35,9 @@ export function positiveIntegerQuery(request: ApiRequest, name: string, max: num
   const raw = request.query.get(name)
   if (raw === null || raw === '') return undefined
   const value = Number(raw)
-  if (!Number.isSafeInteger(value) || value <= 0 || value > max) throw invalid(`${name} must be an integer between 1 and ${max}`, [{ path: `?${name}`, message: `must be an integer between 1 and ${max}` }])
+  if (!Number.isSafeInteger(value) || value <= 0 || value > max)
+    throw invalid(`${name} must be an integer between 1 and ${max}`, [
+      { path: `?${name}`, message: `must be an integer between 1 and ${max}` },
+    ])
   return value
 }

@@ -10,7 +10,10 @@ export function registerHealthRoutes(router: Router, connections: Connections): 
       const etcd = await connections.etcd
         .get(keys.ping())
         .options({ deadline: Date.now() + 1000 })
-        .then(() => 'ok', () => 'unavailable')
+        .then(
+          () => 'ok',
+          () => 'unavailable',
+        )
       const nats = connections.natsConnected() ? 'ok' : 'unavailable'
       const ready = etcd === 'ok' && nats === 'ok'
       return { status: ready ? 200 : 503, body: { status: ready ? 'ready' : 'not ready', etcd, nats } }

@@ -13,19 +13,24 @@ const parseLog = compileInput(LogInput, 'log line')
 const RUNID = /^[A-Za-z0-9_-]{1,128}$/
 
 export function runidParam(value: string | undefined | null, where: string): string {
-  if (!value || !RUNID.test(value)) throw invalid(`runid must be 1-128 letters, digits, '-' or '_'`, [{ path: where, message: "must be 1-128 letters, digits, '-' or '_'" }])
+  if (!value || !RUNID.test(value))
+    throw invalid(`runid must be 1-128 letters, digits, '-' or '_'`, [
+      { path: where, message: "must be 1-128 letters, digits, '-' or '_'" },
+    ])
   return value
 }
 
-export function registerLogRoutes(router: Router, connections: Connections, logs: LogStore, beforeWrite: () => void): void {
+export function registerLogRoutes(
+  router: Router,
+  connections: Connections,
+  logs: LogStore,
+  beforeWrite: () => void,
+): void {
   router
     .add('POST', '/logs', async (request) => {
       const line = parseLog(parseJson(request.body))
       beforeWrite()
-      const ack = await connections.js.publish(
-        subjects.log(line.driver, line.runid),
-        encodeLogLine(line),
-      )
+      const ack = await connections.js.publish(subjects.log(line.driver, line.runid), encodeLogLine(line))
       await logs.waitFor(ack.seq)
       return { status: 201, body: { seq: ack.seq } }
     })
@@ -33,7 +38,10 @@ export function registerLogRoutes(router: Router, connections: Connections, logs
       const runid = request.query.get('runid')
       const driver = request.query.get('driver')
       const pipeline = request.query.get('pipeline')
-      if (!runid && !driver && !pipeline) throw invalid('GET /logs needs at least one of runid, driver or pipeline', [{ path: '?runid', message: 'runid, driver or pipeline is required' }])
+      if (!runid && !driver && !pipeline)
+        throw invalid('GET /logs needs at least one of runid, driver or pipeline', [
+          { path: '?runid', message: 'runid, driver or pipeline is required' },
+        ])
       const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER)
       const limit = positiveIntegerQuery(request, 'limit', 100_000)
       const lines = await logs.query({

@@ -30,7 +30,10 @@ export function registerReplayRoutes(router: Router, connections: Connections, b
       const input = parseReplay(parseJson(request.body))
       for (const field of ['since', 'until'] as const) {
         const value = input[field]
-        if (typeof value === 'string' && Number.isNaN(Date.parse(value))) throw invalid(`${field} must be an ISO date-time`, [{ path: `/${field}`, message: 'must be an ISO date-time' }])
+        if (typeof value === 'string' && Number.isNaN(Date.parse(value)))
+          throw invalid(`${field} must be an ISO date-time`, [
+            { path: `/${field}`, message: 'must be an ISO date-time' },
+          ])
       }
       beforeWrite()
       const replay = await startReplay(connections, input)
@@ -39,7 +42,8 @@ export function registerReplayRoutes(router: Router, connections: Connections, b
     .add('GET', '/replay', async () => ({ status: 200, body: { items: await listReplays(connections) } }))
     .add('GET', '/replay/:id', async (request) => {
       const id = request.params.id ?? ''
-      if (!ID.test(id)) throw invalid('a replay id is 12 hex digits', [{ path: ':id', message: 'must be 12 hex digits' }])
+      if (!ID.test(id))
+        throw invalid('a replay id is 12 hex digits', [{ path: ':id', message: 'must be 12 hex digits' }])
       return { status: 200, body: await replayProgress(connections, id) }
     })
 }

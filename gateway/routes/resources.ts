@@ -15,10 +15,16 @@ export function parseLabelSelector(text: string): LabelSelector {
     const term = raw.trim()
     if (term === '') continue
     const match = /^(!?)([A-Za-z0-9_./-]+)(?:\s*(==|=|!=)\s*([A-Za-z0-9_.-]*))?$/.exec(term)
-    if (!match) throw invalid(`labelSelector term ${JSON.stringify(term)} is not key, !key, key=value or key!=value`, [{ path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` }])
+    if (!match)
+      throw invalid(`labelSelector term ${JSON.stringify(term)} is not key, !key, key=value or key!=value`, [
+        { path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` },
+      ])
     const [, not, key, op, value] = match as unknown as [string, string, string, string | undefined, string | undefined]
     if (op === undefined) tests.push(not ? (l) => !Object.hasOwn(l, key) : (l) => Object.hasOwn(l, key))
-    else if (not) throw invalid(`labelSelector term ${JSON.stringify(term)} mixes ! with an operator`, [{ path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` }])
+    else if (not)
+      throw invalid(`labelSelector term ${JSON.stringify(term)} mixes ! with an operator`, [
+        { path: '?labelSelector', message: `cannot parse ${JSON.stringify(term)}` },
+      ])
     else if (op === '!=') tests.push((l) => !Object.hasOwn(l, key) || l[key] !== value)
     else tests.push((l) => Object.hasOwn(l, key) && l[key] === value)
   }
@@ -26,7 +32,10 @@ export function parseLabelSelector(text: string): LabelSelector {
 }
 
 export function registerResourceRoutes(router: Router, resources: ResourceStore, beforeWrite: () => void): void {
-  const typeAndName = (request: ApiRequest): [string, string] => [nameParam(request, 'type'), nameParam(request, 'name')]
+  const typeAndName = (request: ApiRequest): [string, string] => [
+    nameParam(request, 'type'),
+    nameParam(request, 'name'),
+  ]
   router
     .add('POST', '/resources', async (request) => {
       const input = parseResource(parseJson(request.body))
@@ -46,7 +55,13 @@ export function registerResourceRoutes(router: Router, resources: ResourceStore,
         ...(limit ? { limit } : {}),
         ...(after ? { continueAfter: Buffer.from(after, 'base64url').toString() } : {}),
       })
-      return { status: 200, body: { items: page.items, ...(page.continueAfter ? { continue: Buffer.from(page.continueAfter).toString('base64url') } : {}) } }
+      return {
+        status: 200,
+        body: {
+          items: page.items,
+          ...(page.continueAfter ? { continue: Buffer.from(page.continueAfter).toString('base64url') } : {}),
+        },
+      }
     })
     .add('GET', '/resources/:type/:name', async (request) => {
       const atRevision = positiveIntegerQuery(request, 'atRevision', Number.MAX_SAFE_INTEGER)
@@ -67,12 +82,18 @@ export function registerResourceRoutes(router: Router, resources: ResourceStore,
       beforeWrite()
       return { status: 200, body: await resources.delete(type, name, revision) }
     })
-    .add('GET', '/resources/:type/:name/versions', async (request) => ({ status: 200, body: { items: await resources.versions(...typeAndName(request)) } }))
+    .add('GET', '/resources/:type/:name/versions', async (request) => ({
+      status: 200,
+      body: { items: await resources.versions(...typeAndName(request)) },
+    }))
     .add('GET', '/resources/:type/:name/:version', async (request) => {
       const [type, name] = typeAndName(request)
       const raw = request.params.version ?? ''
       const version = Number(raw)
-      if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(version) || version < 1) throw invalid(`version must be a positive integer, got ${JSON.stringify(raw)}`, [{ path: ':version', message: 'must be a positive integer' }])
+      if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(version) || version < 1)
+        throw invalid(`version must be a positive integer, got ${JSON.stringify(raw)}`, [
+          { path: ':version', message: 'must be a positive integer' },
+        ])
       return { status: 200, body: await resources.getVersion(type, name, version) }
     })
 }

@@ -87,8 +87,12 @@ export class SupervisedChild {
       await delay(50)
     }
     await this.stop()
-    const why = exitCode !== undefined ? `exited with code ${exitCode}` : `did not answer within ${this.#spec.readyTimeoutMs} ms`
-    throw new ConveyorError('server-start-failed', `${this.#spec.name} ${why}:\n${this.#output.trim().split('\n').slice(-10).join('\n')}`)
+    const why =
+      exitCode !== undefined ? `exited with code ${exitCode}` : `did not answer within ${this.#spec.readyTimeoutMs} ms`
+    throw new ConveyorError(
+      'server-start-failed',
+      `${this.#spec.name} ${why}:\n${this.#output.trim().split('\n').slice(-10).join('\n')}`,
+    )
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`. Harmless when already stopped. */

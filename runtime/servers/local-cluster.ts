@@ -53,5 +53,13 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
     })()
     return stopping
   }
-  return { nats: nats.value, etcd: etcd.value, natsUrl: nats.value.url, etcdEndpoints: [etcd.value.endpoint], dataDir, stop, [Symbol.asyncDispose]: stop }
+  return {
+    nats: nats.value,
+    etcd: etcd.value,
+    natsUrl: nats.value.url,
+    etcdEndpoints: [etcd.value.endpoint],
+    dataDir,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  }
 }

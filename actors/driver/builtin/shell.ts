@@ -31,11 +31,14 @@ const envName = (text: string): string => text.toUpperCase().replace(/[^A-Z0-9_]
  * `clone` becomes `STEP_CLONE_COMMIT` (strings as they are, other values as JSON), and all of it
  * `CONVEYOR_STEPS` (JSON by step id).
  */
-export function stepsEnvironment(steps: Readonly<Record<string, Readonly<Record<string, unknown>>>>): Record<string, string> {
+export function stepsEnvironment(
+  steps: Readonly<Record<string, Readonly<Record<string, unknown>>>>,
+): Record<string, string> {
   const clean = (value: string): string => value.replace(/\0/g, '')
   const env: Record<string, string> = { CONVEYOR_STEPS: clean(JSON.stringify(steps)) }
   for (const [step, data] of Object.entries(steps)) {
-    for (const [key, value] of Object.entries(data)) env[`STEP_${envName(step)}_${envName(key)}`] = clean(typeof value === 'string' ? value : JSON.stringify(value))
+    for (const [key, value] of Object.entries(data))
+      env[`STEP_${envName(step)}_${envName(key)}`] = clean(typeof value === 'string' ? value : JSON.stringify(value))
   }
   return env
 }
@@ -62,9 +65,22 @@ async function readOutputs(file: string): Promise<Record<string, string>> {
 }
 
 /** Runs one command with `sh -c` in its own process group; resolves with its exit code (or the signal that ended it). */
-function runCommand(command: string, options: { cwd: string; env: Record<string, string>; signal: AbortSignal; output: (stream: string, line: string) => void }): Promise<{ code: number | null; signal: string | null }> {
+function runCommand(
+  command: string,
+  options: {
+    cwd: string
+    env: Record<string, string>
+    signal: AbortSignal
+    output: (stream: string, line: string) => void
+  },
+): Promise<{ code: number | null; signal: string | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', command], { cwd: options.cwd, env: options.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('/bin/sh', ['-c', command], {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     const group = (signal: NodeJS.Signals): void => {
       try {
         if (child.pid !== undefined) process.kill(-child.pid, signal)
@@ -127,7 +143,8 @@ export const shellDriver = defineDriver({
   async reconcile(ctx: DriverContext): Promise<DriverResult> {
     const commands = ctx.step?.commands
     const workspace = ctx.workspace
-    if (!ctx.step || !commands || commands.length === 0 || !workspace) throw new TerminalError('the shell driver runs pipeline steps that list commands')
+    if (!ctx.step || !commands || commands.length === 0 || !workspace)
+      throw new TerminalError('the shell driver runs pipeline steps that list commands')
     const outputFile = join(workspace, `.conveyor-output-${ctx.step.id}`)
     const env: Record<string, string> = {
       PATH: inheritedPath(),
@@ -147,13 +164,26 @@ export const shellDriver = defineDriver({
     await rm(outputFile, { force: true })
     for (const [index, command] of commands.entries()) {
       ctx.log(`$ ${command}`)
-      const { code, signal } = await runCommand(command, { cwd: workspace, env, signal: ctx.signal, output: ctx.output })
+      const { code, signal } = await runCommand(command, {
+        cwd: workspace,
+        env,
+        signal: ctx.signal,
+        output: ctx.output,
+      })
       if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted')
       if (code !== 0) {
         const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`
-        return { success: false, message: `command ${index + 1} of ${commands.length} ${how}`, data: { ...(await readOutputs(outputFile)), exitCode: code, signal, command: index } }
+        return {
+          success: false,
+          message: `command ${index + 1} of ${commands.length} ${how}`,
+          data: { ...(await readOutputs(outputFile)), exitCode: code, signal, command: index },
+        }
       }
     }
-    return { success: true, message: `${commands.length} command(s) succeeded`, data: { ...(await readOutputs(outputFile)), exitCode: 0 } }
+    return {
+      success: true,
+      message: `${commands.length} command(s) succeeded`,
+      data: { ...(await readOutputs(outputFile)), exitCode: 0 },
+    }
   },
 })
