@@ -3,6 +3,7 @@ import type { Logger } from '../runtime/logger.ts'
 import { keys } from '../runtime/keys.ts'
 import { readPrefix } from '../runtime/etcd-ops.ts'
 import { isCompactedError } from '../runtime/errors.ts'
+import { presentDesired, type StoredResource } from '../runtime/resource-view.ts'
 
 /** One committed change of a resource, as watchers receive it. */
 export interface ResourceChange {
@@ -30,25 +31,22 @@ const LINGER_MS = 60_000
 function changeOf(event: { type: 'Put' | 'Delete'; kv: IKeyValue; prev_kv?: IKeyValue }): ResourceChange | undefined {
   const source = event.type === 'Delete' ? event.prev_kv : event.kv
   if (!source || source.value.length === 0) return undefined
-  let stored: Record<string, unknown>
+  let stored: StoredResource
   try {
-    stored = JSON.parse(source.value.toString()) as Record<string, unknown>
+    stored = JSON.parse(source.value.toString()) as StoredResource
   } catch {
     return undefined
   }
   const revision = Number(event.kv.mod_revision)
-  const metadata: Record<string, unknown> = { ...(stored.metadata as Record<string, unknown>), revision }
-  const run = stored.run as { runid?: string } | undefined
-  const { run: _run, ...rest } = stored
-  const object = { ...rest, metadata, runid: run?.runid, version: metadata.version }
+  const object = presentDesired(stored, revision)
   const kind =
     event.type === 'Delete' ? 'deleted' : event.kv.create_revision === event.kv.mod_revision ? 'created' : 'updated'
   return {
     kind,
     revision,
-    name: String(stored.name),
-    object,
-    labels: (metadata.labels as Record<string, string> | undefined) ?? {},
+    name: stored.name,
+    object: object as unknown as Record<string, unknown>,
+    labels: stored.metadata.labels ?? {},
   }
 }
 

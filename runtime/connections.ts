@@ -1,5 +1,6 @@
 export { connectNats, type NatsConnections } from './nats-connection.ts'
-import { Etcd3, isRecoverableError } from 'etcd3'
+import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from 'etcd3'
+import { errors as natsErrors } from '@nats-io/transport-node'
 import { ConveyorError } from './errors.ts'
 import { keys } from './keys.ts'
 import { connectNats, describe, type NatsConnections } from './nats-connection.ts'
@@ -72,23 +73,24 @@ async function connectEtcd(endpoints: readonly string[], options: ConnectOptions
   return etcd
 }
 
+/** Errors our own StreamPublisher raises when JetStream does not answer. */
+const UNAVAILABLE_NAMES = new Set(['TimeoutError', 'NoRespondersError', 'ClosedConnectionError'])
+
 /** True when an error means a server is unreachable rather than the request being wrong. */
 export function isServerUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false
-  if (isRecoverableError(error)) return true
-  const name = error.name
-  const message = error.message
   return (
-    name === 'GRPCUnavailableError' ||
-    name === 'GRPCDeadlineExceededError' ||
-    name === 'GRPCConnectFailedError' ||
-    name === 'BrokenCircuitError' ||
-    name === 'EtcdNoLeaderError' ||
-    name === 'TimeoutError' ||
-    name === 'ConnectionError' ||
-    name === 'ClosedConnectionError' ||
-    name === 'RequestError' ||
-    name === 'NoRespondersError' ||
-    /deadline|unavailable|no leader|timeout|connection (closed|draining)|no responders|circuit breaker/i.test(message)
+    isRecoverableError(error) ||
+    error instanceof GRPCUnavailableError ||
+    error instanceof GRPCDeadlineExceededError ||
+    error instanceof natsErrors.TimeoutError ||
+    error instanceof natsErrors.RequestError ||
+    error instanceof natsErrors.ConnectionError ||
+    error instanceof natsErrors.ClosedConnectionError ||
+    error instanceof natsErrors.DrainingConnectionError ||
+    error instanceof natsErrors.NoRespondersError ||
+    UNAVAILABLE_NAMES.has(error.name) ||
+    // etcd3's circuit breaker (cockatiel) marks its errors so.
+    (error as { isBrokenCircuitError?: unknown }).isBrokenCircuitError === true
   )
 }

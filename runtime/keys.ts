@@ -123,6 +123,10 @@ export const subjects = {
   pipeline: (name: string): string => `conveyor.ev.pipeline.${name}`,
   /** Every event of one resource, in order. */
   history: (type: string, name: string): string => `conveyor.ev.*.${partitionToken(type, name)}.${type}.${name}.*`,
+  /** Every event of every resource of one type (a replay's range). */
+  historyOfType: (type: string): string => `conveyor.ev.*.*.${type}.*.*`,
+  /** Every per-resource event. */
+  allHistory: (): string => 'conveyor.ev.*.*.*.*.*',
   /** Resource changes of one type, for a driver's consumer. */
   resourceChangesOfType: (type: string): string => `conveyor.ev.resource.*.${type}.*.*`,
   stepsOfDriver: (driver: string): string => `conveyor.ev.step.*.*.*.${driver}`,

@@ -4,7 +4,7 @@ import { nanos } from '@nats-io/transport-node'
 import { Kvm, type KV } from '@nats-io/kv'
 import type { NatsConnections as Connections } from './nats-connection.ts'
 import { invalid, notFound } from './errors.ts'
-import { buckets, consumers, partitionName, partitionOf, streams } from './keys.ts'
+import { buckets, consumers, streams, subjects } from './keys.ts'
 
 /** What a replay re-delivers: a driver, a slice of the event stream, and whether finished work runs again. */
 export interface ReplayRequest {
@@ -60,16 +60,15 @@ export async function saveReplayCount(
 
 /** The events a replay covers: one resource's, one type's, or every resource's. */
 function filterOf(request: ReplayRequest): string {
-  if (request.resource !== undefined)
-    return `conveyor.ev.*.${partitionName(partitionOf(request.type!, request.resource))}.${request.type}.${request.resource}.*`
-  if (request.type !== undefined) return `conveyor.ev.*.*.${request.type}.*.*`
-  return 'conveyor.ev.*.*.*.*.*'
+  if (request.resource !== undefined) return subjects.history(request.type!, request.resource)
+  if (request.type !== undefined) return subjects.historyOfType(request.type)
+  return subjects.allHistory()
 }
 
 /** The sequence of the first event at or after a time (one past the last event when none is). */
 async function sequenceAt(connections: Connections, time: string, last: number): Promise<number> {
   const consumer = await connections.js.consumers.get(streams.events, {
-    filter_subjects: 'conveyor.ev.>',
+    filter_subjects: subjects.allEvents(),
     deliver_policy: DeliverPolicy.StartTime,
     opt_start_time: time,
   })

@@ -31,6 +31,7 @@ import type { CachedRecord, RecordCache } from './record-cache.ts'
 import type { LRUCache } from 'lru-cache'
 import { serveSync } from './partition-sync.ts'
 import { faultHooks } from '../../runtime/faults.ts'
+import { backoffMs } from '../../runtime/backoff.ts'
 
 /** Shared by every partition a worker hosts. */
 export interface HostContext {
@@ -237,7 +238,7 @@ export class PartitionHost {
           this.#context.cache.delete(key)
           this.#context.logger.warn('applying events failed; retrying', { actor: key, error: String(error) })
           for (const item of batch) if (item.kind === 'inbox') item.message.working()
-          await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 50 * 2 ** failures)))
+          await new Promise((resolve) => setTimeout(resolve, backoffMs(failures, { baseMs: 50, maxMs: 2000 })))
         } finally {
           this.#context.slots.release()
         }
