@@ -10,11 +10,9 @@ const log = (line: string): void => void process.stderr.write(line + '\n')
 /** HTTP creates at 1 and 64 clients beside raw etcd create transactions and raw JetStream publishes; create → driver latency at 200/s. */
 export async function createBenchmarks(servers: LocalServers, connections: Connections, seconds: number) {
   const gateway = await startGatewayProcess(servers)
-  // Drivers claim each version from its actor: a worker hosts them.
-  const worker = await startWorkerProcess({ ...serverEnv(servers), CONVEYOR_DATA_DIR: '/tmp/conveyor-bench-unused' })
   const url = gateway.url
+  let worker: Awaited<ReturnType<typeof startWorkerProcess>> | undefined
   try {
-    await waitForPartitions(connections, 1)
     const define = (body: unknown) =>
       fetch(`${url}/resource-definitions`, {
         method: 'POST',
@@ -44,6 +42,10 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
     const http1 = await httpCreates(url, 'bench', 1, seconds)
     const http64 = await httpCreates(url, 'bench', 64, seconds)
     log('create → driver latency at 200/s…')
+    // Drivers claim each version from its actor: a worker hosts them (started only now, so that
+    // the figures above measure the gateway alone, as before).
+    worker = await startWorkerProcess({ ...serverEnv(servers), CONVEYOR_DATA_DIR: '/tmp/conveyor-bench-unused' })
+    await waitForPartitions(connections, 1)
     await createToDriverLatency(url, 'latency', connections, 200, 1000)
     const latency = await createToDriverLatency(url, 'latency', connections, 200, seconds * 1000)
 
@@ -80,7 +82,7 @@ export async function createBenchmarks(servers: LocalServers, connections: Conne
       },
     }
   } finally {
-    await worker.stop()
+    await worker?.stop()
     await gateway.stop()
   }
 }

@@ -140,6 +140,10 @@ export const subjects = {
   /** Claims, renewals and reports for a resource's actor (core NATS request/reply), answered by its partition's owner. */
   work: (type: string, name: string): string => `conveyor.work.${partitionToken(type, name)}.${type}.${name}`,
   workOfPartition: (partition: number): string => `conveyor.work.${partitionName(partition)}.>`,
+  /** An actor record the gateway just wrote (core NATS, best effort: `{revision}\n{record}`), so its host need not read it back. */
+  actorWritten: (type: string, name: string): string =>
+    `conveyor.actor-written.${partitionToken(type, name)}.${type}.${name}`,
+  actorWrittenOfPartition: (partition: number): string => `conveyor.actor-written.${partitionName(partition)}.>`,
   /** Catch-up requests of a partition (core NATS request/reply), answered by its owner. */
   sync: (partition: number): string => `conveyor.sync.${partitionName(partition)}`,
   log: (driver: string, runid: string): string => `conveyor.logs.${driver}.${runid}`,

@@ -406,6 +406,7 @@ export class ResourceStore {
       ...messages,
     ])
     const value = JSON.stringify(stored)
+    const actorValue = JSON.stringify(record)
     const newTimers = new Set(record.timers.map((t) => keys.timer(type, stored.name, t.dueAt, t.id)))
     const outcome = await this.#batcher.commit({
       compares: [
@@ -415,12 +416,15 @@ export class ResourceStore {
       ops: [
         ...extraOps.filter((o) => !newTimers.has(o.request_delete_range?.key?.toString() ?? '')),
         op.put(keys.resource(type, stored.name), value),
-        op.put(keys.actor(type, stored.name), JSON.stringify(record)),
+        op.put(keys.actor(type, stored.name), actorValue),
         ...timerOps(record, (key) => op.put(key, '')),
         outboxOp,
       ],
     })
     if (!outcome.succeeded) return undefined
+    // Best effort, before the events go out: the worker that hosts the actor caches the new record
+    // instead of reading it back when its first event or claim comes. A lost one costs that read.
+    this.#connections.nats.publish(subjects.actorWritten(type, stored.name), `${outcome.revision}\n${actorValue}`)
     this.#outbox.publishInBackground([entry], outcome.revision)
     return { ...resource, metadata: { ...resource.metadata, revision: outcome.revision } }
   }

@@ -90,6 +90,7 @@ export class PartitionHost {
   #acks = new AckFloor(0)
   #sync: Subscription | undefined
   #work: Subscription | undefined
+  #written: Subscription | undefined
   #scanTimer: unknown
   #stopped = false
 
@@ -132,6 +133,7 @@ export class PartitionHost {
     this.#loop = this.#consume(this.#messages)
     this.#sync = serveSync(this.#context, this.partition)
     this.#work = this.#serveWork()
+    this.#written = this.#followWrites()
     await this.#scanTimers()
   }
 
@@ -171,6 +173,27 @@ export class PartitionHost {
         replyTo: message.headers?.get(headers.replyTo) || undefined,
       })
     }
+  }
+
+  /** Caches actor records the gateway writes (created or replaced resources), newer ones only. */
+  #followWrites(): Subscription {
+    return this.#context.connections.nats.subscribe(subjects.actorWrittenOfPartition(this.partition), {
+      callback: (error, message) => {
+        if (error || this.#stopped) return
+        const text = message.string()
+        const at = text.indexOf('\n')
+        const revision = Number(text.slice(0, at))
+        if (at <= 0 || !Number.isInteger(revision)) return
+        try {
+          const record = JSON.parse(text.slice(at + 1)) as ActorRecord
+          const key = `${record.type}/${record.name}`
+          const cached = this.#context.cache.get(key)
+          if (!cached || cached.revision < revision) this.#context.cache.set(key, { record, revision })
+        } catch {
+          // not a record: the host reads it when it needs it
+        }
+      },
+    })
   }
 
   /** Claims, renewals and reports come as core NATS requests: each joins its actor's mailbox, and is answered once applied. */
@@ -451,6 +474,7 @@ export class PartitionHost {
     this.#stopped = true
     this.#sync?.unsubscribe()
     this.#work?.unsubscribe()
+    this.#written?.unsubscribe()
     this.#context.clock.clearTimeout(this.#scanTimer)
     for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
     this.#timers.clear()
