@@ -37,11 +37,14 @@ export class WorkClient {
   readonly #nats: NatsConnections
   readonly #logger: Logger
   readonly #closing: AbortSignal
+  readonly #shutdown: AbortSignal
 
-  constructor(nats: NatsConnections, logger: Logger, closing: AbortSignal) {
+  /** `closing`: take no new work; `shutdown`: the grace period is over, stop even what finishes work. */
+  constructor(nats: NatsConnections, logger: Logger, closing: AbortSignal, shutdown: AbortSignal) {
     this.#nats = nats
     this.#logger = logger
     this.#closing = closing
+    this.#shutdown = shutdown
   }
 
   claim(
@@ -53,12 +56,7 @@ export class WorkClient {
     leaseMs: number,
     replay = false,
   ): Promise<ClaimAnswer> {
-    return this.#ask(
-      type,
-      name,
-      { type: WorkEvent.claim, work, token, holder, leaseMs, ...(replay ? { replay } : {}) },
-      true,
-    )
+    return this.#ask(type, name, { type: WorkEvent.claim, work, token, holder, leaseMs, ...(replay ? { replay } : {}) })
   }
 
   /** Renews a claim once (a heartbeat); undefined when no answer came in time. `leaseMs: 0` releases it. */
@@ -72,7 +70,11 @@ export class WorkClient {
     return await this.#once<RenewAnswer>(type, name, { type: WorkEvent.renew, work, token, leaseMs })
   }
 
-  /** Reports an outcome, sending it again until the actor answers, even while the driver closes (the work is done; losing its outcome would run it again). */
+  /**
+   * Reports an outcome, sending it again until the actor answers, even while the driver closes
+   * (the work is done; losing its outcome would run it again), until the shutdown grace is over:
+   * then the message goes unacked, and the claim's next holder runs the work again.
+   */
   report(
     type: string,
     name: string,
@@ -80,12 +82,17 @@ export class WorkClient {
     token: string,
     outcome: Pick<ReportRequest, 'success' | 'retryable' | 'message' | 'data'>,
   ): Promise<ReportAnswer> {
-    return this.#ask(type, name, { type: WorkEvent.report, work, token, ...outcome }, false)
+    return this.#ask(type, name, { type: WorkEvent.report, work, token, ...outcome }, this.#shutdown)
   }
 
-  async #ask<T>(type: string, name: string, request: Record<string, unknown>, stopOnClose: boolean): Promise<T> {
+  async #ask<T>(
+    type: string,
+    name: string,
+    request: Record<string, unknown>,
+    stop: AbortSignal = this.#closing,
+  ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      if (stopOnClose && this.#closing.aborted) throw new Error('the driver is closing')
+      if (stop.aborted) throw new Error('the driver is closing')
       try {
         const answer = await this.#once<T>(type, name, request)
         if (answer !== undefined) return answer
@@ -100,10 +107,7 @@ export class WorkClient {
           error: String(error),
         })
       }
-      await sleep(
-        backoffMs(attempt, { baseMs: 200, maxMs: 5000 }),
-        stopOnClose ? this.#closing : new AbortController().signal,
-      )
+      await sleep(backoffMs(attempt, { baseMs: 200, maxMs: 5000 }), stop)
     }
   }
 

@@ -53,13 +53,31 @@ export interface ActorWorker {
   [Symbol.asyncDispose](): Promise<void>
 }
 
+/** The worker's options with every default applied, clamped to sane ranges. */
+function resolveWorkerOptions(options: WorkerOptions) {
+  const clamp = (value: number, min: number, max: number): number => Math.min(max, Math.max(min, value))
+  const id = options.id ?? `worker-${randomUUID().slice(0, 8)}`
+  return {
+    id,
+    logger: options.logger ?? createLogger(id),
+    clock: options.clock ?? systemClock,
+    leaseTtlSeconds: clamp(options.leaseTtlSeconds ?? 5, 1, 600),
+    maxCachedActors: clamp(options.maxCachedActors ?? 10_000, 1, 10_000_000),
+    maxActiveActors: clamp(options.maxActiveActors ?? 512, 1, 100_000),
+    maxPendingEvents: clamp(options.maxPendingEvents ?? 1024, 1, 1_000_000),
+    heapSoftLimitMb: clamp(options.heapSoftLimitMb ?? 96, 0, 1_000_000),
+    timerHorizonMs: clamp(options.timerHorizonMs ?? 60_000, 1000, 24 * 3600 * 1000),
+    ackWaitMs: clamp(options.ackWaitMs ?? 10_000, 1000, 3_600_000),
+  }
+}
+
 /**
  * Starts an actor worker: it joins the membership, hosts the actors of the partitions it is
  * given (their inboxes and timers), and rebalances when workers join, leave or die.
  */
 export async function startWorker(options: WorkerOptions): Promise<ActorWorker> {
-  const id = options.id ?? `worker-${randomUUID().slice(0, 8)}`
-  const logger = options.logger ?? createLogger(id)
+  const resolved = resolveWorkerOptions(options)
+  const { id, logger } = resolved
   const { connections } = options
   const batcher = new TxnBatcher(connections.etcd)
   const outbox = new Outbox(connections, logger)
@@ -81,23 +99,23 @@ export async function startWorker(options: WorkerOptions): Promise<ActorWorker> 
     batcher,
     outbox,
     logger,
-    clock: options.clock ?? systemClock,
+    clock: resolved.clock,
     machine,
-    cache: new RecordCache(options.maxCachedActors ?? 10_000),
+    cache: new RecordCache(resolved.maxCachedActors),
     resources: new LRUCache({ max: 1000 }),
     reads: new ReadBatcher(connections.etcd),
-    slots: new Semaphore(options.maxActiveActors ?? 512),
-    backlog: new Semaphore(options.maxPendingEvents ?? 1024),
-    timerHorizonMs: options.timerHorizonMs ?? 60_000,
-    ackWaitMs: options.ackWaitMs ?? 10_000,
+    slots: new Semaphore(resolved.maxActiveActors),
+    backlog: new Semaphore(resolved.maxPendingEvents),
+    timerHorizonMs: resolved.timerHorizonMs,
+    ackWaitMs: resolved.ackWaitMs,
     registry,
   }
-  const unboundHeap = options.heapSoftLimitMb === 0 ? () => {} : boundHeap(options.heapSoftLimitMb ?? 96)
+  const unboundHeap = resolved.heapSoftLimitMb === 0 ? () => {} : boundHeap(resolved.heapSoftLimitMb)
   const hosts = new Map<number, PartitionHost>()
   const ownership = new Ownership(
     connections.etcd,
     id,
-    options.leaseTtlSeconds ?? 5,
+    resolved.leaseTtlSeconds,
     {
       acquire: async (partition, token) => {
         const host = new PartitionHost(partition, token, context)
