@@ -45,7 +45,7 @@ export class ResourceRunner {
   /** `replay` when the event comes from a replay (`force`: run it even if done, and only log the outcome). */
   async handle(event: ConveyorEvent, delivery: Delivery, replay?: { readonly force: boolean }): Promise<void> {
     if (!this.serves(event)) return await delivery.ack()
-    const { driver, options, client, logger } = this.#runtime
+    const { driver, options, client } = this.#runtime
     const resource = event.object as Resource
     const type = event.type!
     const runid = event.runid ?? resource.runid
@@ -79,14 +79,13 @@ export class ResourceRunner {
     const onShutdown = (): void => controller.abort(this.#runtime.shutdown.reason)
     this.#runtime.shutdown.addEventListener('abort', onShutdown)
     const held = holdClaim({
-      client,
+      ...this.#runtime,
       type,
       name: event.name,
       work,
       token,
       leaseMs: options.ackWaitMs,
       delivery,
-      logger,
       lost: (reason) => controller.abort(new Error(`claim lost: ${reason}`)),
     })
     let ending: Ending

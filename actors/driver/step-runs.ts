@@ -120,14 +120,13 @@ export class StepRunner {
     }
     let lost = false
     const held = holdClaim({
-      client,
+      ...this.#runtime,
       type,
       name: event.name,
       work,
       token,
       leaseMs: options.ackWaitMs,
       delivery,
-      logger,
       lost: (reason) => {
         lost = true
         controller.abort(new Error(`claim lost: ${reason}`))
