@@ -171,6 +171,13 @@ describe('drivers speak only NATS', () => {
       await new Promise((resolve) => setTimeout(resolve, 200))
       return { success: false, message: 'broken' }
     })
+    // Both registrations must have reached the registry before the resource exists: otherwise
+    // svc-ok alone could settle it before svc-bad is known to serve the type.
+    await eventually(async () => {
+      const { items } = await get('/drivers')
+      const live = (name: string): boolean => items.some((d: any) => d.name === name && d.instances.length > 0)
+      return live('svc-ok') && live('svc-bad') ? true : undefined
+    }, 'both drivers to be registered')
     const transitions = capture('conveyor.ev.outcome.*.svc.s1.transitioned')
     try {
       await api(stack.url, 'POST', '/resources', { name: 's1', resource: 'svc', spec: {} })

@@ -201,7 +201,6 @@ export async function runDriver(
       workspaces.close()
       clearTimeout(grace)
       await registration.close()
-      runtime.client.close()
       if (ownConnections) await nats.close()
     })()
     return closed

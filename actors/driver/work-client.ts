@@ -130,6 +130,4 @@ export class WorkClient {
     const { id: _id, ...answer } = reply.body
     return answer as T
   }
-
-  close(): void {}
 }

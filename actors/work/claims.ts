@@ -338,7 +338,7 @@ function follow(
   messages: OutboxMessage[],
 ): ActorRecord {
   // Most lifecycles never mention most of these events: no transition to try.
-  if (!(context.machine as unknown as { events: readonly string[] }).events.includes(event.type)) return record
+  if (!mentions(context.machine, event.type)) return record
   const result = applyEvent(context.machine, record, { ...event, id: '' }, context.now)
   if (result.kind !== 'applied') return record
   messages.push({
@@ -346,4 +346,10 @@ function follow(
     event: transitionedEvent(result.record, result.from, result.to, event),
   })
   return result.record
+}
+
+/** True when a machine has a transition on the event type, itself or through a `prefix.*` wildcard. */
+function mentions(machine: AnyStateMachine, type: string): boolean {
+  const events = (machine as unknown as { events: readonly string[] }).events
+  return events.some((e) => e === type || (e.endsWith('.*') && type.startsWith(e.slice(0, -1))))
 }
