@@ -92,6 +92,7 @@ export class PartitionHost {
   #work: Subscription | undefined
   #written: Subscription | undefined
   #scanTimer: unknown
+  #failedScans = 0
   #stopped = false
 
   constructor(partition: number, token: number, context: HostContext) {
@@ -134,6 +135,7 @@ export class PartitionHost {
     this.#sync = serveSync(this.#context, this.partition)
     this.#work = this.#serveWork()
     this.#written = this.#followWrites()
+    // A failed first scan is retried on its own schedule: the partition serves meanwhile.
     await this.#scanTimers()
   }
 
@@ -451,22 +453,33 @@ export class PartitionHost {
     this.#cancelTimer(key)
   }
 
+  /**
+   * Arms every durable timer due within the horizon, then scans again after half of it. A scan
+   * that fails (etcd unreachable) is tried again sooner, whatever the error: a timer due during an
+   * outage fires once the store answers again, late but once.
+   */
   async #scanTimers(): Promise<void> {
     if (this.#stopped) return
     const { clock, timerHorizonMs } = this.#context
-    const prefix = keys.timersOfPartition(this.partition)
-    const until = `${prefix}${String(clock.now() + timerHorizonMs + 1).padStart(15, '0')}`
-    for (const stored of await readRange(this.#context.connections.etcd, prefix, until)) {
-      const parsed = parseTimerKey(stored.key)
-      if (parsed) this.scheduleTimer(parsed.type, parsed.name, parsed.dueAt, parsed.id)
+    let nextScanMs = timerHorizonMs / 2
+    try {
+      const prefix = keys.timersOfPartition(this.partition)
+      const until = `${prefix}${String(clock.now() + timerHorizonMs + 1).padStart(15, '0')}`
+      for (const stored of await readRange(this.#context.connections.etcd, prefix, until)) {
+        const parsed = parseTimerKey(stored.key)
+        if (parsed) this.scheduleTimer(parsed.type, parsed.name, parsed.dueAt, parsed.id)
+      }
+      this.#failedScans = 0
+    } catch (error) {
+      this.#failedScans++
+      nextScanMs = Math.min(nextScanMs, backoffMs(this.#failedScans, { baseMs: 200, maxMs: 5000 }))
+      this.#context.logger.warn('timer scan failed; scanning again soon', {
+        partition: this.partition,
+        error: String(error),
+      })
+    } finally {
+      if (!this.#stopped) this.#scanTimer = clock.setTimeout(() => void this.#scanTimers(), nextScanMs)
     }
-    this.#scanTimer = clock.setTimeout(
-      () =>
-        void this.#scanTimers().catch((error) =>
-          this.#context.logger.warn('timer scan failed', { error: String(error) }),
-        ),
-      timerHorizonMs / 2,
-    )
   }
 
   /** Stops taking events, lets the batches in flight finish, and forgets this partition's state. */
