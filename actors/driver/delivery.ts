@@ -21,3 +21,17 @@ export function messageDelivery(message: JsMsg): Delivery {
     retry: (delayMs) => message.nak(delayMs),
   }
 }
+
+/**
+ * Waits for `work` (a claim or a report the actor has yet to answer, through any outage) while
+ * telling JetStream every `everyMs` that the delivery is still being worked on: waiting on
+ * infrastructure never lets the message be redelivered, so it never counts as a delivery.
+ */
+export async function keepingAlive<T>(delivery: Delivery, everyMs: number, work: Promise<T>): Promise<T> {
+  const timer = setInterval(() => delivery.working(), Math.max(200, everyMs))
+  try {
+    return await work
+  } finally {
+    clearInterval(timer)
+  }
+}

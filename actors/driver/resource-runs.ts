@@ -5,7 +5,7 @@ import { ensureError } from '../../runtime/errors.ts'
 import type { ConveyorEvent, Resource } from '../../definitions/objects.ts'
 import type { WorkRef } from '../../definitions/work.ts'
 import { holdClaim } from './claim-lease.ts'
-import type { Delivery } from './delivery.ts'
+import { keepingAlive, type Delivery } from './delivery.ts'
 import { RetryableError, TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
 import type { DriverRuntime } from './runtime.ts'
@@ -63,7 +63,11 @@ export class ResourceRunner {
       ...(deleted ? { deleted: true } : {}),
     }
     const token = randomUUID()
-    const answer = await client.claim(type, event.name, work, token, options.instance, options.ackWaitMs)
+    const answer = await keepingAlive(
+      delivery,
+      options.ackWaitMs / 3,
+      client.claim(type, event.name, work, token, options.instance, options.ackWaitMs),
+    )
     if (answer.result === 'stale') {
       if (!replay) await log.end(false, `skipped: ${answer.reason}`)
       return await delivery.ack()
@@ -190,12 +194,16 @@ export class ResourceRunner {
       .catch((error: unknown) =>
         this.#runtime.logger.warn('some log lines could not be stored', { error: String(error) }),
       )
-    await this.#runtime.client.report(type, name, work, token, {
-      success,
-      retryable: false,
-      message,
-      data: result.data ?? {},
-    })
+    await keepingAlive(
+      delivery,
+      this.#runtime.options.ackWaitMs / 3,
+      this.#runtime.client.report(type, name, work, token, {
+        success,
+        retryable: false,
+        message,
+        data: result.data ?? {},
+      }),
+    )
     await log.end(success, message)
     await delivery.ack()
   }

@@ -170,7 +170,8 @@ export async function runDriver(
             } catch (error) {
               if (closing) throw error
               logger.warn('handling a message failed; it will be redelivered', { error: String(error) })
-              message.nak(1000)
+              // Redelivered without limit (the consumer has none), so back off as failures repeat.
+              message.nak(backoffMs(message.info.deliveryCount, { baseMs: 1000, maxMs: 60_000 }))
             } finally {
               runtime.running.release()
             }
@@ -215,12 +216,13 @@ async function ensureConsumer(
   name: string,
   filter: string,
 ): Promise<void> {
-  // One delivery more than the limit: the extra one records "gave up" for a run that never finished.
+  // No delivery limit: JetStream would drop the message past it, and a run would never end. The
+  // actor counts executions instead, and a driver that gives up reports it (a dead letter).
   const config = {
     durable_name: name,
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(options.ackWaitMs),
-    max_deliver: options.maxDeliver + 1,
+    max_deliver: -1,
     max_ack_pending: 10_000,
     filter_subject: filter,
   }

@@ -5,7 +5,7 @@ import type { ConveyorEvent, Resource } from '../../definitions/objects.ts'
 import type { StepDispatch } from '../../definitions/pipeline.ts'
 import type { ClaimAnswer, ReportRequest, WorkRef } from '../../definitions/work.ts'
 import { holdClaim } from './claim-lease.ts'
-import type { Delivery } from './delivery.ts'
+import { keepingAlive, type Delivery } from './delivery.ts'
 import { TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
 import type { DriverRuntime } from './runtime.ts'
@@ -100,7 +100,12 @@ export class StepRunner {
       dispatch: dispatch.attempt,
     }
     const token = randomUUID()
-    const answer = await client.claim(type, event.name, work, token, options.instance, options.ackWaitMs, force)
+    const keepAlive = options.ackWaitMs / 3
+    const answer = await keepingAlive(
+      delivery,
+      keepAlive,
+      client.claim(type, event.name, work, token, options.instance, options.ackWaitMs, force),
+    )
     if (answer.result === 'stale' || answer.result === 'done') return await delivery.ack()
     if (answer.result === 'busy') return delivery.retry(Math.max(500, answer.expiresAt - Date.now() + 100))
     const log = new RunLog(this.#runtime.nats.js, this.#runtime.driver.name, event.runid!, event.pipeline, dispatch.id)
@@ -113,9 +118,15 @@ export class StepRunner {
       await log.flush()
       return await delivery.ack()
     }
-    if (delivery.attempt > options.maxDeliver) {
-      const message = `gave up: ${options.maxDeliver} deliveries of step ${dispatch.id} without a finished execution (the driver crashed or missed its heartbeats)`
-      await client.report(type, event.name, work, token, { success: false, retryable: false, message, data: {} })
+    // One execution per dispatch is the norm; each one more was started again after its holder
+    // vanished (crashed, or missed its heartbeats). Waiting on an outage starts none.
+    if (answer.execution - dispatch.attempt >= options.maxDeliver) {
+      const message = `gave up: step ${dispatch.id} was started ${options.maxDeliver} more times than it was dispatched without finishing (the driver crashed or missed its heartbeats)`
+      await keepingAlive(
+        delivery,
+        keepAlive,
+        client.report(type, event.name, work, token, { success: false, retryable: false, message, data: {} }),
+      )
       return await delivery.ack()
     }
     let lost = false
@@ -152,7 +163,7 @@ export class StepRunner {
     await log
       .flush()
       .catch((error: unknown) => logger.warn('some log lines could not be stored', { error: String(error) }))
-    await client.report(type, event.name, work, token, outcome)
+    await keepingAlive(delivery, keepAlive, client.report(type, event.name, work, token, outcome))
     await delivery.ack()
   }
 

@@ -81,7 +81,7 @@ export interface RunDriverOptions {
    * @default 30000
    */
   readonly ackWaitMs?: number
-  /** Deliveries of one event before the run is recorded as failed (env `CONVEYOR_DRIVER_MAX_DELIVER`). @default 5 */
+  /** Executions of one piece of work that end in an error or a crash before it is recorded as failed; waiting on an outage is none (env `CONVEYOR_DRIVER_MAX_DELIVER`). @default 5 */
   readonly maxDeliver?: number
   /** On close, how long runs in progress may finish before `ctx.signal` aborts them. @default 3000 */
   readonly shutdownGraceMs?: number
