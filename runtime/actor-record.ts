@@ -30,6 +30,26 @@ export interface ActorRecord {
   readonly drivers?: Readonly<Record<string, DriverWork>>
   /** Set once the resource is deleted: the record stays as a tombstone so its deletion is handled once per driver. */
   readonly deletedAt?: string
+  /** Set when an event's result could not be stored (etcd refused the write): that event is parked, the rest go on. */
+  readonly stuck?: ActorStuck
+}
+
+/** Why an actor has events kept aside, and how many (`GET …/actor/parked` lists them, `POST …/actor/resume` sends them again). */
+export interface ActorStuck {
+  readonly reason: string
+  readonly since: string
+  readonly parked: number
+}
+
+/** The internal event `POST …/actor/resume` sends once the parked events are back in the inbox: it clears `stuck`. */
+export const ACTOR_RESUME = 'conveyor.actor.resume'
+
+/** One event kept aside: what it was and why etcd refused its result. */
+export interface ParkedEvent {
+  readonly seq: number
+  readonly event: ActorEvent
+  readonly reason: string
+  readonly parkedAt: string
 }
 
 export interface PersistedSnapshot {

@@ -12,19 +12,36 @@ export interface EventReply {
 
 /**
  * Sends an event to a resource's actor through its JetStream inbox. The message id derives from
- * the event id, so a retry inside the duplicate window is dropped by JetStream.
+ * the event id (and the incarnation), so a retry inside the duplicate window is dropped by
+ * JetStream. `incarnation` is the resource's uid the sender saw: the actor refuses the event if
+ * the resource was deleted and created again meanwhile.
  */
 export async function sendToActor(
   publisher: StreamPublisher,
   type: string,
   name: string,
   event: ActorEvent,
-  replyTo?: string,
+  options: SendOptions = {},
 ): Promise<StreamAck> {
+  const { replyTo, incarnation } = options
+  const eventHeaders: Record<string, string> = {
+    ...(replyTo ? { [headers.replyTo]: replyTo } : {}),
+    ...(incarnation ? { [headers.incarnation]: incarnation } : {}),
+  }
   return await publisher.publish(subjects.inbox(type, name), JSON.stringify(event), {
-    msgID: `${type}.${name}.${event.id}`,
-    ...(replyTo ? { headers: { [headers.replyTo]: replyTo } } : {}),
+    msgID:
+      options.msgID ?? (incarnation ? `${type}.${name}.${incarnation}.${event.id}` : `${type}.${name}.${event.id}`),
+    ...(Object.keys(eventHeaders).length > 0 ? { headers: eventHeaders } : {}),
   })
+}
+
+export interface SendOptions {
+  /** Where the actor's host publishes its answer (`ReplyInbox.expect`). */
+  readonly replyTo?: string | undefined
+  /** The resource uid the sender saw. */
+  readonly incarnation?: string | undefined
+  /** JetStream's message id, when the default (from the event id) must not be deduplicated. */
+  readonly msgID?: string
 }
 
 /** One subscription per process for the answers of actor hosts, matched to waiting requests by token. */

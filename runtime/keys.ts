@@ -39,6 +39,10 @@ export const keys = {
   timersOfPartition: (partition: number): string => `${ROOT}/timers/${partitionName(partition)}/`,
   timers: (): string => `${ROOT}/timers/`,
   lifecycle: (id: string): string => `${ROOT}/lifecycles/${id}`,
+  /** Events an actor could not store (a write etcd refuses), kept aside to be listed and sent again. */
+  parkedEvent: (type: string, name: string, seq: number): string =>
+    `${ROOT}/parked/${type}/${name}/${String(seq).padStart(15, '0')}`,
+  parkedEvents: (type: string, name: string): string => `${ROOT}/parked/${type}/${name}/`,
   worker: (id: string): string => `${ROOT}/workers/${id}`,
   workers: (): string => `${ROOT}/workers/`,
   partitionClaim: (partition: number): string => `${ROOT}/partitions/${partitionName(partition)}`,
@@ -178,4 +182,6 @@ export const headers = {
   logEnd: 'Conveyor-Log-End',
   logStream: 'Conveyor-Log-Stream',
   replyTo: 'Conveyor-Reply-To',
+  /** The resource uid an inbox event was sent to. */
+  incarnation: 'Conveyor-Incarnation',
 } as const

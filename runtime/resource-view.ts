@@ -64,6 +64,7 @@ export function presentResource(
     context: current?.snapshot.context ?? {},
     drivers: driverOutcomes(current),
     ...(current ? { done: current.snapshot.status !== 'active', seq: current.seq } : {}),
+    ...(current?.stuck ? { stuck: current.stuck } : {}),
     ...(current?.run
       ? {
           pipeline: {

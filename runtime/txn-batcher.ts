@@ -1,4 +1,4 @@
-import type { Etcd3, ICompare, IRequestOp } from 'etcd3'
+import { GRPCInvalidArgumentError, type Etcd3, type ICompare, type IRequestOp } from 'etcd3'
 
 /** One independent conditional write: all compares must hold for all ops to apply. */
 export interface TxnWrite {
@@ -41,8 +41,9 @@ const sizeOf = (o: IRequestOp): number => (o.request_put?.value?.length ?? 0) + 
 
 /**
  * Group commit for independent writes. While transactions are in flight, new writes queue up and
- * go out together as one transaction. When a grouped transaction fails, some compare did not hold,
- * and each of its writes is retried alone so that one conflict never fails its neighbours.
+ * go out together as one transaction. When a grouped transaction fails (some compare did not hold,
+ * or etcd refused the request), each of its writes is retried alone so that one conflict or one
+ * oversized write never fails its neighbours.
  */
 export class TxnBatcher {
   readonly #etcd: Etcd3
@@ -145,8 +146,12 @@ export class TxnBatcher {
         return
       }
     } catch (error) {
-      for (const pending of batch) pending.reject(error)
-      return
+      // etcd refused the request itself (too many operations, too large): one write may be the
+      // cause, so each is tried alone and only that one fails; any other error fails them all.
+      if (!(error instanceof GRPCInvalidArgumentError) || batch.length === 1) {
+        for (const pending of batch) pending.reject(error)
+        return
+      }
     }
     await Promise.all(
       batch.map(async (pending) => {

@@ -147,10 +147,13 @@ export class ResourceRunner {
       output: (stream, line) => log.write(stream, [line]),
       heartbeat,
       send: async (sent) =>
-        void (await sendToActor(this.#runtime.nats.publisher, event.type!, event.name, {
-          ...sent,
-          id: sent.id ?? randomUUID(),
-        })),
+        void (await sendToActor(
+          this.#runtime.nats.publisher,
+          event.type!,
+          event.name,
+          { ...sent, id: sent.id ?? randomUUID() },
+          { incarnation: event.uid },
+        )),
     }
     try {
       return { kind: 'outcome', result: (await driver.reconcile(context)) ?? { success: true } }

@@ -209,10 +209,16 @@ export class StepRunner {
         output: (stream, line) => log.write(stream, [line]),
         heartbeat,
         send: async (sent) =>
-          void (await sendToActor(this.#runtime.nats.publisher, event.type!, event.name, {
-            ...sent,
-            id: sent.id ?? randomUUID(),
-          })),
+          void (await sendToActor(
+            this.#runtime.nats.publisher,
+            event.type!,
+            event.name,
+            {
+              ...sent,
+              id: sent.id ?? randomUUID(),
+            },
+            { incarnation: event.uid },
+          )),
       }
       const result = (await driver.reconcile(context)) ?? { success: true }
       if (shutdown.aborted) return undefined

@@ -1,5 +1,11 @@
 import type { AnyStateMachine } from 'xstate'
-import { TOMBSTONE_EXPIRE, type ActorEvent, type ActorRecord, type DurableTimer } from '../../runtime/actor-record.ts'
+import {
+  ACTOR_RESUME,
+  TOMBSTONE_EXPIRE,
+  type ActorEvent,
+  type ActorRecord,
+  type DurableTimer,
+} from '../../runtime/actor-record.ts'
 import type { EventReply } from '../../runtime/inbox.ts'
 import type { OutboxMessage } from '../../runtime/outbox.ts'
 import { subjects } from '../../runtime/keys.ts'
@@ -12,7 +18,13 @@ import type { WorkRequest } from '../../definitions/work.ts'
 
 /** One thing for an actor to apply: an inbox event (with its stream sequence) or a due durable timer. */
 export type BatchItem =
-  | { readonly kind: 'inbox'; readonly event: ActorEvent; readonly seq: number }
+  | {
+      readonly kind: 'inbox'
+      readonly event: ActorEvent
+      readonly seq: number
+      /** The resource uid the sender saw, when it said. */
+      readonly incarnation?: string | undefined
+    }
   /** A work request (claim, renewal, report) over core NATS: idempotent by its token, so not stored in the inbox. */
   | { readonly kind: 'request'; readonly event: WorkRequest }
   | { readonly kind: 'timer'; readonly id: string; readonly dueAt: number }
@@ -162,12 +174,34 @@ export function applyBatch(input: BatchInput): BatchOutput {
       answer(index, () => problem(404, 'not-found', `resource ${input.type}/${input.name} not found`))
       continue
     }
+    if (item.incarnation !== undefined && item.incarnation !== record.uid && item.seq > record.inboxSeq) {
+      // Sent to an earlier incarnation: the resource was deleted and created again since.
+      record = { ...record, inboxSeq: item.seq }
+      changed = true
+      answer(index, () =>
+        problem(
+          404,
+          'not-found',
+          `resource ${input.type}/${input.name} was deleted and created again; this event was sent to the earlier one (uid ${item.incarnation})`,
+        ),
+      )
+      continue
+    }
     if (item.seq <= record.inboxSeq) {
       const current = record
       answer(index, (revision) => ({
         status: 200,
         body: { ...view(current, revision), accepted: true, duplicate: true },
       }))
+      continue
+    }
+    if (event.type === ACTOR_RESUME) {
+      // Its parked events are back in the inbox (after this one): the actor is no longer stuck.
+      const { stuck: _stuck, ...rest } = record
+      const resumed: ActorRecord = { ...rest, inboxSeq: item.seq }
+      record = resumed
+      changed = true
+      answer(index, (revision) => ({ status: 200, body: { ...view(resumed, revision), accepted: true } }))
       continue
     }
     if (isRunEvent(event.type)) {
@@ -187,13 +221,20 @@ export function applyBatch(input: BatchInput): BatchOutput {
         body: { ...view(snapshot, revision), id: event.id, from: result.from, to: result.to, accepted: true },
       }))
     } else if (result.kind === 'duplicate') {
-      const current = record
+      // Its position is passed for good: after a failover the event is not looked at again.
+      const current: ActorRecord = { ...record, inboxSeq: Math.max(record.inboxSeq, item.seq) }
+      changed ||= current.inboxSeq !== record.inboxSeq
+      record = current
       answer(index, (revision) => ({
         status: 200,
         body: { ...view(current, revision), accepted: true, duplicate: true },
       }))
     } else {
-      const current = record
+      // Refused for good, even after a failover: the position of a refused event is committed
+      // before the refusal is answered, so a redelivery to the next owner is skipped.
+      const current: ActorRecord = { ...record, inboxSeq: Math.max(record.inboxSeq, item.seq) }
+      changed ||= current.inboxSeq !== record.inboxSeq
+      record = current
       const detail =
         result.reason === 'final'
           ? `resource ${current.type}/${current.name} is in final state ${result.state} and accepts no more events`

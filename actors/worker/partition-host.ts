@@ -1,12 +1,12 @@
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
 import { nanos, type Subscription } from '@nats-io/transport-node'
 import type { AnyStateMachine } from 'xstate'
-import type { IRequestOp } from 'etcd3'
+import { GRPCInvalidArgumentError, type IRequestOp } from 'etcd3'
 import type { Connections } from '../../runtime/connections.ts'
 import type { TxnBatcher } from '../../runtime/txn-batcher.ts'
 import type { Outbox } from '../../runtime/outbox.ts'
 import type { Logger } from '../../runtime/logger.ts'
-import type { ActorEvent, ActorRecord } from '../../runtime/actor-record.ts'
+import type { ActorEvent, ActorRecord, ParkedEvent } from '../../runtime/actor-record.ts'
 import type { EventReply } from '../../runtime/inbox.ts'
 import { compare, op, readKeys, readRange, type StoredValue } from '../../runtime/etcd-ops.ts'
 import type { ReadBatcher } from '../../runtime/read-batcher.ts'
@@ -70,6 +70,12 @@ interface Cell {
 }
 
 const MAX_BATCH = 256
+/** How long stopping waits for the batches in flight. */
+const STOP_BOUND_MS = 5000
+
+/** etcd refuses the request itself (too many operations, too large): the same write always fails. */
+const isRefusedWrite = (error: unknown): boolean => error instanceof GRPCInvalidArgumentError
+const refusalOf = (error: unknown): string => String((error as Error).message ?? error).replace(/^\w*Error: /, '')
 const timerKeyOf = (record: { type: string; name: string }, timer: { dueAt: number; id: string }): string =>
   keys.timer(record.type, record.name, timer.dueAt, timer.id)
 
@@ -93,6 +99,7 @@ export class PartitionHost {
   #written: Subscription | undefined
   #scanTimer: unknown
   #failedScans = 0
+  readonly #stopping = new AbortController()
   #stopped = false
 
   constructor(partition: number, token: number, context: HostContext) {
@@ -142,7 +149,12 @@ export class PartitionHost {
   async #consume(messages: ConsumerMessages): Promise<void> {
     for await (const message of messages) {
       if (this.#stopped) break
-      await this.#context.backlog.acquire()
+      try {
+        // Stopping aborts the wait: a worker whose backlog is full still stops.
+        await this.#context.backlog.acquire(this.#stopping.signal)
+      } catch {
+        break
+      }
       if (this.#stopped) {
         this.#context.backlog.release()
         break
@@ -173,6 +185,7 @@ export class PartitionHost {
         seq: message.seq,
         message,
         replyTo: message.headers?.get(headers.replyTo) || undefined,
+        incarnation: message.headers?.get(headers.incarnation) || undefined,
       })
     }
   }
@@ -249,21 +262,30 @@ export class PartitionHost {
 
   async #drain(key: string, cell: Cell): Promise<void> {
     let failures = 0
+    // After etcd refused a batch's write, items go one at a time until the one it refuses is found.
+    let oneByOne = false
     try {
       while (cell.queue.length > 0 && !this.#stopped) {
-        const batch = cell.queue.splice(0, MAX_BATCH)
+        const batch = cell.queue.splice(0, oneByOne ? 1 : MAX_BATCH)
         let done = false
         await this.#context.slots.acquire()
         try {
           done = await this.#process(key, cell, batch)
           failures = 0
         } catch (error) {
-          failures++
-          // The commit may have happened (an ambiguous error): reload before trying again.
           this.#context.cache.delete(key)
-          this.#context.logger.warn('applying events failed; retrying', { actor: key, error: String(error) })
-          for (const item of batch) if (item.kind === 'inbox') item.message.working()
-          await new Promise((resolve) => setTimeout(resolve, backoffMs(failures, { baseMs: 50, maxMs: 2000 })))
+          if (isRefusedWrite(error)) {
+            // Deterministic: the same write is refused every time, so retrying would stall the actor
+            // (and, through the backlog its events hold, the worker). Find the item and park it.
+            if (batch.length > 1) oneByOne = true
+            else done = await this.#park(key, cell, batch[0]!, refusalOf(error))
+          } else {
+            failures++
+            // The commit may have happened (an ambiguous error): reload before trying again.
+            this.#context.logger.warn('applying events failed; retrying', { actor: key, error: String(error) })
+            for (const item of batch) if (item.kind === 'inbox') item.message.working()
+            await new Promise((resolve) => setTimeout(resolve, backoffMs(failures, { baseMs: 50, maxMs: 2000 })))
+          }
         } finally {
           this.#context.slots.release()
         }
@@ -273,6 +295,67 @@ export class PartitionHost {
       cell.draining = false
       if (cell.queue.length === 0) this.#cells.delete(key)
     }
+  }
+
+  /**
+   * Keeps aside one item whose result etcd refuses to store: an inbox event is written under
+   * `keys.parkedEvent` and its position committed with the actor marked `stuck` (the reason shows
+   * in `…/actor` and the resource's status); a timer is dropped; the sender is answered 409. The
+   * actor's other events go on. False when even that could not be written (tried again later).
+   */
+  async #park(key: string, cell: Cell, item: Item, reason: string): Promise<boolean> {
+    this.#context.logger.error('an event cannot be stored; it is kept aside and the actor marked stuck', {
+      actor: key,
+      event: item.kind === 'timer' ? item.id : item.event.type,
+      reason,
+    })
+    const refusal = (): EventReply =>
+      problem(
+        409,
+        'actor-stuck',
+        `the result of this event cannot be stored (${reason}); it is kept aside: list it with GET /resources/${cell.type}/${cell.name}/actor/parked and send it again with POST …/actor/resume once the cause is fixed`,
+      )
+    if (item.kind === 'request') {
+      item.respond({ ...refusal(), body: { ...refusal().body, id: item.event.id } })
+      return true
+    }
+    const { cached } = await this.#load(key, cell)
+    const record = cached?.record
+    const actorKey = keys.actor(cell.type, cell.name)
+    const now = new Date(this.#context.clock.now()).toISOString()
+    const ops: IRequestOp[] = []
+    let next: ActorRecord | undefined
+    if (item.kind === 'inbox') {
+      const parked: ParkedEvent = { seq: item.seq, event: item.event, reason, parkedAt: now }
+      ops.push(op.put(keys.parkedEvent(cell.type, cell.name, item.seq), JSON.stringify(parked)))
+    } else ops.push(op.delete(timerKeyOf(cell, item)))
+    if (record && !(item.kind === 'inbox' && item.seq <= record.inboxSeq)) {
+      next = {
+        ...record,
+        ...(item.kind === 'inbox' ? { inboxSeq: Math.max(record.inboxSeq, item.seq) } : {}),
+        timers: item.kind === 'timer' ? record.timers.filter((t) => t.id !== item.id) : record.timers,
+        stuck: { reason, since: record.stuck?.since ?? now, parked: (record.stuck?.parked ?? 0) + 1 },
+      }
+      ops.push(op.put(actorKey, JSON.stringify(next)))
+    }
+    const fence = [compare.createRevision(keys.partitionClaim(this.partition), this.token)]
+    let outcome
+    try {
+      outcome = await this.#context.batcher.commit({
+        compares: [...fence, compare.modRevision(actorKey, cached?.revision ?? 0)],
+        ops,
+      })
+    } catch (error) {
+      if (!isRefusedWrite(error) || !next) throw error
+      // The record itself cannot be written: keep the event aside at least; its position stays.
+      outcome = await this.#context.batcher.commit({ compares: fence, ops: ops.slice(0, 1) })
+      next = undefined
+    }
+    if (!outcome.succeeded) return false
+    if (next) this.#context.cache.set(key, { record: next, revision: outcome.revision })
+    if (item.kind === 'timer') this.#cancelTimer(timerKeyOf(cell, item))
+    else this.#finish(item, refusal)
+    return true
   }
 
   async #load(key: string, cell: Cell): Promise<{ cached: CachedRecord | undefined; fromCache: boolean }> {
@@ -491,9 +574,17 @@ export class PartitionHost {
     this.#context.clock.clearTimeout(this.#scanTimer)
     for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
     this.#timers.clear()
+    this.#stopping.abort(new Error('the partition is stopping'))
     await this.#messages?.close().catch(() => {})
     await this.#loop?.catch(() => {})
-    await Promise.allSettled([...this.#drains])
+    // A batch waiting on etcd is not waited for past the bound: its commit is fenced by the claim,
+    // and whatever it did not answer goes to the next owner.
+    let bound: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.allSettled([...this.#drains]),
+      new Promise((resolve) => (bound = setTimeout(resolve, STOP_BOUND_MS))),
+    ])
+    clearTimeout(bound)
     // Messages still queued go unacked: the next owner gets them again.
     for (const cell of this.#cells.values())
       for (const item of cell.queue) if (item.kind === 'inbox') this.#context.backlog.release()

@@ -3,11 +3,11 @@ import { DeliverPolicy } from '@nats-io/jetstream'
 import type { Connections } from '../../runtime/connections.ts'
 import { invalid } from '../../runtime/errors.ts'
 import { ReplyInbox, sendToActor } from '../../runtime/inbox.ts'
-import { readKeys } from '../../runtime/etcd-ops.ts'
+import { readKeys, readPrefix } from '../../runtime/etcd-ops.ts'
 import { keys, streams, subjects } from '../../runtime/keys.ts'
 import { verifyActor } from '../../actors/lifecycle/verify.ts'
 import type { ResourceStore } from '../../runtime/resource-store.ts'
-import type { ActorEvent } from '../../runtime/actor-record.ts'
+import { ACTOR_RESUME, type ActorEvent, type ParkedEvent } from '../../runtime/actor-record.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
 import { DEFAULT_LIFECYCLE_ID, machineFor } from '../../actors/lifecycle/machine.ts'
@@ -71,16 +71,20 @@ export function registerActorRoutes(
         const name = nameParam(request, 'name')
         const event = parseEvent(parseJson(request.body))
         beforeWrite()
+        // Nothing is published for a resource that does not exist (404), and the event names the
+        // incarnation it was sent to, so a resource created again never gets it.
+        const target = await resources.get(type, name)
         const waiting = replies.expect(timeout)
-        const ack = await sendToActor(connections.publisher, type, name, event, waiting.subject).catch(
-          (error: unknown) => {
-            waiting.cancel()
-            throw error
-          },
-        )
+        const ack = await sendToActor(connections.publisher, type, name, event, {
+          replyTo: waiting.subject,
+          incarnation: target.metadata.uid,
+        }).catch((error: unknown) => {
+          waiting.cancel()
+          throw error
+        })
         if (ack.duplicate) {
           waiting.cancel()
-          const current = await resources.get(type, name)
+          const current = target
           return {
             status: 200,
             body: {
@@ -137,11 +141,42 @@ export function registerActorRoutes(
           tags: [...restore(machine, record.snapshot).tags],
           timers: record.timers.map((t) => ({ id: t.id, event: t.event.type, dueAt: new Date(t.dueAt).toISOString() })),
           seq: record.seq,
+          ...(record.stuck ? { stuck: record.stuck } : {}),
           revision,
           lifecycle: { id: record.lifecycle, machine: lifecycle },
           mermaid: mermaid(lifecycle, record.state),
         },
       }
+    })
+    .add('GET', '/resources/:type/:name/actor/parked', async (request) => {
+      const type = nameParam(request, 'type')
+      const name = nameParam(request, 'name')
+      await resources.actor(type, name)
+      return { status: 200, body: { items: await parkedEvents(connections, type, name) } }
+    })
+    .add('POST', '/resources/:type/:name/actor/resume', async (request): Promise<ApiReply> => {
+      const type = nameParam(request, 'type')
+      const name = nameParam(request, 'name')
+      beforeWrite()
+      const target = await resources.get(type, name)
+      // Back into the inbox in their order, under their own ids (a parked event applies at most
+      // once); then the marker goes. An event refused again is parked again.
+      const parked = await parkedEvents(connections, type, name)
+      for (const item of parked) {
+        await sendToActor(connections.publisher, type, name, item.event, {
+          incarnation: target.metadata.uid,
+          msgID: `${type}.${name}.${target.metadata.uid}.resent.${item.seq}`,
+        })
+        await connections.etcd.delete().key(keys.parkedEvent(type, name, item.seq))
+      }
+      await sendToActor(
+        connections.publisher,
+        type,
+        name,
+        { type: ACTOR_RESUME, id: randomUUID() },
+        { incarnation: target.metadata.uid },
+      )
+      return { status: 202, body: { type, name, resent: parked.length } }
     })
     .add('GET', '/resources/:type/:name/verify', async (request) => {
       const type = nameParam(request, 'type')
@@ -212,4 +247,10 @@ export async function readHistory(
   } finally {
     await consumer.delete().catch(() => {})
   }
+}
+
+/** The events an actor kept aside, in their inbox order. */
+async function parkedEvents(connections: Connections, type: string, name: string): Promise<ParkedEvent[]> {
+  const { values } = await readPrefix(connections.etcd, keys.parkedEvents(type, name))
+  return values.map((value) => JSON.parse(value.value) as ParkedEvent)
 }
