@@ -159,3 +159,27 @@ describe('applyBatch: the work protocol, purely', () => {
     expect(output.changed).toBe(false)
   })
 })
+
+describe('inbox positions and incarnations', () => {
+  it('commits the position of a refused event, so a redelivery after a failover is never applied', () => {
+    const refused = inbox({ type: 'NOT-AN-EVENT-OF-THIS-LIFECYCLE' })
+    const first = apply(fresh(), [refused])
+    expect(first.answers[0]!.status).toBe(409)
+    expect(first.changed).toBe(true)
+    expect(first.record!.inboxSeq).toBe(refused.kind === 'inbox' ? refused.seq : -1)
+    // The next owner gets the message again from the stream: it is passed over, not applied.
+    const again = apply(first.record, [refused])
+    expect(again.answers[0]).toMatchObject({ duplicate: true })
+    expect(again.record!.seq).toBe(first.record!.seq)
+  })
+
+  it('refuses an event sent to an earlier incarnation of the resource (deleted and created again)', () => {
+    const stale: BatchItem = { ...(inbox({ type: 'START' }) as BatchItem & { kind: 'inbox' }), incarnation: 'u0' }
+    const output = apply(fresh(), [stale])
+    expect(output.answers[0]).toMatchObject({ status: 404 })
+    expect(output.answers[0]!.detail).toMatch(/deleted and created again/)
+    expect(output.record!.state).toBe(fresh().state)
+    const current: BatchItem = { ...(inbox({ type: 'START' }) as BatchItem & { kind: 'inbox' }), incarnation: 'u1' }
+    expect(apply(fresh(), [current]).answers[0]!.status).not.toBe(404)
+  })
+})
