@@ -27,6 +27,11 @@ export const StepInput = Type.Object({
   timeout: Type.Optional(Duration),
   /** Backoff before the first retry; it doubles per retry, up to 5 minutes. @default '1s' */
   backoff: Type.Optional(Duration),
+  /**
+   * A running step that no driver instance holds (its dispatch was never claimed, or its holder
+   * vanished) is dispatched again after this long, and again each time it passes. @default '5m'
+   */
+  redispatchAfter: Type.Optional(Duration),
   /** For the built-in `shell` driver: commands run one after another, each with `sh -c`. */
   commands: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 256 })),
   /** For the built-in `shell` driver: extra environment variables. */
@@ -68,12 +73,15 @@ export interface StepPlan {
   readonly retries: number
   readonly timeoutMs?: number
   readonly backoffMs: number
+  /** Absent in runs planned before it existed: the default applies. */
+  readonly redispatchMs?: number
   readonly commands?: readonly string[]
   readonly env?: Readonly<Record<string, string>>
 }
 
 export const DEFAULT_RETRIES = 2
 const DEFAULT_BACKOFF_MS = 1000
+export const DEFAULT_REDISPATCH_MS = 5 * 60_000
 
 /** A step's duration in milliseconds (the schema already checked its form). */
 export const durationMs = (value: number | string): number => parseDuration(value, 'duration')
@@ -93,6 +101,7 @@ export function planOf(steps: readonly StepInput[]): StepPlan[] {
     retries: step.retries ?? DEFAULT_RETRIES,
     ...(step.timeout !== undefined ? { timeoutMs: durationMs(step.timeout) } : {}),
     backoffMs: step.backoff !== undefined ? durationMs(step.backoff) : DEFAULT_BACKOFF_MS,
+    redispatchMs: step.redispatchAfter !== undefined ? durationMs(step.redispatchAfter) : DEFAULT_REDISPATCH_MS,
     ...(step.commands ? { commands: step.commands } : {}),
     ...(step.env ? { env: step.env } : {}),
   }))
@@ -115,6 +124,7 @@ export function checkSteps(steps: readonly StepInput[]): FieldError[] {
     for (const [field, value] of [
       ['timeout', step.timeout],
       ['backoff', step.backoff],
+      ['redispatchAfter', step.redispatchAfter],
     ] as const) {
       if (value === undefined) continue
       const ms = durationMs(value)
@@ -184,6 +194,8 @@ export interface StepRun extends StepPlan {
   readonly executions?: number
   /** The driver instance's claim on the current dispatch. */
   readonly claim?: WorkClaim
+  /** When the current dispatch was last sent again because nobody held it. */
+  readonly redispatchedAt?: string
 }
 
 /** A pipeline run, kept in the resource's actor record and shown as `status.pipeline` / `status.steps`. */

@@ -20,12 +20,36 @@ const report = (step: string, attempt: number, success: boolean, retryable = tru
 })
 
 describe('pipeline run logic', () => {
+  it('dispatches again a running step that nobody holds once its redispatch time passes, and leaves a held one', () => {
+    const started = startRun('p', plan, [], NOW)
+    const watch = started.timers.find((t) => t.id === 'conveyor.watch')!
+    expect(watch.dueAt).toBe(NOW + 5 * 60_000)
+    const lost = advanceRun(started, watch.event, watch.dueAt)!
+    expect(lost.effects.dispatched.map((s) => `${s.id}#${s.attempt}`)).toEqual(['a#1'])
+    expect(lost.timers.find((t) => t.id === 'conveyor.watch')!.dueAt).toBe(watch.dueAt + 5 * 60_000)
+    const held = {
+      ...started,
+      run: {
+        ...started.run,
+        steps: started.run.steps.map((s) =>
+          s.id === 'a' ? { ...s, claim: { token: 't', holder: 'h', execution: 1, expiresAt: watch.dueAt + 1000 } } : s,
+        ),
+      },
+    }
+    expect(advanceRun(held, watch.event, watch.dueAt)!.effects.dispatched).toEqual([])
+    const done = advanceRun(started, report('a', 1, true), NOW + 10)!
+    const allDone = advanceRun(advanceRun(done, report('b', 1, true), NOW + 20)!, report('c', 1, true), NOW + 30)!
+    expect(allDone.run.status).toBe('succeeded')
+    expect(allDone.timers).toEqual([])
+  })
+
   it('dispatches what is ready, retries after a backoff timer, times out with a durable timer, and ignores stale reports', () => {
     const started = startRun('p', plan, [], NOW)
     expect(started.effects.dispatched.map((s) => s.id)).toEqual(['a'])
     const afterA = advanceRun(started, report('a', 1, true), NOW + 10)!
     expect(afterA.effects.dispatched.map((s) => `${s.id}#${s.attempt}`)).toEqual(['b#1', 'c#1'])
-    expect(afterA.timers).toEqual([
+    // Besides the run's watch, which looks after every running step.
+    expect(afterA.timers.filter((t) => t.id !== 'conveyor.watch')).toEqual([
       {
         id: 'conveyor.timeout.b',
         dueAt: NOW + 10 + 5000,
@@ -36,8 +60,8 @@ describe('pipeline run logic', () => {
     expect(advanceRun(afterA, report('a', 1, true), NOW + 11)).toBeUndefined()
     const failedB = advanceRun(afterA, report('b', 1, false), NOW + 20)!
     expect(failedB.run.steps.find((s) => s.id === 'b')).toMatchObject({ status: 'retrying', attempt: 1 })
-    expect(failedB.timers.map((t) => t.id)).toEqual(['conveyor.retry.b'])
-    expect(failedB.timers[0]!.dueAt).toBe(NOW + 20 + 100)
+    expect(failedB.timers.map((t) => t.id)).toEqual(['conveyor.watch', 'conveyor.retry.b'])
+    expect(failedB.timers[1]!.dueAt).toBe(NOW + 20 + 100)
     const retried = advanceRun(failedB, { type: 'conveyor.step.retry', step: 'b', attempt: 1 }, NOW + 120)!
     expect(retried.effects.dispatched.map((s) => `${s.id}#${s.attempt}`)).toEqual(['b#2'])
     expect(advanceRun(retried, report('b', 1, true), NOW + 130)).toBeUndefined()

@@ -1,5 +1,11 @@
 import type { DurableTimer } from '../../runtime/actor-record.ts'
-import type { PipelineRun, RunStatus, StepPlan, StepRun } from '../../definitions/pipeline.ts'
+import {
+  DEFAULT_REDISPATCH_MS,
+  type PipelineRun,
+  type RunStatus,
+  type StepPlan,
+  type StepRun,
+} from '../../definitions/pipeline.ts'
 
 /** What a driver reported for one dispatch of a step (taken from its `conveyor.report`). */
 export interface StepReport {
@@ -29,11 +35,12 @@ export interface RunEffects {
 export const STEP_RESULT = 'conveyor.step.result'
 const STEP_TIMEOUT = 'conveyor.step.timeout'
 const STEP_RETRY = 'conveyor.step.retry'
+const STEP_WATCH = 'conveyor.step.watch'
 const MAX_BACKOFF_MS = 5 * 60_000
 
 /** True for the events and timers the pipeline layer handles (never given to the lifecycle machine). */
 export const isRunEvent = (type: string): boolean =>
-  type === STEP_RESULT || type === STEP_TIMEOUT || type === STEP_RETRY
+  type === STEP_RESULT || type === STEP_TIMEOUT || type === STEP_RETRY || type === STEP_WATCH
 
 const timeoutTimer = (step: StepRun, now: number): DurableTimer => ({
   id: `conveyor.timeout.${step.id}`,
@@ -45,6 +52,10 @@ const retryTimer = (step: StepRun, now: number): DurableTimer => ({
   dueAt: now + Math.min(MAX_BACKOFF_MS, step.backoffMs * 2 ** (step.attempt - 1)),
   event: { type: STEP_RETRY, step: step.id, attempt: step.attempt },
 })
+/** One per run while steps run: a running step no driver holds is dispatched again when it fires. */
+const WATCH_TIMER = 'conveyor.watch'
+const watchTimer = (dueAt: number): DurableTimer => ({ id: WATCH_TIMER, dueAt, event: { type: STEP_WATCH } })
+const redispatchMsOf = (step: StepRun): number => step.redispatchMs ?? DEFAULT_REDISPATCH_MS
 const isStepTimer = (timer: DurableTimer, step: string): boolean =>
   timer.id === `conveyor.timeout.${step}` || timer.id === `conveyor.retry.${step}`
 
@@ -86,12 +97,43 @@ class Change {
 
   dispatch(step: StepRun): void {
     // A new dispatch starts unclaimed: the previous dispatch's claim (and message) go.
-    const { claim: _claim, message: _message, ...rest } = step
+    const { claim: _claim, message: _message, redispatchedAt: _redispatchedAt, ...rest } = step
     const next: StepRun = { ...rest, status: 'running', attempt: step.attempt + 1, startedAt: this.#iso }
     this.run = { ...this.run, steps: this.run.steps.map((s) => (s.id === step.id ? next : s)) }
     this.timers = this.timers.filter((t) => !isStepTimer(t, step.id))
     if (next.timeoutMs !== undefined) this.timers.push(timeoutTimer(next, this.#now))
+    this.#armWatch(this.#now + redispatchMsOf(next))
     this.effects.dispatched.push(next)
+  }
+
+  /** The run's watch fires no later than `dueAt`. */
+  #armWatch(dueAt: number): void {
+    const current = this.timers.find((t) => t.id === WATCH_TIMER)
+    if (current && current.dueAt <= dueAt) return
+    this.timers = [...this.timers.filter((t) => t.id !== WATCH_TIMER), watchTimer(dueAt)]
+  }
+
+  /**
+   * The run's watch fired. A running step held by nobody for its `redispatchMs` (its dispatch was
+   * lost or never claimed, or its holder vanished) gets the same dispatch sent again: claims keep
+   * it to one execution at a time, and a finished one never runs again. The watch goes on while
+   * any step runs.
+   */
+  watch(): void {
+    this.timers = this.timers.filter((t) => t.id !== WATCH_TIMER)
+    let next: number | undefined
+    for (const step of this.run.steps) {
+      if (step.status !== 'running') continue
+      const sentAt = Date.parse(step.redispatchedAt ?? step.startedAt ?? this.#iso)
+      const held = step.claim !== undefined && step.claim.expiresAt > this.#now
+      let dueAt = sentAt + redispatchMsOf(step)
+      if (!held && dueAt <= this.#now) {
+        this.effects.dispatched.push(this.update(step.id, { redispatchedAt: this.#iso }))
+        dueAt = this.#now + redispatchMsOf(step)
+      } else if (held) dueAt = Math.max(dueAt, this.#now + redispatchMsOf(step))
+      next = Math.min(next ?? dueAt, dueAt)
+    }
+    if (next !== undefined) this.timers.push(watchTimer(next))
   }
 
   /** A dispatch failed: retry after a backoff while retries remain, else fail the run. */
@@ -121,6 +163,7 @@ class Change {
       }
       this.timers = this.timers.filter((t) => !isStepTimer(t, step.id))
     }
+    this.timers = this.timers.filter((t) => t.id !== WATCH_TIMER)
     this.run = { ...this.run, status, finishedAt: this.#iso, message }
     this.effects.finished = status
   }
@@ -133,6 +176,7 @@ class Change {
         finishedAt: this.#iso,
         message: `all ${this.run.steps.length} steps succeeded`,
       }
+      this.timers = this.timers.filter((t) => t.id !== WATCH_TIMER)
       this.effects.finished = 'succeeded'
     }
   }
@@ -170,6 +214,11 @@ export function advanceRun(
   now: number,
 ): (RunState & { effects: RunEffects }) | undefined {
   if (state.run.status !== 'running') return undefined
+  if (event.type === STEP_WATCH) {
+    const change = new Change(state, now)
+    change.watch()
+    return change.result()
+  }
   const step = state.run.steps.find((s) => s.id === event.step)
   if (!step || step.attempt !== event.attempt) return undefined
   const change = new Change(state, now)
