@@ -37,6 +37,7 @@ function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): Re
     concurrency: driver.concurrency ?? 1,
     events: new Set(driver.events ?? ['created', 'updated', 'deleted']),
     shutdownGraceMs: clamp(options.shutdownGraceMs ?? 3000, 0, 600_000),
+    resyncMs: clamp(options.resyncMs ?? 300_000, 1000, 24 * 3600_000),
     instance: options.instance ?? randomUUID().slice(0, 8),
     workspaceRoot: options.workspaceRoot ?? env.workspaceRoot ?? join(tmpdir(), 'conveyor-workspaces'),
   }
@@ -89,7 +90,7 @@ export async function runDriver(
   }
   const resources = new ResourceRunner(runtime)
   const steps = new StepRunner(runtime)
-  workspaces.start(nats)
+  await workspaces.start(nats)
   const cancels = nats.nats.subscribe(subjects.cancelsOfDriver(driver.name), {
     callback: (error, message) => {
       if (error) return
@@ -139,16 +140,25 @@ export async function runDriver(
   for (let i = 0; i < resolved.concurrency; i++)
     loops.push(slot(stepConsumer, (event, message) => steps.handle(event, messageDelivery(message))))
   let caughtUp: Promise<number> = Promise.resolve(0)
+  let resync: NodeJS.Timeout | undefined
+  let stopResync = (): Promise<number> => Promise.resolve(0)
   if (driver.resources.length > 0) {
     // The consumer first (from now on), then the list: a change between the two comes both ways and the claim runs it once.
     await ensureConsumer(nats, driver, resolved, consumers.driverChanges(driver.name), filterFor(driver))
     const consumer = await nats.js.consumers.get(streams.events, consumers.driverChanges(driver.name))
     for (let i = 0; i < resolved.concurrency; i++)
       loops.push(slot(consumer, (event, message) => resources.handle(event, messageDelivery(message))))
-    caughtUp = catchUp(runtime, resources, closingSignal.signal).catch((error: unknown) => {
-      logger.warn('catching up failed', { error: String(error) })
-      return 0
-    })
+    const catchingUp = (): Promise<number> =>
+      catchUp(runtime, resources, closingSignal.signal).catch((error: unknown) => {
+        logger.warn('catching up failed', { error: String(error) })
+        return 0
+      })
+    caughtUp = catchingUp()
+    let resyncing: Promise<number> = caughtUp
+    resync = setInterval(() => {
+      resyncing = resyncing.then(catchingUp)
+    }, resolved.resyncMs)
+    stopResync = () => resyncing
   }
   await replays.start()
 
@@ -197,7 +207,8 @@ export async function runDriver(
       // The grace period starts now: a pull's close() waits for the run it is delivering.
       const grace = setTimeout(() => abort.abort(new Error('driver is shutting down')), resolved.shutdownGraceMs)
       for (const pull of pulls) void pull.close().catch(() => {})
-      await Promise.allSettled([...loops, replays.close(), caughtUp])
+      clearInterval(resync)
+      await Promise.allSettled([...loops, replays.close(), caughtUp, stopResync()])
       cancels.unsubscribe()
       workspaces.close()
       clearTimeout(grace)

@@ -13,6 +13,7 @@ export interface ResolvedDriverOptions {
   readonly concurrency: number
   readonly events: ReadonlySet<string>
   readonly shutdownGraceMs: number
+  readonly resyncMs: number
   readonly instance: string
   readonly workspaceRoot: string
 }

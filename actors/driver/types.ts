@@ -85,6 +85,11 @@ export interface RunDriverOptions {
   readonly maxDeliver?: number
   /** On close, how long runs in progress may finish before `ctx.signal` aborts them. @default 3000 */
   readonly shutdownGraceMs?: number
+  /**
+   * How often the driver catches up again while it runs (level-triggered, as a Kubernetes
+   * controller's resync): a resource change whose message was lost is reconciled then. @default 300000
+   */
+  readonly resyncMs?: number
   /** This instance's id in the registry and in claims. @default a random id */
   readonly instance?: string
   /** Where pipeline runs get their shared workspace. @default `$CONVEYOR_DATA_DIR/workspaces`, else the system's temp dir */
