@@ -56,8 +56,13 @@ export function problem(status: number, code: string, detail: string, errors?: r
     detail,
     ...(errors ? { errors } : {}),
   }
-  return { status, body, headers: { 'Content-Type': 'application/problem+json' } }
+  // Unavailable (and rate-limited) answers say when to come back, as RFC 9110 suggests.
+  const retry = status === 503 || status === 429 ? { 'Retry-After': String(RETRY_AFTER_SECONDS) } : {}
+  return { status, body, headers: { 'Content-Type': 'application/problem+json', ...retry } }
 }
+
+/** What a 503 or 429 tells a client to wait before trying again. */
+export const RETRY_AFTER_SECONDS = 2
 
 /** Maps anything thrown by a handler to a problem reply; only a bug of ours is a 500. */
 export function replyForError(error: unknown, logger: Logger): ApiReply {

@@ -1,0 +1,49 @@
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { api, startStack, type Stack } from './harness.ts'
+
+let stack: Stack
+beforeAll(async () => {
+  stack = await startStack({ worker: true })
+  await api(stack.url, 'POST', '/resource-definitions', { name: 'svc', version: '1', schema: { type: 'object' } })
+  await api(stack.url, 'POST', '/resources', { name: 'one', resource: 'svc', spec: {} })
+})
+afterAll(async () => stack?.close())
+
+/** Each call during the outage: its status, how long it took, and its Retry-After. */
+async function probe(method: string, path: string, body?: unknown) {
+  const started = Date.now()
+  const response = await fetch(`${stack.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+    signal: AbortSignal.timeout(30_000),
+  })
+  await response.text()
+  return { path, status: response.status, ms: Date.now() - started, retryAfter: response.headers.get('retry-after') }
+}
+
+it('while etcd is frozen the API answers 503 with Retry-After in bounded time, never 500 and never a hang', async () => {
+  const pid = stack.servers.etcd.child.pid!
+  process.kill(pid, 'SIGSTOP')
+  let results
+  try {
+    results = await Promise.all([
+      probe('GET', '/resources/svc/one'),
+      probe('GET', '/resources/svc'),
+      probe('POST', '/resources', { name: 'two', resource: 'svc', spec: {} }),
+      probe('POST', '/resources/svc/one/events', { type: 'NOPE' }),
+      probe('GET', '/resource-definitions'),
+      probe('GET', '/ready'),
+    ])
+  } finally {
+    process.kill(pid, 'SIGCONT')
+  }
+  for (const result of results) {
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 503 })
+    // A readiness probe just says not ready; every API answer says when to come back.
+    if (result.path !== '/ready') expect(String(result.retryAfter), JSON.stringify(result)).toMatch(/^\d+$/)
+    expect(result.ms, JSON.stringify(result)).toBeLessThan(15_000)
+  }
+  // And once it is back, the same calls work.
+  expect((await api(stack.url, 'GET', '/resources/svc/one')).status).toBe(200)
+}, 60_000)
