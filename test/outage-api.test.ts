@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { api, startStack, type Stack } from './harness.ts'
+import { api, eventually, startStack, type Stack } from './harness.ts'
 
 let stack: Stack
 beforeAll(async () => {
@@ -45,5 +45,9 @@ it('while etcd is frozen the API answers 503 with Retry-After in bounded time, n
     expect(result.ms, JSON.stringify(result)).toBeLessThan(15_000)
   }
   // And once it is back, the same calls work.
-  expect((await api(stack.url, 'GET', '/resources/svc/one')).status).toBe(200)
+  await eventually(
+    async () => ((await api(stack.url, 'GET', '/resources/svc/one')).status === 200 ? true : undefined),
+    'the API to answer again',
+    20_000,
+  )
 }, 60_000)
