@@ -51,3 +51,30 @@ it('while etcd is frozen the API answers 503 with Retry-After in bounded time, n
     20_000,
   )
 }, 60_000)
+
+it('while NATS is frozen the API answers in bounded time: what needs only etcd works, the rest is 503 with Retry-After', async () => {
+  const pid = stack.servers.nats.child.pid!
+  process.kill(pid, 'SIGSTOP')
+  let results
+  try {
+    results = await Promise.all([
+      probe('GET', '/resources/svc/one'),
+      probe('POST', '/resources', { name: 'three', resource: 'svc', spec: {} }),
+      probe('POST', '/resources/svc/one/events', { type: 'NOPE' }),
+      probe('GET', '/resources/svc/one/history'),
+    ])
+  } finally {
+    process.kill(pid, 'SIGCONT')
+  }
+  for (const result of results) {
+    expect([200, 201, 202, 503], JSON.stringify(result)).toContain(result.status)
+    if (result.status === 503) expect(String(result.retryAfter), JSON.stringify(result)).toMatch(/^\d+$/)
+    expect(result.ms, JSON.stringify(result)).toBeLessThan(15_000)
+  }
+  // A create the gateway accepted is not lost: its event reaches the stream once NATS is back.
+  if (results[1]!.status === 201)
+    await eventually(
+      async () => ((await api(stack.url, 'GET', '/resources/svc/three')).status === 200 ? true : undefined),
+      'the accepted create',
+    )
+}, 60_000)
