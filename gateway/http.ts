@@ -57,8 +57,9 @@ export function problem(status: number, code: string, detail: string, errors?: r
     ...(errors ? { errors } : {}),
   }
   // Unavailable (and rate-limited) answers say when to come back, as RFC 9110 suggests.
-  const retry = status === 503 || status === 429 ? { 'Retry-After': String(RETRY_AFTER_SECONDS) } : {}
-  return { status, body, headers: { 'Content-Type': 'application/problem+json', ...retry } }
+  const headers: Record<string, string> = { 'Content-Type': 'application/problem+json' }
+  if (status === 503 || status === 429) headers['Retry-After'] = String(RETRY_AFTER_SECONDS)
+  return { status, body, headers }
 }
 
 /** What a 503 or 429 tells a client to wait before trying again. */
