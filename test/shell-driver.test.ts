@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runDriver, type DriverHandle } from 'conveyor'
 import { shellDriver } from '../actors/driver/builtin/shell.ts'
+import { stepInputs } from '../actors/driver/builtin/step-inputs.ts'
 import { createLogger } from '../runtime/logger.ts'
+import { startGateway } from '../gateway/server.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 
 let stack: Stack
@@ -168,6 +170,58 @@ describe('the built-in shell driver', () => {
     await expect(stat(marker)).rejects.toThrow()
   })
 
+  it('passes a spec too big for the environment through files: $CONVEYOR_SPEC_FILE and $SPEC_<KEY>_FILE', async () => {
+    const big = 'x'.repeat(300 * 1024)
+    await api(stack.url, 'POST', '/pipelines', {
+      name: 'sh-big',
+      resource: 'build',
+      steps: [
+        {
+          id: 'read',
+          driver: 'shell',
+          retries: 0,
+          commands: [
+            'echo "small=$SPEC_SMALL"',
+            'echo "big-in-env=${SPEC_BIG:-none}"',
+            'echo "big-file=$(wc -c < "$SPEC_BIG_FILE")"',
+            `node -e 'const s = JSON.parse(require("fs").readFileSync(process.env.CONVEYOR_SPEC_FILE, "utf8")); console.log("spec-file", s.big.length, s.small)'`,
+            'ls -A | wc -l',
+            'echo "size=$(wc -c < "$SPEC_BIG_FILE")" >> "$CONVEYOR_OUTPUT"',
+          ],
+        },
+      ],
+    })
+    // The default gateway takes bodies up to 256 KiB (enough for E2BIG at 128 KiB); one with a higher limit takes this.
+    const roomy = await startGateway({
+      connections: stack.connections,
+      port: 0,
+      dataDir: join(dir, 'roomy-gateway'),
+      maxBodyBytes: 1024 * 1024,
+      logger: createLogger('gateway', 'error'),
+    })
+    try {
+      const created = await api(roomy.url, 'POST', '/resources', {
+        name: 'b-big',
+        resource: 'build',
+        pipeline: 'sh-big',
+        spec: { small: 'kept in env', big },
+      })
+      expect(created.status).toBe(201)
+    } finally {
+      await roomy.close()
+    }
+    const done = await finishedRun('b-big')
+    expect(done.status.steps[0]).toMatchObject({ status: 'succeeded', data: { size: String(big.length) } })
+    const output = (await logsOf(done.runid)).filter((l) => l.stream === 'stdout').map((l) => l.message)
+    expect(output).toEqual([
+      'small=kept in env',
+      'big-in-env=none',
+      `big-file=${big.length}`,
+      `spec-file ${big.length} kept in env`,
+      '0',
+    ])
+  })
+
   it('kills the whole process group when the step times out', async () => {
     const pidFile = join(dir, 'background.pid')
     await api(stack.url, 'POST', '/pipelines', {
@@ -225,4 +279,32 @@ describe('the built-in shell driver', () => {
       }
     },
   )
+})
+
+describe('what a shell step is handed', () => {
+  it('keeps small values in the environment and moves what would overflow it (one value, or all together) to files', () => {
+    const medium = 'm'.repeat(60 * 1024)
+    const spec: Record<string, unknown> = { small: 'yes', huge: 'h'.repeat(200 * 1024), nul: 'a\0b' }
+    for (let i = 0; i < 12; i++) spec[`part${i}`] = medium
+    const { env, files } = stepInputs(spec, { clone: { commit: 'abc' } }, '/inputs')
+    expect(env).toMatchObject({
+      SPEC_SMALL: 'yes',
+      SPEC_NUL: 'ab',
+      STEP_CLONE_COMMIT: 'abc',
+      SPEC_HUGE_FILE: '/inputs/SPEC_HUGE',
+      CONVEYOR_SPEC_FILE: '/inputs/spec.json',
+      CONVEYOR_STEPS_FILE: '/inputs/steps.json',
+      CONVEYOR_STEPS: '{"clone":{"commit":"abc"}}',
+    })
+    expect(env.SPEC_HUGE).toBeUndefined()
+    expect(env.CONVEYOR_SPEC).toBeUndefined()
+    const inEnv = Object.keys(spec).filter((key) => env[`SPEC_${key.toUpperCase()}`] !== undefined)
+    const inFiles = Object.keys(spec).filter((key) => env[`SPEC_${key.toUpperCase()}_FILE`] !== undefined)
+    expect(inEnv.length + inFiles.length).toBe(Object.keys(spec).length)
+    expect(inFiles.filter((key) => key.startsWith('part')).length).toBeGreaterThan(0)
+    const total = Object.entries(env).reduce((sum, [name, value]) => sum + name.length + value.length + 2, 0)
+    expect(total).toBeLessThanOrEqual(512 * 1024)
+    expect(files.get('/inputs/SPEC_HUGE')).toBe(spec.huge)
+    expect(JSON.parse(files.get('/inputs/spec.json')!)).toEqual(spec)
+  })
 })

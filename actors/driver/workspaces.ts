@@ -5,13 +5,16 @@ import type { Subscription } from '@nats-io/transport-node'
 import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import { subjects } from '../../runtime/keys.ts'
 import type { Logger } from '../../runtime/logger.ts'
+import { InstanceArea } from './instance-area.ts'
+import { sweepLeftovers } from './leftovers.ts'
 
 const RUNID = /^[A-Za-z0-9-]{1,64}$/
 
 /**
  * One directory per pipeline run on this instance, shared by the run's steps that run here
  * (`ctx.workspace`), removed when the run ends. Nothing in it crosses machines: a step that runs
- * on another instance gets that instance's directory.
+ * on another instance gets that instance's directory. Workspaces belong to the process that made
+ * them: at start, what dead processes left under the root (run directories, process groups) goes.
  */
 export class Workspaces {
   readonly #root: string
@@ -23,29 +26,43 @@ export class Workspaces {
     this.#logger = logger
   }
 
-  /** Removes a run's directory when its `run.finished` event goes by (core NATS sees every JetStream publish). */
-  start(nats: NatsConnections): void {
+  /**
+   * Removes a run's directory when its `run.finished` event goes by (core NATS sees every JetStream
+   * publish), and first clears what dead instances left under the root: wait for it before taking work.
+   */
+  async start(nats: NatsConnections): Promise<void> {
     this.#runEnds = nats.nats.subscribe(subjects.allRunEnds(), {
       callback: (error, message) => {
         if (error) return
         try {
           const runid = message.json<{ runid?: string }>().runid
           if (runid && RUNID.test(runid))
-            void rm(join(this.#root, runid), { recursive: true, force: true }).catch((failure: unknown) =>
-              this.#logger.warn('removing a workspace failed', { runid, error: String(failure) }),
-            )
+            void rm(join(this.#root, runid), { recursive: true, force: true })
+              .then(() => InstanceArea.of(this.#root).releaseRun(runid))
+              .catch((failure: unknown) =>
+                this.#logger.warn('removing a workspace failed', { runid, error: String(failure) }),
+              )
         } catch {
           // not an event
         }
       },
     })
+    await sweepLeftovers(this.#root, this.#logger).catch((failure: unknown) =>
+      this.#logger.warn('clearing what dead instances left failed', { root: this.#root, error: String(failure) }),
+    )
   }
 
   /** The run's directory; `create()` makes it (drivers that never look at it leave no directory behind). */
   of(runid: string): { readonly path: string; create(): string } {
     if (!RUNID.test(runid)) throw new TypeError(`not a run id: ${runid}`)
     const path = join(this.#root, runid)
-    return { path, create: () => (mkdirSync(path, { recursive: true }), path) }
+    const create = (): string => {
+      // Claimed first: a sweep that sees the directory also sees the claim.
+      InstanceArea.of(this.#root).claimRun(runid)
+      mkdirSync(path, { recursive: true })
+      return path
+    }
+    return { path, create }
   }
 
   close(): void {

@@ -1,47 +1,18 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { readFile, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
+import type { Readable } from 'node:stream'
 import { inheritedPath } from '../../../runtime/config.ts'
 import { defineDriver } from '../define.ts'
 import { TerminalError } from '../errors.ts'
+import { InstanceArea } from '../instance-area.ts'
+import { processStart } from '../process-identity.ts'
 import type { DriverContext, DriverResult } from '../types.ts'
+import { stepInputs, writeStepInputs } from './step-inputs.ts'
 
 /** How long a process group gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 2000
-
-/**
- * Spec values as environment variables, never as shell text: `spec.repoUrl` becomes
- * `SPEC_REPOURL` (strings as they are, other values as JSON), the whole spec `CONVEYOR_SPEC`.
- */
-export function specEnvironment(spec: Readonly<Record<string, unknown>>): Record<string, string> {
-  const clean = (value: string): string => value.replace(/\0/g, '')
-  const env: Record<string, string> = { CONVEYOR_SPEC: clean(JSON.stringify(spec)) }
-  for (const [key, value] of Object.entries(spec)) {
-    const name = `SPEC_${envName(key)}`
-    env[name] = clean(typeof value === 'string' ? value : JSON.stringify(value))
-  }
-  return env
-}
-
-const envName = (text: string): string => text.toUpperCase().replace(/[^A-Z0-9_]/g, '_')
-
-/**
- * What earlier steps of the run returned, as environment variables: `data.commit` of step
- * `clone` becomes `STEP_CLONE_COMMIT` (strings as they are, other values as JSON), and all of it
- * `CONVEYOR_STEPS` (JSON by step id).
- */
-export function stepsEnvironment(
-  steps: Readonly<Record<string, Readonly<Record<string, unknown>>>>,
-): Record<string, string> {
-  const clean = (value: string): string => value.replace(/\0/g, '')
-  const env: Record<string, string> = { CONVEYOR_STEPS: clean(JSON.stringify(steps)) }
-  for (const [step, data] of Object.entries(steps)) {
-    for (const [key, value] of Object.entries(data))
-      env[`STEP_${envName(step)}_${envName(key)}`] = clean(typeof value === 'string' ? value : JSON.stringify(value))
-  }
-  return env
-}
 
 /** Most of a step's outputs kept in its `data` (they travel in the actor record). */
 const MAX_OUTPUTS = 64
@@ -64,6 +35,13 @@ async function readOutputs(file: string): Promise<Record<string, string>> {
   return outputs
 }
 
+const tooBig = (error: unknown): TerminalError | undefined =>
+  (error as NodeJS.ErrnoException | undefined)?.code === 'E2BIG'
+    ? new TerminalError(
+        "the step's environment is too big to start a command (E2BIG): keep the step's env values small",
+      )
+    : undefined
+
 /** Runs one command with `sh -c` in its own process group; resolves with its exit code (or the signal that ended it). */
 function runCommand(
   command: string,
@@ -72,15 +50,25 @@ function runCommand(
     env: Record<string, string>
     signal: AbortSignal
     output: (stream: string, line: string) => void
+    /** Called as soon as the group exists; what it returns is called when the group is gone. */
+    started: (pgid: number) => () => void
   },
 ): Promise<{ code: number | null; signal: string | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', command], {
-      cwd: options.cwd,
-      env: options.env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    let child: ChildProcessByStdio<null, Readable, Readable>
+    try {
+      child = spawn('/bin/sh', ['-c', command], {
+        cwd: options.cwd,
+        env: options.env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+    } catch (error) {
+      reject(tooBig(error) ?? error)
+      return
+    }
+    let forget = (): void => {}
+    if (child.pid !== undefined) forget = options.started(child.pid)
     const group = (signal: NodeJS.Signals): void => {
       try {
         if (child.pid !== undefined) process.kill(-child.pid, signal)
@@ -110,13 +98,15 @@ function runCommand(
       options.signal.removeEventListener('abort', onAbort)
     }
     child.once('error', (error) => {
+      forget()
       cleanUp()
-      reject(error)
+      reject(tooBig(error) ?? error)
     })
     child.once('exit', (code, signal) => {
       // Whatever the command left running in its group goes with it. A process that left the
       // group (setsid) may still hold the pipes: they are closed after a grace period.
       group('SIGKILL')
+      forget()
       const orphaned = setTimeout(() => {
         child.stdout?.destroy()
         child.stderr?.destroy()
@@ -145,45 +135,65 @@ export const shellDriver = defineDriver({
     const workspace = ctx.workspace
     if (!ctx.step || !commands || commands.length === 0 || !workspace)
       throw new TerminalError('the shell driver runs pipeline steps that list commands')
-    const outputFile = join(workspace, `.conveyor-output-${ctx.step.id}`)
-    const env: Record<string, string> = {
-      PATH: inheritedPath(),
-      HOME: workspace,
-      LANG: 'C.UTF-8',
-      ...specEnvironment(ctx.resource.spec),
-      ...stepsEnvironment(ctx.steps),
-      ...ctx.step.env,
-      CONVEYOR_WORKSPACE: workspace,
-      CONVEYOR_RUNID: ctx.runid,
-      CONVEYOR_STEP: ctx.step.id,
-      CONVEYOR_ATTEMPT: String(ctx.attempt),
-      CONVEYOR_RESOURCE: ctx.resource.name,
-      CONVEYOR_RESOURCE_TYPE: ctx.resource.resource,
-      CONVEYOR_OUTPUT: outputFile,
-    }
-    await rm(outputFile, { force: true })
-    for (const [index, command] of commands.entries()) {
-      ctx.log(`$ ${command}`)
-      const { code, signal } = await runCommand(command, {
-        cwd: workspace,
-        env,
-        signal: ctx.signal,
-        output: ctx.output,
-      })
-      if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted')
-      if (code !== 0) {
-        const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`
-        return {
-          success: false,
-          message: `command ${index + 1} of ${commands.length} ${how}`,
-          data: { ...(await readOutputs(outputFile)), exitCode: code, signal, command: index },
+    const step = ctx.step
+    const area = InstanceArea.of(dirname(workspace))
+    const inputsDirectory = await area.stepDirectory()
+    try {
+      const inputs = stepInputs(ctx.resource.spec, ctx.steps, inputsDirectory.path)
+      await writeStepInputs(inputs)
+      const outputFile = join(workspace, `.conveyor-output-${step.id}`)
+      const env: Record<string, string> = {
+        PATH: inheritedPath(),
+        HOME: workspace,
+        LANG: 'C.UTF-8',
+        ...inputs.env,
+        ...step.env,
+        CONVEYOR_WORKSPACE: workspace,
+        CONVEYOR_RUNID: ctx.runid,
+        CONVEYOR_STEP: step.id,
+        CONVEYOR_ATTEMPT: String(ctx.attempt),
+        CONVEYOR_RESOURCE: ctx.resource.name,
+        CONVEYOR_RESOURCE_TYPE: ctx.resource.resource,
+        CONVEYOR_OUTPUT: outputFile,
+      }
+      // What a later instance checks before it kills a group this process left behind.
+      const marks = ['CONVEYOR_RUNID', 'CONVEYOR_STEP', 'CONVEYOR_ATTEMPT'].map((name) => `${name}=${env[name]}`)
+      const started = (pgid: number): (() => void) => {
+        const start = processStart(pgid)
+        try {
+          if (start !== undefined) return area.recordGroup({ pgid, start, marks })
+        } catch (error) {
+          ctx.log(`could not record process group ${pgid}: it is not killed if this driver dies (${String(error)})`)
+        }
+        return () => {}
+      }
+      await rm(outputFile, { force: true })
+      for (const [index, command] of commands.entries()) {
+        ctx.log(`$ ${command}`)
+        const { code, signal } = await runCommand(command, {
+          cwd: workspace,
+          env,
+          signal: ctx.signal,
+          output: ctx.output,
+          started,
+        })
+        if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted')
+        if (code !== 0) {
+          const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`
+          return {
+            success: false,
+            message: `command ${index + 1} of ${commands.length} ${how}`,
+            data: { ...(await readOutputs(outputFile)), exitCode: code, signal, command: index },
+          }
         }
       }
-    }
-    return {
-      success: true,
-      message: `${commands.length} command(s) succeeded`,
-      data: { ...(await readOutputs(outputFile)), exitCode: 0 },
+      return {
+        success: true,
+        message: `${commands.length} command(s) succeeded`,
+        data: { ...(await readOutputs(outputFile)), exitCode: 0 },
+      }
+    } finally {
+      await inputsDirectory.remove()
     }
   },
 })
