@@ -1,4 +1,6 @@
 import type { FieldError } from './errors.ts'
+import { MAX_PENDING_DELAYS, MAX_STATES } from './lifecycle-limits.ts'
+import { checkSelfReference, type AssignSite } from './lifecycle-assigns.ts'
 
 /**
  * A resource lifecycle: a JSON-serialisable XState machine config. Only declarative parts are
@@ -28,7 +30,6 @@ const ROOT_KEYS = new Set([...STATE_KEYS, 'context', 'version'])
 const TRANSITION_KEYS = new Set(['target', 'actions', 'description', 'reenter', 'meta'])
 const EXPRESSION_KEYS = new Set(['$event', '$context', '$inc', '$append', '$literal'])
 const MAX_DELAY_MS = 30 * 24 * 3600 * 1000
-const MAX_STATES = 500
 
 /** The lifecycle resources get when their definition has none. */
 export const DEFAULT_LIFECYCLE: LifecycleConfig = {
@@ -126,6 +127,7 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
     return byPath.has(full.join('.'))
   }
 
+  const assigns: AssignSite[] = []
   const checkActions = (actions: unknown, pointer: string): void => {
     asList(actions).forEach((action, i) => {
       const at = Array.isArray(actions) ? `${pointer}/${i}` : pointer
@@ -140,8 +142,10 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
         const params = isObject(action) ? action.params : undefined
         if (!isObject(params) || Object.keys(params).length === 0)
           return error(`${at}/params`, 'assign needs params: { contextKey: expression }')
-        for (const [key, expression] of Object.entries(params))
+        for (const [key, expression] of Object.entries(params)) {
           checkExpression(expression, `${at}/params/${escape(key)}`)
+          assigns.push({ key, expression, pointer: `${at}/params/${escape(key)}` })
+        }
       }
     })
   }
@@ -208,5 +212,45 @@ export function checkLifecycle(config: unknown, prefix = '/lifecycle'): FieldErr
     if (node.entry !== undefined) checkActions(node.entry, `${pointer}/entry`)
     if (node.exit !== undefined) checkActions(node.exit, `${pointer}/exit`)
   }
+  if (states.length <= MAX_STATES) checkPendingDelays(config, prefix, error)
+  for (const problem of checkSelfReference(assigns)) error(problem.path, problem.message)
   return errors
+}
+
+/**
+ * Refuses a lifecycle that could have more than `MAX_PENDING_DELAYS` delays pending at once:
+ * a state's own `after` delays, or those of a state and of the child states and parallel regions
+ * active with it. Each excess is reported once, at the deepest state where it arises.
+ */
+function checkPendingDelays(
+  config: Record<string, unknown>,
+  prefix: string,
+  error: (path: string, message: string) => void,
+): void {
+  /** The most delays pending at once while `node` is active; undefined once an excess was reported. */
+  const pending = (node: Record<string, unknown>, pointer: string): number | undefined => {
+    const own = isObject(node.after) ? Object.keys(node.after).length : 0
+    const children = isObject(node.states)
+      ? Object.entries(node.states)
+          .filter((entry): entry is [string, Record<string, unknown>] => isObject(entry[1]))
+          .map(([name, child]) => pending(child, `${pointer}/states/${escape(name)}`))
+      : []
+    if (own > MAX_PENDING_DELAYS) {
+      error(
+        `${pointer}/after`,
+        `a state has at most ${MAX_PENDING_DELAYS} \`after\` delays (this one has ${own}): each pending delay is a timer key written in the actor's etcd transaction`,
+      )
+      return undefined
+    }
+    if (children.some((count) => count === undefined)) return undefined
+    const counts = children as number[]
+    const total = own + (node.type === 'parallel' ? counts.reduce((a, b) => a + b, 0) : Math.max(0, ...counts))
+    if (total <= MAX_PENDING_DELAYS) return total
+    error(
+      pointer,
+      `${total} \`after\` delays can be pending at once while this state is active (its own and those of the child states and parallel regions active with it); at most ${MAX_PENDING_DELAYS} can, so that one commit stays within etcd's 128 operations per transaction`,
+    )
+    return undefined
+  }
+  pending(config, prefix)
 }

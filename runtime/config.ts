@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { parseDuration, parseSize } from '../definitions/durations.ts'
+import { DEFAULT_ACTOR_LIMITS, MAX_RECORD_BYTES_LIMIT, type ActorLimits } from '../definitions/lifecycle-limits.ts'
 import type { RetentionOptions } from './streams.ts'
 
 /** Everything a Conveyor process needs to find its servers. Resolved once by `resolveConfig`. */
@@ -108,9 +109,107 @@ export function etcdCompactionFromEnv(env: NodeJS.ProcessEnv = process.env): num
     : undefined
 }
 
+/** Copies of each stream and bucket a process creates (`CONVEYOR_STREAM_REPLICAS`, 1 to 5); unset: 3 on a NATS cluster, else 1. */
+export function streamReplicasFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const replicas = envNumber(env, 'CONVEYOR_STREAM_REPLICAS')
+  if (replicas !== undefined && !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5))
+    throw new TypeError(`CONVEYOR_STREAM_REPLICAS must be an integer from 1 to 5, got ${replicas}`)
+  return replicas
+}
+
+/** How long a replay's consumer waits for a driver to fetch from it before it expires (`CONVEYOR_REPLAY_IDLE_TIMEOUT`, a duration). @default 1 hour */
+export function replayIdleTimeoutFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  return env.CONVEYOR_REPLAY_IDLE_TIMEOUT
+    ? parseDuration(env.CONVEYOR_REPLAY_IDLE_TIMEOUT, 'CONVEYOR_REPLAY_IDLE_TIMEOUT')
+    : 3_600_000
+}
+
+/**
+ * Size limits of an actor's context and record (`CONVEYOR_MAX_CONTEXT_BYTES`,
+ * `CONVEYOR_MAX_RECORD_BYTES`, sizes such as `64KiB`): only what is set is returned; the record
+ * may not exceed `MAX_RECORD_BYTES_LIMIT` nor be smaller than the context.
+ */
+export function actorLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ActorLimits> {
+  const size = (name: string): number | undefined => (env[name] ? parseSize(env[name], name) : undefined)
+  const maxContextBytes = size('CONVEYOR_MAX_CONTEXT_BYTES')
+  const maxRecordBytes = size('CONVEYOR_MAX_RECORD_BYTES')
+  const record = maxRecordBytes ?? DEFAULT_ACTOR_LIMITS.maxRecordBytes
+  if (record > MAX_RECORD_BYTES_LIMIT)
+    throw new TypeError(`CONVEYOR_MAX_RECORD_BYTES must be at most ${MAX_RECORD_BYTES_LIMIT} bytes, got ${record}`)
+  if ((maxContextBytes ?? DEFAULT_ACTOR_LIMITS.maxContextBytes) > record)
+    throw new TypeError(`CONVEYOR_MAX_CONTEXT_BYTES must not exceed the record limit (${record} bytes)`)
+  return {
+    ...(maxContextBytes !== undefined ? { maxContextBytes } : {}),
+    ...(maxRecordBytes !== undefined ? { maxRecordBytes } : {}),
+  }
+}
+
 /** The `PATH` child processes (shell steps) inherit. */
 export function inheritedPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.PATH ?? '/usr/local/bin:/usr/bin:/bin'
+}
+
+/** Caps of the gateway's streams (`/ws`, SSE and log sockets), each with a default and an environment variable. */
+export interface StreamLimits {
+  /** Subscriptions one `/ws` socket may hold. @default 256 (env `CONVEYOR_WS_MAX_SUBSCRIPTIONS`) */
+  readonly subscriptionsPerSocket: number
+  /** Open WebSocket and SSE streams per remote address. @default 256 (env `CONVEYOR_MAX_STREAMS_PER_CLIENT`) */
+  readonly connectionsPerClient: number
+  /** Bytes waiting for one socket (beyond what TCP holds) before it is closed with 1013. @default 16 MiB (env `CONVEYOR_WS_MAX_QUEUED_BYTES`) */
+  readonly socketQueueBytes: number
+  /** Bytes of recent changes a gateway keeps, over all types, for watchers that resume or lag. @default 64 MiB (env `CONVEYOR_WATCH_RESUME_BYTES`) */
+  readonly resumeBufferBytes: number
+  /** Largest page of a watch's initial list (a bigger single item is a page of its own). @default 1 MiB (env `CONVEYOR_WATCH_LIST_PAGE_BYTES`) */
+  readonly listPageBytes: number
+  /** Seconds a socket may go without a message or a pong (pings are sent meanwhile). @default 120 (env `CONVEYOR_WS_IDLE_TIMEOUT`, a duration) */
+  readonly idleTimeoutSeconds: number
+}
+
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  subscriptionsPerSocket: 256,
+  connectionsPerClient: 256,
+  socketQueueBytes: 16 * 1024 * 1024,
+  resumeBufferBytes: 64 * 1024 * 1024,
+  listPageBytes: 1024 * 1024,
+  idleTimeoutSeconds: 120,
+}
+
+/** The environment variable of each stream limit, for messages that name the limit. */
+export const STREAM_LIMIT_ENV: Readonly<Record<keyof StreamLimits, string>> = {
+  subscriptionsPerSocket: 'CONVEYOR_WS_MAX_SUBSCRIPTIONS',
+  connectionsPerClient: 'CONVEYOR_MAX_STREAMS_PER_CLIENT',
+  socketQueueBytes: 'CONVEYOR_WS_MAX_QUEUED_BYTES',
+  resumeBufferBytes: 'CONVEYOR_WATCH_RESUME_BYTES',
+  listPageBytes: 'CONVEYOR_WATCH_LIST_PAGE_BYTES',
+  idleTimeoutSeconds: 'CONVEYOR_WS_IDLE_TIMEOUT',
+}
+
+/** Stream limits: `overrides`, then the environment, then the defaults. */
+export function streamLimits(
+  overrides: Partial<StreamLimits> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): StreamLimits {
+  const count = (name: keyof StreamLimits): number | undefined => {
+    const value = envNumber(env, STREAM_LIMIT_ENV[name])
+    if (value !== undefined && (!Number.isInteger(value) || value < 1))
+      throw new TypeError(`${STREAM_LIMIT_ENV[name]} must be a positive whole number, got ${value}`)
+    return value
+  }
+  const size = (name: keyof StreamLimits): number | undefined =>
+    env[STREAM_LIMIT_ENV[name]] ? parseSize(env[STREAM_LIMIT_ENV[name]]!, STREAM_LIMIT_ENV[name]) : undefined
+  const idle = env[STREAM_LIMIT_ENV.idleTimeoutSeconds]
+  const fromEnv: Partial<Record<keyof StreamLimits, number | undefined>> = {
+    subscriptionsPerSocket: count('subscriptionsPerSocket'),
+    connectionsPerClient: count('connectionsPerClient'),
+    socketQueueBytes: size('socketQueueBytes'),
+    resumeBufferBytes: size('resumeBufferBytes'),
+    listPageBytes: size('listPageBytes'),
+    idleTimeoutSeconds: idle
+      ? Math.ceil(parseDuration(/^\d+$/.test(idle) ? `${idle}s` : idle, STREAM_LIMIT_ENV.idleTimeoutSeconds) / 1000)
+      : undefined,
+  }
+  const defined = Object.fromEntries(Object.entries(fromEnv).filter(([, value]) => value !== undefined))
+  return { ...DEFAULT_STREAM_LIMITS, ...defined, ...overrides }
 }
 
 /** Test switches: `CONVEYOR_TEST_FAULT` (a fault point) and `UWS_USE_FALLBACK` (pretend the native uWebSockets.js build is missing). */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix } from './etcd-ops.ts'
-import { conflict, invalid, notFound } from './errors.ts'
+import { conflict, invalid, notFound, type FieldError } from './errors.ts'
 import { keys, subjects } from './keys.ts'
 import { retryOnConflict } from './retry.ts'
 import type { Outbox } from './outbox.ts'
@@ -34,17 +34,21 @@ export class DefinitionStore {
   readonly #outbox: Outbox
   readonly #compiled = new Map<string, CompiledDefinition>()
   readonly #lifecycleId: (config: Record<string, unknown>) => string
-  readonly #checkMachine: (config: Record<string, unknown>) => void
+  readonly #checkMachine: (config: Record<string, unknown>) => readonly FieldError[]
 
   /**
    * `lifecycleId` names a lifecycle by its content; `checkMachine` builds it once so that what the
-   * declarative check lets through is also a valid XState machine (it throws otherwise).
+   * declarative check lets through is also a valid XState machine whose initial state fits the
+   * limits (it returns the problems it finds).
    */
   constructor(
     connections: Connections,
     batcher: TxnBatcher,
     outbox: Outbox,
-    lifecycles: { id(config: Record<string, unknown>): string; check(config: Record<string, unknown>): void },
+    lifecycles: {
+      id(config: Record<string, unknown>): string
+      check(config: Record<string, unknown>): readonly FieldError[]
+    },
   ) {
     this.#connections = connections
     this.#batcher = batcher
@@ -56,15 +60,10 @@ export class DefinitionStore {
   #checkInput(input: DefinitionInput): void {
     checkUserSchema(input.schema)
     if (input.lifecycle === undefined) return
-    const errors = checkLifecycle(input.lifecycle)
+    const declared = checkLifecycle(input.lifecycle)
+    const errors = declared.length > 0 ? declared : this.#checkMachine(input.lifecycle)
     if (errors.length > 0)
       throw invalid(`invalid lifecycle: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, errors)
-    try {
-      this.#checkMachine(input.lifecycle)
-    } catch (error) {
-      const message = error instanceof Error ? error.message.split('\n').join(' ') : String(error)
-      throw invalid(`invalid lifecycle: ${message}`, [{ path: '/lifecycle', message }])
-    }
   }
 
   /** The definition and its compiled validator; cached until its revision changes. */

@@ -7,6 +7,8 @@ import {
 } from 'xstate'
 import type { ActorEvent, ActorRecord, DurableTimer, PersistedSnapshot } from '../../runtime/actor-record.ts'
 import { RECENT_IDS } from '../../runtime/actor-record.ts'
+import type { ActorLimits } from '../../definitions/lifecycle-limits.ts'
+import { actorLimits, recordProblem } from './limits.ts'
 import { stateString } from './machine.ts'
 
 /** What applying one event did. */
@@ -19,8 +21,32 @@ export type EventResult =
       readonly added: readonly DurableTimer[]
       readonly removed: readonly DurableTimer[]
     }
-  | { readonly kind: 'rejected'; readonly reason: 'final' | 'not-accepted'; readonly state: string }
+  | {
+      readonly kind: 'rejected'
+      /** `limit`: applying it would make the context or the record bigger than the limits allow. */
+      readonly reason: 'final' | 'not-accepted' | 'limit'
+      readonly state: string
+      /** Why, for `limit`. */
+      readonly detail?: string
+    }
   | { readonly kind: 'duplicate' }
+
+/** The problem type and sentence of a rejected event, as the sender's 409 carries them. */
+export function describeRejection(
+  result: Extract<EventResult, { kind: 'rejected' }>,
+  record: { readonly type: string; readonly name: string },
+  eventType: string,
+): { code: string; detail: string } {
+  const resource = `resource ${record.type}/${record.name}`
+  if (result.reason === 'final')
+    return { code: 'actor-done', detail: `${resource} is in final state ${result.state} and accepts no more events` }
+  if (result.reason === 'limit')
+    return { code: 'limit-exceeded', detail: `${resource} refused ${eventType}: ${result.detail}; nothing was changed` }
+  return {
+    code: 'event-not-accepted',
+    detail: `${resource} is in state ${result.state}, which does not accept ${eventType}`,
+  }
+}
 
 export interface ActionLike {
   readonly type: string
@@ -109,7 +135,8 @@ export function persist(machine: AnyStateMachine, snapshot: AnyMachineSnapshot):
 
 /**
  * Applies one event to an actor record with XState's pure `transition()`: nothing is executed,
- * the caller persists the result and then performs its effects (emit, timers, replies).
+ * the caller persists the result and then performs its effects (emit, timers, replies). An event
+ * whose result would exceed `limits` (the context's or the record's size) is rejected, unapplied.
  */
 export function applyEvent(
   machine: AnyStateMachine,
@@ -117,6 +144,7 @@ export function applyEvent(
   event: ActorEvent,
   now: number,
   inboxSeq?: number,
+  limits: ActorLimits = actorLimits(),
 ): EventResult {
   if (event.id && record.recentIds.includes(event.id)) return { kind: 'duplicate' }
   const current = restore(machine, record.snapshot)
@@ -131,22 +159,28 @@ export function applyEvent(
   const persisted = persist(machine, next)
   restored.set(persisted, next)
   const recentIds = event.id ? [...record.recentIds, event.id].slice(-RECENT_IDS) : record.recentIds
+  const applied: ActorRecord = {
+    ...record,
+    state: stateString(next.value),
+    snapshot: persisted,
+    seq: record.seq + 1,
+    inboxSeq: inboxSeq ?? record.inboxSeq,
+    recentIds,
+    timers: timers.timers,
+    updatedAt: new Date(now).toISOString(),
+  }
+  // Only an assign grows a record beyond a few fixed-size fields: the sizes are measured then.
+  if (next.context !== current.context) {
+    const problem = recordProblem(applied, limits)
+    if (problem) return { kind: 'rejected', reason: 'limit', state: from, detail: problem }
+  }
   return {
     kind: 'applied',
     from,
     to: stateString(next.value),
     added: timers.added,
     removed: timers.removed,
-    record: {
-      ...record,
-      state: stateString(next.value),
-      snapshot: persisted,
-      seq: record.seq + 1,
-      inboxSeq: inboxSeq ?? record.inboxSeq,
-      recentIds,
-      timers: timers.timers,
-      updatedAt: new Date(now).toISOString(),
-    },
+    record: applied,
   }
 }
 

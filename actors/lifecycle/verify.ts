@@ -4,6 +4,8 @@ import type { ConveyorEvent } from '../../definitions/objects.ts'
 import { applyEvent, persist } from './apply-event.ts'
 import { stateString } from './machine.ts'
 
+const UNLIMITED = { maxContextBytes: Infinity, maxRecordBytes: Infinity }
+
 /** Where a rebuilt actor first disagrees with its history or with etcd. */
 export interface Divergence {
   /** The actor sequence (`seq`) of the event where it diverges, or 0 for the end state. */
@@ -81,7 +83,15 @@ export function verifyActor(
         got: rebuilt.state,
         reason: `event ${event.seq} was applied in state ${event.from}, the rebuild is in ${rebuilt.state}`,
       })
-    const applied = applyEvent(machine, rebuilt, { ...(event.event ?? { type: '' }), id: '' }, Date.parse(event.time))
+    // What was committed is replayed as it was, whatever the size limits are now.
+    const applied = applyEvent(
+      machine,
+      rebuilt,
+      { ...(event.event ?? { type: '' }), id: '' },
+      Date.parse(event.time),
+      undefined,
+      UNLIMITED,
+    )
     if (applied.kind !== 'applied')
       return result({
         seq: event.seq,

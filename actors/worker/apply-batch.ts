@@ -10,7 +10,7 @@ import type { EventReply } from '../../runtime/inbox.ts'
 import type { OutboxMessage } from '../../runtime/outbox.ts'
 import { subjects } from '../../runtime/keys.ts'
 import type { Resource } from '../../definitions/objects.ts'
-import { acceptedEvents, applyEvent } from '../lifecycle/apply-event.ts'
+import { acceptedEvents, applyEvent, describeRejection } from '../lifecycle/apply-event.ts'
 import { applyRunEvent, settleRun, transitionedEvent } from '../pipeline/host.ts'
 import { isRunEvent } from '../pipeline/run.ts'
 import { applyWork, isWorkRequest } from '../work/claims.ts'
@@ -235,12 +235,9 @@ export function applyBatch(input: BatchInput): BatchOutput {
       const current: ActorRecord = { ...record, inboxSeq: Math.max(record.inboxSeq, item.seq) }
       changed ||= current.inboxSeq !== record.inboxSeq
       record = current
-      const detail =
-        result.reason === 'final'
-          ? `resource ${current.type}/${current.name} is in final state ${result.state} and accepts no more events`
-          : `resource ${current.type}/${current.name} is in state ${result.state}, which does not accept ${event.type}`
+      const { code, detail } = describeRejection(result, current, event.type)
       answer(index, () =>
-        problem(409, result.reason === 'final' ? 'actor-done' : 'event-not-accepted', detail, {
+        problem(409, code, detail, {
           state: result.state,
           accepts: acceptedEvents(machine, current),
         }),
