@@ -1,19 +1,33 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import { isValidName } from '../definitions/names.ts'
-import { ConveyorError } from '../runtime/errors.ts'
+import { ConveyorError, isCompactedError } from '../runtime/errors.ts'
+import { STREAM_LIMIT_ENV, type StreamLimits } from '../runtime/config.ts'
 import type { Logger } from '../runtime/logger.ts'
 import type { LogStore } from './log-store.ts'
-import type { ResourceChange, WatchHub } from './watch-hub.ts'
+import type { ResourceChange, WatchHub, WatchSubscription } from './watch-hub.ts'
 import { parseLabelSelector } from './routes/resources.ts'
 import { endMessage } from './log-streaming.ts'
+import { SocketOutbox } from './socket-outbox.ts'
+import { remoteAddress, type StreamsPerClient } from './stream-caps.ts'
 
-/** A socket whose client reads slower than this many buffered bytes is closed; it resumes from its last revision. */
-const MAX_BUFFER = 16 * 1024 * 1024
 const RUNID = /^[A-Za-z0-9_-]{1,128}$/
 const ID = /^[A-Za-z0-9_.:-]{1,64}$/
+/** A WebSocket close reason holds at most 123 bytes. */
+const MAX_REASON = 123
+
+/** One subscription of a socket. */
+interface Subscription {
+  stop(): void
+  /** Where the client picks it up again after a 1013 (`fromRevision`, `after`), or undefined: start it over. */
+  resumeAt(): Record<string, number> | undefined
+  /** uWS has only part of a revision's changes: hand it the rest before closing. */
+  partial?(): boolean
+}
 
 interface SocketState {
-  readonly subscriptions: Map<string, () => void>
+  readonly address: string
+  readonly subscriptions: Map<string, Subscription>
+  outbox: SocketOutbox | undefined
   closed: boolean
 }
 
@@ -42,6 +56,17 @@ class RequestError extends Error {
   }
 }
 
+/** A request refused because the socket is at one of its limits. */
+class LimitError extends Error {
+  constructor(
+    readonly limit: keyof StreamLimits,
+    readonly max: number,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
 function field<T>(
   request: Record<string, unknown>,
   name: string,
@@ -59,133 +84,226 @@ const isString = (value: unknown): value is string => typeof value === 'string'
 const isRevision = (value: unknown): value is number =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 
+/** What `registerWsApi` needs besides the app. */
+export interface WsApiDependencies {
+  readonly watches: WatchHub
+  readonly logs: LogStore
+  readonly replays: (id: string) => Promise<{ delivered: number; total: number; status: string }>
+  readonly limits: StreamLimits
+  readonly streams: StreamsPerClient
+  readonly logger: Logger
+}
+
 /**
  * `GET /ws`: one WebSocket, many subscriptions, each named by the client's `id`.
  *
  * - `{"op":"watch","id","type","labelSelector"?,"fromRevision"?}`: without `fromRevision`, the
- *   current list (`{"type":"list","revision","items"}`), then every change after it; with it,
- *   every change after that revision (a resume). Changes are `{"type":"change","kind","revision","object"}`
- *   in commit order. A compacted revision answers `{"type":"error","code":"compacted"}`: list again.
+ *   current list page by page (`{"type":"list","revision","items","more"}`, the last with
+ *   `more: false`), then every change after it; with it, every change after that revision (a
+ *   resume). Changes are `{"type":"change","kind","revision","object"}` in commit order. A
+ *   compacted revision answers `{"type":"error","code":"compacted"}`: list again.
  * - `{"op":"logs","id","runid","driver"?,"after"?}`: a run's log lines (`{"type":"log","line"}`), then `{"type":"end"}`.
- * - `{"op":"replay","id","replay"}`: a replay's progress (`{"type":"progress","delivered","total","status"}`) until it is done.
+ * - `{"op":"replay","id","replay"}`: a replay's progress (`{"type":"progress","delivered","total","status"}`) until it ends (done, cancelled or expired).
  * - `{"op":"unsubscribe","id"}`.
+ *
+ * Nothing is dropped: frames wait for a slow client, watches pause. A client that falls too far
+ * behind gets, per subscription, `{"type":"error","code":"too-slow","fromRevision"|"after"}` and
+ * the socket closes with 1013; it resumes each subscription from there.
  */
-export function registerWsApi(
-  app: TemplatedApp,
-  watches: WatchHub,
-  logs: LogStore,
-  replays: (id: string) => Promise<{ delivered: number; total: number; status: string }>,
-  logger: Logger,
-): void {
+export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies): void {
+  const { watches, logs, replays, limits, streams, logger } = dependencies
   app.ws<SocketState>('/ws', {
     maxPayloadLength: 16 * 1024,
-    idleTimeout: 120,
+    idleTimeout: limits.idleTimeoutSeconds,
     sendPingsAutomatically: true,
+    // The outbox decides what uWS gets: with a limit of its own, uWS would drop frames silently.
+    maxBackpressure: 0,
     upgrade: (res, req, context) => {
+      const key = req.getHeader('sec-websocket-key')
+      const protocol = req.getHeader('sec-websocket-protocol')
+      const extensions = req.getHeader('sec-websocket-extensions')
+      const address = remoteAddress(res)
+      if (!streams.open(address, res)) return
       res.upgrade<SocketState>(
-        { subscriptions: new Map(), closed: false },
-        req.getHeader('sec-websocket-key'),
-        req.getHeader('sec-websocket-protocol'),
-        req.getHeader('sec-websocket-extensions'),
+        { address, subscriptions: new Map(), outbox: undefined, closed: false },
+        key,
+        protocol,
+        extensions,
         context,
       )
     },
+    open: (ws) => {
+      ws.getUserData().outbox = new SocketOutbox(ws, {
+        maxQueuedBytes: limits.socketQueueBytes,
+        overflow: () => giveUp(ws, `more than ${limits.socketQueueBytes} bytes wait for it`),
+      })
+    },
+    drain: (ws) => ws.getUserData().outbox?.drain(),
     message: (ws, data) => {
       let request: Record<string, unknown>
       try {
         request = JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>
         if (typeof request !== 'object' || request === null || Array.isArray(request)) throw new Error('not an object')
       } catch {
-        send(
-          ws,
-          JSON.stringify({ type: 'error', code: 'invalid', message: 'a request is a JSON object {op, id, ...}' }),
-        )
+        send(ws, { type: 'error', code: 'invalid', message: 'a request is a JSON object {op, id, ...}' })
         return
       }
       const id = typeof request.id === 'string' ? request.id : undefined
+      const withId = id ? { id } : {}
       try {
         handle(ws, request)
       } catch (error) {
         if (error instanceof RequestError)
-          send(
-            ws,
-            JSON.stringify({
-              ...(id ? { id } : {}),
-              type: 'error',
-              code: 'invalid',
-              message: error.message,
-              errors: [{ path: error.path, message: error.message }],
-            }),
-          )
+          send(ws, {
+            ...withId,
+            type: 'error',
+            code: 'invalid',
+            message: error.message,
+            errors: [{ path: error.path, message: error.message }],
+          })
+        else if (error instanceof LimitError)
+          send(ws, {
+            ...withId,
+            type: 'error',
+            code: 'limit',
+            limit: error.limit,
+            max: error.max,
+            message: error.message,
+          })
         else if (error instanceof ConveyorError)
-          send(
-            ws,
-            JSON.stringify({
-              ...(id ? { id } : {}),
-              type: 'error',
-              code: error.code,
-              message: error.message,
-              ...(error.errors ? { errors: error.errors } : {}),
-            }),
-          )
+          send(ws, {
+            ...withId,
+            type: 'error',
+            code: error.code,
+            message: error.message,
+            ...(error.errors ? { errors: error.errors } : {}),
+          })
         else {
           logger.error('websocket request failed', { error: String(error) })
-          send(
-            ws,
-            JSON.stringify({ ...(id ? { id } : {}), type: 'error', code: 'internal', message: 'the request failed' }),
-          )
+          send(ws, { ...withId, type: 'error', code: 'internal', message: 'the request failed' })
         }
       }
     },
     close: (ws) => {
       const state = ws.getUserData()
       state.closed = true
-      for (const stop of state.subscriptions.values()) stop()
+      state.outbox?.close()
+      for (const subscription of state.subscriptions.values()) subscription.stop()
       state.subscriptions.clear()
+      streams.closed(state.address)
     },
   })
 
-  function send(ws: WebSocket<SocketState>, text: string): void {
+  function send(ws: WebSocket<SocketState>, body: Record<string, unknown>): void {
+    ws.getUserData().outbox?.send(JSON.stringify(body))
+  }
+
+  /** The client reads too slowly to be served: each subscription says where to resume, then 1013. */
+  function giveUp(ws: WebSocket<SocketState>, why: string): void {
     const state = ws.getUserData()
     if (state.closed) return
-    if (ws.getBufferedAmount() > MAX_BUFFER) {
-      state.closed = true
-      ws.end(1013, 'client too slow; resume each watch from the last revision it received')
-      return
-    }
-    ws.send(text, false)
+    state.closed = true
+    // Every watch's frames end at a whole revision (it pauses only there), so it can resume exactly.
+    const partial = [...state.subscriptions.values()].filter((subscription) => subscription.partial?.())
+    state.outbox?.flushWhile(() => partial.some((subscription) => subscription.partial!()))
+    state.outbox?.close()
+    const resumes: [string, Record<string, number> | undefined][] = [...state.subscriptions].map(
+      ([id, subscription]) => [id, subscription.resumeAt()],
+    )
+    // Straight to uWS, after what it already has: the outbox no longer sends.
+    for (const [id, resume] of resumes)
+      ws.send(
+        JSON.stringify({
+          id,
+          type: 'error',
+          code: 'too-slow',
+          ...resume,
+          message: resume
+            ? `the client reads slower than the data arrives; subscribe again with ${Object.entries(resume)
+                .map(([name, value]) => `${name} ${value}`)
+                .join(', ')}`
+            : 'the client reads slower than the data arrives; subscribe again from the start',
+        }),
+        false,
+      )
+    const only = resumes.length === 1 ? resumes[0]! : undefined
+    const reason =
+      only?.[1]?.fromRevision !== undefined
+        ? `too slow: resume watch ${only[0]} from revision ${only[1].fromRevision}`
+        : 'too slow: resume each subscription as its last message says'
+    logger.warn('closing a websocket whose client reads too slow', {
+      address: state.address,
+      subscriptions: resumes.length,
+      why,
+    })
+    ws.end(1013, Buffer.from(reason).subarray(0, MAX_REASON).toString())
   }
 
   function handle(ws: WebSocket<SocketState>, request: Record<string, unknown>): void {
     const state = ws.getUserData()
+    const outbox = state.outbox!
     const op = field(request, 'op', isString, 'watch, logs, replay or unsubscribe')!
     const id = field(request, 'id', (v): v is string => isString(v) && ID.test(v), '1-64 letters, digits, _ . : or -')!
     if (op === 'unsubscribe') {
-      state.subscriptions.get(id)?.()
+      state.subscriptions.get(id)?.stop()
       state.subscriptions.delete(id)
       return
     }
     if (state.subscriptions.has(id)) throw new RequestError('/id', `subscription ${id} already exists on this socket`)
+    if (state.subscriptions.size >= limits.subscriptionsPerSocket)
+      throw new LimitError(
+        'subscriptionsPerSocket',
+        limits.subscriptionsPerSocket,
+        `a socket holds at most ${limits.subscriptionsPerSocket} subscriptions (${STREAM_LIMIT_ENV.subscriptionsPerSocket}); unsubscribe one or open another socket`,
+      )
     const prefix = `{"id":${JSON.stringify(id)},`
-    const out = (body: Record<string, unknown>): void => send(ws, prefix + JSON.stringify(body).slice(1))
+    const out = (body: Record<string, unknown>, sent?: () => void): void =>
+      outbox.send(prefix + JSON.stringify(body).slice(1), sent)
+    const end = (): void => void state.subscriptions.delete(id)
+
     if (op === 'watch') {
       const type = field(request, 'type', (v): v is string => isValidName(v), 'a resource type name')!
       const selectorText = field(request, 'labelSelector', isString, 'a label selector', true)
       const selector = selectorText ? parseLabelSelector(selectorText) : undefined
       const fromRevision = field(request, 'fromRevision', isRevision, 'a revision number', true)
-      let stop: (() => void) | undefined
+      /** The revision of the last change uWS has, and the last one whose every change (or the whole list) it has. */
+      let handed = fromRevision
+      let whole = fromRevision
+      let subscription: WatchSubscription | undefined
       let cancelled = false
-      state.subscriptions.set(id, () => {
-        cancelled = true
-        stop?.()
+      let waiting = false
+      state.subscriptions.set(id, {
+        stop: () => {
+          cancelled = true
+          subscription?.stop()
+        },
+        resumeAt: () => (whole === undefined ? undefined : { fromRevision: whole }),
+        partial: () => handed !== whole,
       })
-      const start = (revision: number): void => {
-        stop = watches.subscribe(type, revision, {
+      /** True while the socket has room; otherwise the watch pauses until it has. */
+      const room = (): boolean => {
+        if (outbox.hasRoom) return true
+        if (!waiting) {
+          waiting = true
+          void outbox.whenRoom().then(() => {
+            waiting = false
+            if (!cancelled && !outbox.closed) subscription?.resume()
+          })
+        }
+        return false
+      }
+      const watchFrom = (revision: number): void => {
+        subscription = watches.subscribe(type, revision, {
           change: (change) => {
-            if (!selector || selector(change.labels)) send(ws, prefix + encode(change))
+            if (!selector || selector(change.labels))
+              outbox.send(prefix + encode(change), () => (handed = change.revision))
+            // One transaction may change several resources: a resume point is a revision uWS has all of.
+            if (change.endsRevision) outbox.mark(() => (handed = whole = change.revision))
+            return room()
           },
           fail: (code, message) => {
-            state.subscriptions.delete(id)
+            if (code === 'too-slow') return giveUp(ws, message)
+            end()
             out({
               type: 'error',
               code,
@@ -197,24 +315,31 @@ export function registerWsApi(
           },
         })
       }
-      if (fromRevision !== undefined) return start(fromRevision)
-      void watches
-        .list(type)
-        .then(({ items, revision }) => {
-          if (cancelled || state.closed) return
-          out({
-            type: 'list',
-            revision,
-            items: selector
-              ? items.filter((item) => selector((item.metadata as { labels?: Record<string, string> }).labels ?? {}))
-              : items,
-          })
-          start(revision)
-        })
-        .catch((error: unknown) => {
-          state.subscriptions.delete(id)
-          out({ type: 'error', code: 'unavailable', message: `listing ${type} failed: ${String(error)}` })
-        })
+      if (fromRevision !== undefined) return watchFrom(fromRevision)
+      void (async () => {
+        for await (const page of watches.listPages(type, limits.listPageBytes, selector)) {
+          await outbox.whenRoom()
+          if (cancelled || outbox.closed) return
+          const listed = page.revision
+          out(
+            { type: 'list', revision: page.revision, items: page.items, more: page.more },
+            page.more ? undefined : () => (handed = whole = listed),
+          )
+          if (!page.more) watchFrom(page.revision)
+        }
+      })().catch((error: unknown) => {
+        if (cancelled) return
+        end()
+        out(
+          isCompactedError(error)
+            ? {
+                type: 'error',
+                code: 'compacted',
+                message: `the list of ${type} was compacted while it was read; watch again`,
+              }
+            : { type: 'error', code: 'unavailable', message: `listing ${type} failed: ${String(error)}` },
+        )
+      })
       return
     }
     if (op === 'logs') {
@@ -225,23 +350,34 @@ export function registerWsApi(
         "1-128 letters, digits, '-' or '_'",
       )!
       const driver = field(request, 'driver', (v): v is string => isValidName(v), 'a driver name', true)
-      const after = field(request, 'after', isRevision, 'a log sequence number', true)
+      const from = field(request, 'after', isRevision, 'a log sequence number', true)
       const filter = { runid, ...(driver ? { driver } : {}) }
-      let ended = false
+      /** The sequence of the last line uWS has. */
+      let handed = from
+      // The store pages the backlog, and falls back to pages when the socket has no room.
       const unsubscribe = logs.subscribe(filter, {
-        filter,
-        ...(after !== undefined ? { after } : {}),
-        line: (line) => out({ type: 'log', line }),
-        end: (end) => {
-          ended = true
-          state.subscriptions.get(id)?.()
-          state.subscriptions.delete(id)
-          send(ws, prefix + endMessage(end).slice(1).replace('"event":"end"', '"type":"end"'))
+        ...(from !== undefined ? { after: from } : {}),
+        open: () => {},
+        refuse: (error) => {
+          end()
+          out({ type: 'error', code: error.code, message: error.message })
         },
+        fail: (error) => {
+          end()
+          out({ type: 'error', code: 'unavailable', message: `reading the log of ${runid} failed: ${String(error)}` })
+        },
+        line: (line) => out({ type: 'log', line }, () => (handed = line.seq)),
+        end: (message) => {
+          end()
+          outbox.send(prefix + endMessage(message).slice(1).replace('"event":"end"', '"type":"end"'))
+        },
+        hasRoom: () => outbox.hasRoom,
+        whenRoom: () => outbox.whenRoom(),
       })
-      // The end can come while subscribing (a finished run): then there is nothing to keep.
-      if (ended) return unsubscribe()
-      state.subscriptions.set(id, unsubscribe)
+      state.subscriptions.set(id, {
+        stop: unsubscribe,
+        resumeAt: () => (handed === undefined ? undefined : { after: handed }),
+      })
       return
     }
     if (op === 'replay') {
@@ -266,9 +402,9 @@ export function registerWsApi(
               status: progress.status,
             })
           last = text
-          if (progress.status === 'done') return void state.subscriptions.delete(id)
+          if (progress.status !== 'running') return end()
         } catch (error) {
-          state.subscriptions.delete(id)
+          end()
           return out({
             type: 'error',
             code: error instanceof ConveyorError ? error.code : 'unavailable',
@@ -277,7 +413,7 @@ export function registerWsApi(
         }
         if (state.subscriptions.has(id)) timer = setTimeout(() => void poll(), 200)
       }
-      state.subscriptions.set(id, () => clearTimeout(timer))
+      state.subscriptions.set(id, { stop: () => clearTimeout(timer), resumeAt: () => undefined })
       void poll()
       return
     }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { defineDriver, runDriver, type DriverContext, type RunningDriver } from 'conveyor'
+import { announceDriver } from '../runtime/driver-registry.ts'
 import { createLogger } from '../runtime/logger.ts'
 import { keys } from '../runtime/keys.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
@@ -187,7 +188,19 @@ describe('replay', () => {
     for (const name of ['j1', 'j2', 'j3'])
       await api(stack.url, 'POST', '/resources', { name, resource: 'job', spec: {} })
     // The replay is waiting when the driver starts: its catch-up and the replay both bring the
-    // three jobs, and the claims make each run exactly once.
+    // three jobs, and the claims make each run exactly once. (A replay needs a driver seen before.)
+    await (
+      await announceDriver(
+        stack.connections,
+        { name: 'auditor', resources: ['job'], instance: 'earlier', version: 'test', concurrency: 1 },
+        quiet,
+      )
+    ).close()
+    await eventually(
+      async () =>
+        (await api(stack.url, 'GET', '/drivers')).body.items.some((d: any) => d.name === 'auditor') ? true : undefined,
+      'the registry to know auditor',
+    )
     const started = await api(stack.url, 'POST', '/replay', { driver: 'auditor', type: 'job', fromSequence: 1 })
     expect(started.status).toBe(201)
     expect(started.body).toMatchObject({ driver: 'auditor', status: 'running', total: 3, delivered: 0 })

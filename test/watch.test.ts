@@ -160,7 +160,7 @@ describe('watch over /ws', () => {
       const start = Number(header.revision)
       const early: number[] = []
       const late: number[] = []
-      hub.subscribe('svc', start, { change: (c) => early.push(c.revision), fail: () => {} })
+      hub.subscribe('svc', start, { change: (c) => void early.push(c.revision), fail: () => {} })
       let last = start
       for (let i = 0; i < 20; i++)
         last = Number(
@@ -180,7 +180,7 @@ describe('watch over /ws', () => {
           ).header.revision,
         )
       // As if it had listed at `last`, while the shared watch may still be behind.
-      hub.subscribe('svc', last, { change: (c) => late.push(c.revision), fail: () => {} })
+      hub.subscribe('svc', last, { change: (c) => void late.push(c.revision), fail: () => {} })
       await stack.connections.etcd
         .put(keys.resource('svc', 'after'))
         .value(

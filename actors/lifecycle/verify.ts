@@ -31,6 +31,9 @@ export interface Verification {
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
 
+/** Events that may arrive ahead of their turn (out of stream order) before the fold gives up. */
+const MAX_AHEAD = 10_000
+
 /**
  * Rebuilds an actor from the start of its run by applying each `transitioned` event of its
  * history, in `seq` order, with the same pure step the workers use, and compares every step's
@@ -41,43 +44,70 @@ export function verifyActor(
   record: ActorRecord,
   history: readonly ConveyorEvent[],
 ): Verification {
-  const [initial] = initialTransition(machine)
-  let rebuilt: ActorRecord = {
-    ...record,
-    state: stateString(initial.value),
-    snapshot: persist(machine, initial),
-    seq: 0,
-    inboxSeq: 0,
-    recentIds: [],
-    timers: [],
+  const fold = new VerificationFold(machine, record)
+  for (const event of history) if (!fold.add(event)) break
+  return fold.result()
+}
+
+/**
+ * `verifyActor` one event at a time, for a history read as a stream: events are applied in `seq`
+ * order as they come (duplicates skipped, a few out of order held until their turn).
+ */
+export class VerificationFold {
+  readonly #machine: AnyStateMachine
+  readonly #record: ActorRecord
+  readonly #ahead = new Map<number, ConveyorEvent>()
+  #rebuilt: ActorRecord
+  #folded = 0
+  #divergence: Divergence | undefined
+
+  constructor(machine: AnyStateMachine, record: ActorRecord) {
+    this.#machine = machine
+    this.#record = record
+    const [initial] = initialTransition(machine)
+    this.#rebuilt = {
+      ...record,
+      state: stateString(initial.value),
+      snapshot: persist(machine, initial),
+      seq: 0,
+      inboxSeq: 0,
+      recentIds: [],
+      timers: [],
+    }
   }
-  const transitions = history.filter(
-    (e) => e.kind === 'transitioned' && e.uid === record.uid && e.runid === record.runid,
-  )
-  const seen = new Set<number>()
-  const ordered = transitions.filter((e) => !seen.has(e.seq!) && seen.add(e.seq!)).sort((a, b) => a.seq! - b.seq!)
-  const result = (divergence?: Divergence): Verification => ({
-    ok: divergence === undefined,
-    type: record.type,
-    name: record.name,
-    runid: record.runid,
-    events: ordered.length,
-    rebuilt: { state: rebuilt.state, context: rebuilt.snapshot.context, seq: rebuilt.seq },
-    stored: { state: record.state, context: record.snapshot.context, seq: record.seq },
-    ...(divergence ? { divergence } : {}),
-  })
-  for (const event of ordered) {
-    const expectedSeq = rebuilt.seq + 1
-    if (event.seq !== expectedSeq)
-      return result({
-        seq: expectedSeq,
-        expected: `event ${expectedSeq}`,
-        got: `event ${event.seq}`,
-        reason: `the history has no transitioned event ${expectedSeq} (missing or out of order)`,
+
+  /** Folds one event of the history; false once the rebuild diverged (nothing more is needed). */
+  add(event: ConveyorEvent): boolean {
+    if (this.#divergence) return false
+    if (event.kind !== 'transitioned' || event.uid !== this.#record.uid || event.runid !== this.#record.runid)
+      return true
+    if (event.seq! <= this.#rebuilt.seq || this.#ahead.has(event.seq!)) return true
+    this.#ahead.set(event.seq!, event)
+    if (this.#ahead.size > MAX_AHEAD)
+      return this.#diverge({
+        seq: this.#rebuilt.seq + 1,
+        expected: `event ${this.#rebuilt.seq + 1}`,
+        got: `${this.#ahead.size} later events`,
+        reason: `the history has no transitioned event ${this.#rebuilt.seq + 1} among the next ${MAX_AHEAD} (missing or out of order)`,
       })
+    for (let next = this.#ahead.get(this.#rebuilt.seq + 1); next; next = this.#ahead.get(this.#rebuilt.seq + 1)) {
+      this.#ahead.delete(next.seq!)
+      this.#folded++
+      if (!this.#apply(next)) return false
+    }
+    return true
+  }
+
+  #diverge(divergence: Divergence): false {
+    this.#divergence = divergence
+    return false
+  }
+
+  #apply(event: ConveyorEvent): boolean {
+    const rebuilt = this.#rebuilt
     if (event.from !== rebuilt.state)
-      return result({
-        seq: event.seq,
+      return this.#diverge({
+        seq: event.seq!,
         event: event.event,
         expected: event.from,
         got: rebuilt.state,
@@ -85,7 +115,7 @@ export function verifyActor(
       })
     // What was committed is replayed as it was, whatever the size limits are now.
     const applied = applyEvent(
-      machine,
+      this.#machine,
       rebuilt,
       { ...(event.event ?? { type: '' }), id: '' },
       Date.parse(event.time),
@@ -93,43 +123,70 @@ export function verifyActor(
       UNLIMITED,
     )
     if (applied.kind !== 'applied')
-      return result({
-        seq: event.seq,
+      return this.#diverge({
+        seq: event.seq!,
         event: event.event,
         expected: event.to,
         got: rebuilt.state,
         reason: `event ${event.seq} (${event.event?.type}) is not accepted in state ${rebuilt.state} by the machine`,
       })
-    rebuilt = applied.record
+    this.#rebuilt = applied.record
     if (applied.to !== event.to)
-      return result({
-        seq: event.seq,
+      return this.#diverge({
+        seq: event.seq!,
         event: event.event,
         expected: event.to,
         got: applied.to,
         reason: `event ${event.seq} (${event.event?.type}) leads to ${applied.to}, the history says ${event.to}`,
       })
+    return true
   }
-  if (rebuilt.seq !== record.seq)
-    return result({
-      seq: rebuilt.seq + 1,
-      expected: record.seq,
-      got: rebuilt.seq,
-      reason: `etcd holds ${record.seq} applied events, the history ${rebuilt.seq}`,
+
+  /** The verification of what was folded, the end state included. */
+  result(): Verification {
+    const record = this.#record
+    const rebuilt = this.#rebuilt
+    const done = (divergence?: Divergence): Verification => ({
+      ok: divergence === undefined,
+      type: record.type,
+      name: record.name,
+      runid: record.runid,
+      events: this.#folded + this.#ahead.size,
+      rebuilt: { state: rebuilt.state, context: rebuilt.snapshot.context, seq: rebuilt.seq },
+      stored: { state: record.state, context: record.snapshot.context, seq: record.seq },
+      ...(divergence ? { divergence } : {}),
     })
-  if (rebuilt.state !== record.state)
-    return result({
-      seq: 0,
-      expected: record.state,
-      got: rebuilt.state,
-      reason: `the rebuilt state ${rebuilt.state} differs from the stored ${record.state}`,
-    })
-  if (!same(rebuilt.snapshot.context, record.snapshot.context))
-    return result({
-      seq: 0,
-      expected: record.snapshot.context,
-      got: rebuilt.snapshot.context,
-      reason: 'the rebuilt context differs from the stored one',
-    })
-  return result()
+    if (this.#divergence) return done(this.#divergence)
+    if (this.#ahead.size > 0) {
+      const first = Math.min(...this.#ahead.keys())
+      return done({
+        seq: rebuilt.seq + 1,
+        expected: `event ${rebuilt.seq + 1}`,
+        got: `event ${first}`,
+        reason: `the history has no transitioned event ${rebuilt.seq + 1} (missing or out of order)`,
+      })
+    }
+    if (rebuilt.seq !== record.seq)
+      return done({
+        seq: rebuilt.seq + 1,
+        expected: record.seq,
+        got: rebuilt.seq,
+        reason: `etcd holds ${record.seq} applied events, the history ${rebuilt.seq}`,
+      })
+    if (rebuilt.state !== record.state)
+      return done({
+        seq: 0,
+        expected: record.state,
+        got: rebuilt.state,
+        reason: `the rebuilt state ${rebuilt.state} differs from the stored ${record.state}`,
+      })
+    if (!same(rebuilt.snapshot.context, record.snapshot.context))
+      return done({
+        seq: 0,
+        expected: record.snapshot.context,
+        got: rebuilt.snapshot.context,
+        reason: 'the rebuilt context differs from the stored one',
+      })
+    return done()
+  }
 }

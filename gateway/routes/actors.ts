@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto'
-import { DeliverPolicy } from '@nats-io/jetstream'
 import type { Connections } from '../../runtime/connections.ts'
 import { invalid } from '../../runtime/errors.ts'
 import { ReplyInbox, sendToActor } from '../../runtime/inbox.ts'
 import { readKeys, readPrefix } from '../../runtime/etcd-ops.ts'
-import { keys, streams, subjects } from '../../runtime/keys.ts'
-import { verifyActor } from '../../actors/lifecycle/verify.ts'
+import { keys } from '../../runtime/keys.ts'
+import { VerificationFold } from '../../actors/lifecycle/verify.ts'
+import { HistoryReader, type HistoryPage } from '../history-reader.ts'
 import type { ResourceStore } from '../../runtime/resource-store.ts'
 import { ACTOR_RESUME, type ActorEvent, type ParkedEvent } from '../../runtime/actor-record.ts'
-import type { ConveyorEvent } from '../../definitions/objects.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
 import { DEFAULT_LIFECYCLE_ID, machineFor } from '../../actors/lifecycle/machine.ts'
 import { acceptedEvents, restore } from '../../actors/lifecycle/apply-event.ts'
@@ -45,7 +44,11 @@ export function parseEvent(body: unknown): ActorEvent {
 export interface ActorRouteOptions {
   /** How long POST …/events waits for the worker's answer before answering 202. @default 10000 */
   readonly eventReplyTimeoutMs?: number
+  /** Reads histories (verify, `…/history`); the gateway's own, so consumers kept between pages are closed with it. */
+  readonly history?: HistoryReader
 }
+
+const TRANSITIONED: ReadonlySet<string> = new Set(['transitioned'])
 
 export function registerActorRoutes(
   router: Router,
@@ -56,6 +59,7 @@ export function registerActorRoutes(
   options: ActorRouteOptions = {},
 ): void {
   const timeout = options.eventReplyTimeoutMs ?? 10_000
+  const history = options.history ?? new HistoryReader(connections)
   const lifecycleOf = async (id: string): Promise<Record<string, unknown>> => {
     if (id === DEFAULT_LIFECYCLE_ID) return DEFAULT_LIFECYCLE
     const { values } = await readKeys(connections.etcd, [keys.lifecycle(id)])
@@ -183,14 +187,10 @@ export function registerActorRoutes(
       const name = nameParam(request, 'name')
       const { record } = await resources.actor(type, name)
       const machine = machineFor(record.lifecycle, await lifecycleOf(record.lifecycle))
-      const history: ConveyorEvent[] = []
-      for (let after = 0; ;) {
-        const page = await readHistory(connections, type, name, after, 1000, new Set(['transitioned']))
-        history.push(...page.items.map((item) => item.event))
-        if (page.next === undefined) break
-        after = page.next
-      }
-      return { status: 200, body: verifyActor(machine, record, history) }
+      // Folded as it streams in: a long history is never held in memory at once.
+      const fold = new VerificationFold(machine, record)
+      for await (const item of history.events(type, name, TRANSITIONED)) if (!fold.add(item.event)) break
+      return { status: 200, body: fold.result() }
     })
     .add('GET', '/resources/:type/:name/history', async (request) => {
       const type = nameParam(request, 'type')
@@ -200,7 +200,7 @@ export function registerActorRoutes(
       const kind = request.query.get('kind')
       return {
         status: 200,
-        body: await readHistory(connections, type, name, after, limit, kind ? new Set(kind.split(',')) : undefined),
+        body: await history.page(type, name, after, limit, kind ? new Set(kind.split(',')) : undefined),
       }
     })
 }
@@ -213,39 +213,12 @@ export async function readHistory(
   after: number,
   limit: number,
   kinds?: ReadonlySet<string>,
-): Promise<{ items: { seq: number; time: string; kind: string; event: ConveyorEvent }[]; next?: number }> {
-  const consumer = await connections.js.consumers.get(streams.events, {
-    filter_subjects: subjects.history(type, name),
-    ...(after > 0
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 }
-      : { deliver_policy: DeliverPolicy.All }),
-  })
+): Promise<HistoryPage> {
+  const reader = new HistoryReader(connections)
   try {
-    const items: { seq: number; time: string; kind: string; event: ConveyorEvent }[] = []
-    let pending = (await consumer.info()).num_pending
-    let last = after
-    while (pending > 0 && items.length < limit) {
-      const batch = await consumer.fetch({ max_messages: Math.min(pending, 256), expires: 2000 })
-      let got = 0
-      for await (const message of batch) {
-        got++
-        last = message.seq
-        pending = message.info.pending
-        const event = message.json<ConveyorEvent>()
-        if (!kinds || kinds.has(event.kind))
-          items.push({
-            seq: message.seq,
-            time: new Date(message.info.timestampNanos / 1e6).toISOString(),
-            kind: event.kind,
-            event,
-          })
-        if (items.length >= limit || pending === 0) break
-      }
-      if (got === 0) break
-    }
-    return { items, ...(pending > 0 ? { next: last } : {}) }
+    return await reader.page(type, name, after, limit, kinds)
   } finally {
-    await consumer.delete().catch(() => {})
+    reader.close()
   }
 }
 
