@@ -3,22 +3,27 @@ import { mkdir } from 'node:fs/promises'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import type { Connections } from '../runtime/connections.ts'
-import { RUN_LOG, streams, subjects } from '../runtime/keys.ts'
+import { keys, RUN_LOG, streams, subjects } from '../runtime/keys.ts'
 import { decodeLogMessage } from '../runtime/log-lines.ts'
 import type { Logger } from '../runtime/logger.ts'
 import type { LogEnd, LogLine } from '../definitions/objects.ts'
+import { readKeys } from '../runtime/etcd-ops.ts'
+import { unavailable } from '../runtime/errors.ts'
+import { subscribeLog, type LogFilter, type LogSubscriber } from './log-subscription.ts'
 
-/** Who wants lines: one driver's run, or every driver of a run. */
-export interface LogFilter {
-  readonly runid: string
+export type { LogFilter, LogSubscriber } from './log-subscription.ts'
+
+/** What `GET /logs` asks for: at least one of runid, driver and pipeline. */
+export interface LogQuery {
+  readonly runid?: string
   readonly driver?: string
+  readonly pipeline?: string
+  readonly after?: number
+  readonly limit?: number
 }
 
-export interface LogListener {
-  readonly filter: LogFilter
-  line(line: LogLine): void
-  end(end: LogEnd): void
-}
+/** Calls back with each line and end of a run once it is stored. */
+type LogListener = { readonly filter: LogFilter; readonly item: (item: LogLine | LogEnd) => void }
 
 const SEP = '\u0000'
 const seqKey = (seq: number): string => String(seq).padStart(16, '0')
@@ -184,8 +189,8 @@ export class LogStore {
     operations.push({ type: 'put', key: META_LAST_SEQ, value: String(lastSeq) })
     await this.#db.batch(operations)
     this.#lastSeq = lastSeq
-    for (const line of lines) for (const listener of this.#listenersOf(line.runid, line.driver)) listener.line(line)
-    for (const end of ends) for (const listener of this.#listenersOf(end.runid, end.driver)) listener.end(end)
+    for (const line of lines) for (const listener of this.#listenersOf(line.runid, line.driver)) listener.item(line)
+    for (const end of ends) for (const listener of this.#listenersOf(end.runid, end.driver)) listener.item(end)
     this.#waiters = this.#waiters.filter((w) => (w.seq <= lastSeq ? (w.resolve(), false) : true))
   }
 
@@ -205,13 +210,12 @@ export class LogStore {
   }
 
   /** Lines in stream order, by the most selective index the query allows. */
-  async query(query: {
-    runid?: string
-    driver?: string
-    pipeline?: string
-    after?: number
-    limit?: number
-  }): Promise<LogLine[]> {
+  async query(query: LogQuery): Promise<LogLine[]> {
+    return (await this.queryPage(query)).lines
+  }
+
+  /** As `query`, with at most `maxBytes` of stored lines (at least one); `more` when the bytes cut it short. */
+  async queryPage(query: LogQuery & { maxBytes?: number }): Promise<{ lines: LogLine[]; more: boolean }> {
     let prefix: string
     if (query.driver && query.runid) prefix = `d${SEP}${query.driver}${SEP}${query.runid}${SEP}`
     else if (query.runid) prefix = `r${SEP}${query.runid}${SEP}`
@@ -219,16 +223,40 @@ export class LogStore {
     else if (query.driver) prefix = `d${SEP}${query.driver}${SEP}`
     else throw new Error('a log query needs runid, driver or pipeline')
     const limit = query.limit ?? 10_000
-    const result: LogLine[] = []
-    for await (const value of this.#db.values({ gte: prefix, lt: upper(prefix) })) {
+    const maxBytes = query.maxBytes ?? Number.MAX_SAFE_INTEGER
+    const lines: LogLine[] = []
+    let bytes = 0
+    // Keys of one run end with the sequence: a resume seeks to it instead of reading what it skips.
+    const from = query.runid && query.after ? { gt: prefix + seqKey(query.after) } : { gte: prefix }
+    for await (const value of this.#db.values({ ...from, lt: upper(prefix) })) {
       const line = JSON.parse(value) as LogLine
       if (query.pipeline && line.pipeline !== query.pipeline) continue
       if (query.driver && line.driver !== query.driver) continue
       if (query.after !== undefined && line.seq <= query.after) continue
-      result.push(line)
-      if (result.length >= limit) break
+      if (lines.length > 0 && bytes + value.length > maxBytes) return { lines, more: true }
+      lines.push(line)
+      bytes += value.length
+      if (lines.length >= limit) break
     }
-    return result
+    return { lines, more: false }
+  }
+
+  /** A run's (or one driver's) lines after `after`, at most `maxLines` or `maxBytes` of them, from one snapshot of the index. */
+  async page(
+    filter: LogFilter,
+    after: number,
+    maxLines: number,
+    maxBytes: number,
+  ): Promise<{ lines: LogLine[]; more: boolean }> {
+    const prefix = filter.driver ? `d${SEP}${filter.driver}${SEP}${filter.runid}${SEP}` : `r${SEP}${filter.runid}${SEP}`
+    const lines: LogLine[] = []
+    let bytes = 0
+    for await (const value of this.#db.values({ gt: prefix + seqKey(after), lt: upper(prefix), limit: maxLines })) {
+      lines.push(JSON.parse(value) as LogLine)
+      bytes += value.length
+      if (bytes >= maxBytes) return { lines, more: true }
+    }
+    return { lines, more: lines.length >= maxLines }
   }
 
   /** The end markers recorded for a run (one per driver). */
@@ -241,53 +269,38 @@ export class LogStore {
   }
 
   /**
-   * Backlog then live, with no gap and no duplicate: the listener is registered before the
-   * backlog is read, live lines at or below the backlog's last sequence are dropped.
+   * True when the index holds a line or an end of the run, or the run is a resource's current run
+   * (it may have no line yet). Throws `unavailable` when etcd cannot answer.
    */
-  subscribe(filter: LogFilter, target: LogListener & { readonly after?: number }): () => void {
-    let replayed = false
-    let lastSent = target.after ?? 0
-    let ended = false
-    const held: (LogLine | LogEnd)[] = []
-    const deliver = (item: LogLine | LogEnd): void => {
-      if (ended || item.seq <= lastSent) return
-      // A driver's end ends that driver's stream; the run's end (a pipeline finished) ends every stream of the run.
-      if ('success' in item && item.driver !== RUN_LOG && item.driver !== filter.driver) return
-      lastSent = item.seq
-      if ('success' in item) {
-        ended = true
-        target.end(item)
-      } else target.line(item)
+  async known(runid: string): Promise<boolean> {
+    for (const prefix of [`r${SEP}${runid}${SEP}`, `e${SEP}${runid}${SEP}`])
+      for await (const _ of this.#db.keys({ gte: prefix, lt: upper(prefix), limit: 1 })) return true
+    try {
+      const { values } = await readKeys(this.#connections.etcd, [keys.run(runid)])
+      return values[0] !== undefined
+    } catch (error) {
+      throw unavailable(`etcd is unavailable: cannot tell whether run ${runid} exists; retry shortly`, error)
     }
-    const listener: LogListener = {
-      filter,
-      line: (line) => (replayed ? deliver(line) : held.push(line)),
-      end: (end) => (replayed ? deliver(end) : held.push(end)),
-    }
+  }
+
+  /** Calls back with each line and end of the run (of the driver, and the run's own) once it is stored. */
+  listen(filter: LogFilter, item: (item: LogLine | LogEnd) => void): () => void {
+    const listener: LogListener = { filter, item }
     let set = this.#listeners.get(filter.runid)
     if (!set) this.#listeners.set(filter.runid, (set = new Set()))
     set.add(listener)
-    const unsubscribe = (): void => {
+    return () => {
       set.delete(listener)
-      if (set.size === 0) this.#listeners.delete(filter.runid)
+      if (set.size === 0 && this.#listeners.get(filter.runid) === set) this.#listeners.delete(filter.runid)
     }
-    void (async () => {
-      const backlog = await this.query({
-        runid: filter.runid,
-        ...(filter.driver ? { driver: filter.driver } : {}),
-        after: lastSent,
-        limit: Number.MAX_SAFE_INTEGER,
-      })
-      for (const line of backlog) deliver(line)
-      held.sort((a, b) => a.seq - b.seq)
-      for (const item of held) deliver(item)
-      replayed = true
-      if (!ended) {
-        const end = (await this.ends(filter.runid)).find((e) => e.driver === filter.driver || e.driver === RUN_LOG)
-        if (end) deliver({ ...end, seq: Math.max(end.seq, lastSent + 1) })
-      }
-    })().catch((error) => this.#logger.error('log backlog read failed', { error: String(error) }))
-    return unsubscribe
+  }
+
+  /**
+   * Backlog then live, with no gap and no duplicate, page by page (see `subscribeLog`). An unknown
+   * run is refused (404), as is one etcd cannot tell about now (503). Returns the unsubscribe.
+   */
+  subscribe(filter: LogFilter, subscriber: LogSubscriber): () => void {
+    return subscribeLog(this, filter, subscriber)
   }
 
   async close(): Promise<void> {

@@ -33,10 +33,15 @@ export interface DriverContext {
   readonly replayed: boolean
   /** Fires when the run must stop: cancelled, timed out, or the driver is shutting down. */
   readonly signal: AbortSignal
-  /** Appends a line to the run's log (`GET /logs/streams/:driver/:runid`); arguments are formatted as `console.log` does. */
-  log(...args: unknown[]): void
-  /** Appends a line under a stream name (`stdout`, `stderr`, …) instead of `log`. */
-  output(stream: string, line: string): void
+  /**
+   * Appends a line to the run's log (`GET /logs/streams/:driver/:runid`); arguments are formatted as `console.log` does.
+   * Returns a promise while the log's buffer is full: a driver that logs a lot awaits it to go at the pace of the
+   * log stream. Past the execution's limit (`CONVEYOR_LOG_STEP_MAX_BYTES`, `CONVEYOR_LOG_STEP_MAX_LINES`) the log
+   * ends with a truncation marker and later lines are dropped.
+   */
+  log(...args: unknown[]): Promise<void> | undefined
+  /** Appends a line under a stream name (`stdout`, `stderr`, …) instead of `log`; returns as `log` does. */
+  output(stream: string, line: string): Promise<void> | undefined
   /** Renews this run's claim and tells JetStream it is alive. Sent automatically while reconcile runs; call it in tight loops too. */
   heartbeat(): void
   /** Sends an event to the resource's actor (through its inbox); `id` makes it idempotent and defaults to a new one. */

@@ -49,7 +49,8 @@ function runCommand(
     cwd: string
     env: Record<string, string>
     signal: AbortSignal
-    output: (stream: string, line: string) => void
+    /** Returns a promise while the log is full: reading the command's output pauses until it resolves. */
+    output: (stream: string, line: string) => Promise<void> | undefined
     /** Called as soon as the group exists; what it returns is called when the group is gone. */
     started: (pgid: number) => () => void
   },
@@ -83,11 +84,19 @@ function runCommand(
     }
     options.signal.addEventListener('abort', onAbort)
     if (options.signal.aborted) onAbort()
+    /** Readers paused until the log has room: their pipes still hold output. */
+    let waitingForLog = 0
     const pending = [child.stdout, child.stderr].map(
       (stream, i) =>
         new Promise<void>((done) => {
           const lines = createInterface({ input: stream, crlfDelay: Infinity })
-          lines.on('line', (line) => options.output(i === 0 ? 'stdout' : 'stderr', line))
+          lines.on('line', (line) => {
+            const room = options.output(i === 0 ? 'stdout' : 'stderr', line)
+            if (room === undefined) return
+            lines.pause()
+            waitingForLog++
+            void room.then(() => (waitingForLog--, lines.resume()))
+          })
           lines.on('close', done)
           // A destroyed pipe (see below) closes without ending, which readline does not notice.
           stream.once('close', () => done())
@@ -104,13 +113,19 @@ function runCommand(
     })
     child.once('exit', (code, signal) => {
       // Whatever the command left running in its group goes with it. A process that left the
-      // group (setsid) may still hold the pipes: they are closed after a grace period.
+      // group (setsid) may still hold the pipes: they are closed after a grace period (counted
+      // from when the log last made the readers wait, so output already in the pipes is kept).
       group('SIGKILL')
       forget()
-      const orphaned = setTimeout(() => {
+      const closeOrphaned = (): void => {
+        if (waitingForLog > 0) {
+          orphaned = setTimeout(closeOrphaned, KILL_GRACE_MS)
+          return
+        }
         child.stdout?.destroy()
         child.stderr?.destroy()
-      }, KILL_GRACE_MS)
+      }
+      let orphaned = setTimeout(closeOrphaned, KILL_GRACE_MS)
       void Promise.all(pending).then(() => {
         clearTimeout(orphaned)
         cleanUp()
