@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
 import { ConveyorError, type FieldError } from '../runtime/errors.ts'
 import { isServerUnavailable } from '../runtime/connections.ts'
+import { isEtcdNoSpace } from '../runtime/etcd-faults.ts'
 import type { Logger } from '../runtime/logger.ts'
 
 /** A request with everything copied out of uWS's stack-allocated objects, safe across awaits. */
@@ -34,6 +35,7 @@ const STATUS_TEXT: Record<number, string> = {
   410: 'Gone',
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 }
@@ -69,6 +71,12 @@ export const RETRY_AFTER_SECONDS = 2
 export function replyForError(error: unknown, logger: Logger): ApiReply {
   if (error instanceof ConveyorError && error.kind !== undefined)
     return problem(error.status, error.code, error.message, error.errors)
+  if (isEtcdNoSpace(error))
+    return problem(
+      503,
+      'etcd-no-space',
+      'etcd is out of space (NOSPACE alarm: its database reached --quota-backend-bytes) and refuses writes; Conveyor compacts, defragments and disarms it when history is what fills it, so retry shortly; if this persists the live data exceeds the quota: raise CONVEYOR_ETCD_QUOTA or delete resources (README, "etcd space")',
+    )
   if (isServerUnavailable(error) || (error instanceof ConveyorError && error.code.endsWith('unreachable'))) {
     return problem(503, 'unavailable', 'a backing server (etcd or NATS) is unavailable; retry shortly')
   }

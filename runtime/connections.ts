@@ -1,15 +1,24 @@
 export { connectNats, type NatsConnections } from './nats-connection.ts'
-import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from 'etcd3'
+import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3'
 import { errors as natsErrors } from '@nats-io/transport-node'
 import { ConveyorError } from './errors.ts'
 import { keys } from './keys.ts'
 import { connectNats, describe, type NatsConnections } from './nats-connection.ts'
 import type { RetentionOptions } from './streams.ts'
-import type { ConveyorConfig } from './config.ts'
+import { etcdLimitsFromEnv, type ConveyorConfig } from './config.ts'
+import { etcdFaultHandling, isEtcdNoSpace, isHostFault } from './etcd-faults.ts'
+import { ETCD_MAX_RESPONSE_BYTES } from './etcd-ops.ts'
+import { EtcdSpace } from './etcd-space.ts'
+import { StreamSpace } from './stream-space.ts'
+import { createLogger, type Logger } from './logger.ts'
 
 /** The live connections to etcd and NATS shared by every component of a control-plane process. */
 export interface Connections extends NatsConnections {
   readonly etcd: Etcd3
+  /** etcd's database size and alarms; reclaims space before (and when) etcd refuses writes for lack of it. */
+  readonly etcdSpace: EtcdSpace
+  /** How full each stream is; trims what consumers processed from the work streams. */
+  readonly streamSpace: StreamSpace
 }
 
 export interface ConnectOptions {
@@ -21,6 +30,13 @@ export interface ConnectOptions {
   readonly retention?: RetentionOptions
   /** Connection name shown by `nats-server` monitoring. */
   readonly name?: string
+  /** etcd's `--quota-backend-bytes` and `--max-request-bytes`. @default `etcdLimitsFromEnv()` */
+  readonly etcdQuotaBytes?: number
+  readonly etcdMaxRequestBytes?: number
+  /** How often etcd's space and the streams' fill are checked. @default 5000 and 2000 */
+  readonly spaceCheckIntervalMs?: number
+  /** Where the space keepers log. @default a logger named `storage` */
+  readonly logger?: Logger
 }
 
 /**
@@ -31,32 +47,62 @@ export async function connectServers(
   config: Pick<ConveyorConfig, 'natsUrl' | 'etcdEndpoints'>,
   options: ConnectOptions = {},
 ): Promise<Connections> {
-  const etcd = await connectEtcd(config.etcdEndpoints, options)
+  const logger = options.logger ?? createLogger('storage')
+  const limits = etcdLimitsFromEnv()
+  const etcdSpace = new EtcdSpace(config.etcdEndpoints, {
+    quotaBytes: options.etcdQuotaBytes ?? limits.quotaBytes,
+    ...(options.spaceCheckIntervalMs ? { checkIntervalMs: options.spaceCheckIntervalMs } : {}),
+    logger,
+  })
+  const etcd = await connectEtcd(config.etcdEndpoints, options, {
+    maxRequestBytes: options.etcdMaxRequestBytes ?? limits.maxRequestBytes,
+    onNoSpace: () => etcdSpace.reclaim('nospace'),
+  }).catch(async (error: unknown) => {
+    await etcdSpace.close()
+    throw error
+  })
   let nats: NatsConnections
   try {
     nats = await connectNats(config.natsUrl, options)
   } catch (error) {
     etcd.close()
+    await etcdSpace.close()
     throw error
   }
+  const streamSpace = new StreamSpace(nats.jsm, nats.publisher, {
+    ...(options.spaceCheckIntervalMs ? { checkIntervalMs: options.spaceCheckIntervalMs } : {}),
+    logger,
+  })
+  etcdSpace.start()
+  streamSpace.start()
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      await Promise.all([streamSpace.close(), etcdSpace.close()])
       await nats.close()
       etcd.close()
     })()
     return closing
   }
-  return { ...nats, etcd, close, [Symbol.asyncDispose]: close }
+  return { ...nats, etcd, etcdSpace, streamSpace, close, [Symbol.asyncDispose]: close }
 }
 
-async function connectEtcd(endpoints: readonly string[], options: ConnectOptions): Promise<Etcd3> {
+async function connectEtcd(
+  endpoints: readonly string[],
+  options: ConnectOptions,
+  limits: { maxRequestBytes: number; onNoSpace: () => Promise<boolean> },
+): Promise<Etcd3> {
   const timeout = options.connectTimeoutMs ?? 5000
   const callTimeout = options.etcdCallTimeoutMs ?? 5000
   const etcd = new Etcd3({
     hosts: [...endpoints],
     dialTimeout: timeout,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeout }),
+    // Any single value etcd accepts must fit in a response, and pages are sized well below this.
+    grpcOptions: {
+      'grpc.max_receive_message_length': Math.max(ETCD_MAX_RESPONSE_BYTES, 2 * limits.maxRequestBytes),
+    },
+    faultHandling: etcdFaultHandling({ onNoSpace: limits.onNoSpace }),
   })
   try {
     await etcd
@@ -80,7 +126,9 @@ const UNAVAILABLE_NAMES = new Set(['TimeoutError', 'NoRespondersError', 'ClosedC
 export function isServerUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false
   return (
-    isRecoverableError(error) ||
+    isHostFault(error) ||
+    // etcd refuses writes until space is reclaimed: unavailable for now, like a server that is down.
+    isEtcdNoSpace(error) ||
     error instanceof GRPCUnavailableError ||
     error instanceof GRPCDeadlineExceededError ||
     error instanceof natsErrors.TimeoutError ||

@@ -49,6 +49,8 @@ export const keys = {
   partitionClaims: (): string => `${ROOT}/partitions/`,
   outbox: (id: string): string => `${ROOT}/outbox/${id}`,
   outboxes: (): string => `${ROOT}/outbox/`,
+  /** The current run of a resource, by run id (`{type, name}`): how the gateway knows a run with no log lines yet exists. */
+  run: (runid: string): string => `${ROOT}/runs/${runid}`,
   pipeline: (name: string): string => `${ROOT}/pipelines/${name}`,
   pipelines: (): string => `${ROOT}/pipelines/`,
   /** Written and read by `connectServers` to check that etcd answers. */
@@ -156,6 +158,22 @@ export const subjects = {
   allEvents: (): string => 'conveyor.ev.>',
   allResourceChanges: (): string => 'conveyor.ev.resource.>',
 } as const
+
+/**
+ * Filters that split a work stream by what its messages are, for trimming it (`StreamSpace`):
+ * `shared` classes may lose what every durable consumer reading them has processed; `owned`
+ * classes only what a durable consumer of exactly that part processed (a partition's inbox with
+ * no worker yet, a step for a driver that never started: nobody has taken those, so they stay).
+ */
+export const streamClasses: Readonly<
+  Record<string, { readonly shared: readonly string[]; readonly owned: readonly string[] }>
+> = {
+  [streams.events]: {
+    shared: ['resource', 'outcome', 'cancel', 'definition', 'pipeline'].map((c) => `conveyor.ev.${c}.>`),
+    owned: ['conveyor.ev.step.>'],
+  },
+  [streams.inbox]: { shared: [], owned: Array.from({ length: PARTITIONS }, (_, p) => subjects.inboxOfPartition(p)) },
+}
 
 /** The log "driver" whose end marker ends a whole pipeline run (not a valid driver name, so no clash). */
 export const RUN_LOG = '_run'

@@ -7,6 +7,7 @@ import { op, readPrefix } from './etcd-ops.ts'
 import { faultPoint } from './faults.ts'
 import { encodeLogEnd } from './log-lines.ts'
 import type { Logger } from './logger.ts'
+import { StreamFullError } from './stream-publisher.ts'
 
 /** One message of an outbox entry: an event, or the end marker of a run's log. */
 export type OutboxMessage =
@@ -167,7 +168,9 @@ export class Outbox {
     let published = 0
     let startAfter: string | undefined
     let revision = 0
-    for (;;) {
+    sweep: for (;;) {
+      // Pages are sized by the entries' bytes (an entry carries whole resources), so a backlog of
+      // big ones never asks etcd for more than the client takes.
       const page = await readPrefix(this.#connections.etcd, keys.outboxes(), {
         limit: 500,
         ...(startAfter ? { startAfter } : {}),
@@ -185,6 +188,8 @@ export class Outbox {
             key: stored.key,
             error: String(error),
           })
+          // A full stream refuses the rest as well; they wait, in order, for the next sweep.
+          if (error instanceof StreamFullError) break sweep
         }
       }
       if (!page.more || page.values.length === 0) break

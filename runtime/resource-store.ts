@@ -3,7 +3,8 @@ import type { ICompare, IRequestOp } from 'etcd3'
 import type { Connections } from './connections.ts'
 import { compare, op, readKeys, readPrefix, type StoredValue } from './etcd-ops.ts'
 import { ConveyorError, conflict, invalid, isCompactedError, isFutureRevisionError, notFound } from './errors.ts'
-import { keys, subjects } from './keys.ts'
+import { keys, streams, subjects } from './keys.ts'
+import { maxVersionsFromEnv } from './config.ts'
 import { retryOnConflict } from './retry.ts'
 import type { Outbox, OutboxMessage } from './outbox.ts'
 import type { TxnBatcher } from './txn-batcher.ts'
@@ -18,7 +19,16 @@ export interface ListOptions {
   readonly labelSelector?: LabelSelector
   readonly limit?: number
   readonly continueAfter?: string
+  /** Bytes of stored values one page holds at most (at least one item): big resources come in several pages. @default 8 MiB */
+  readonly maxBytes?: number
 }
+
+export interface ResourceStoreLimits {
+  /** Versions of a resource kept, the current one included; older copies go in the write that replaces them. @default `maxVersionsFromEnv()` (10) */
+  readonly maxVersions?: number
+}
+
+const LIST_PAGE_BYTES = 8 * 1024 * 1024
 
 export type LabelSelector = (labels: Readonly<Record<string, string>>) => boolean
 
@@ -71,6 +81,7 @@ export class ResourceStore {
   readonly #definitions: DefinitionStore
   readonly #actors: ActorInitializer
   readonly #present: PresentOptions
+  readonly #maxVersions: number
 
   constructor(
     connections: Connections,
@@ -79,6 +90,7 @@ export class ResourceStore {
     definitions: DefinitionStore,
     actors: ActorInitializer,
     present: PresentOptions = {},
+    limits: ResourceStoreLimits = {},
   ) {
     this.#connections = connections
     this.#batcher = batcher
@@ -86,6 +98,7 @@ export class ResourceStore {
     this.#definitions = definitions
     this.#actors = actors
     this.#present = present
+    this.#maxVersions = limits.maxVersions ?? maxVersionsFromEnv()
   }
 
   async create(input: ResourceInput): Promise<Resource> {
@@ -176,6 +189,12 @@ export class ResourceStore {
     if (copy) return presentResource(parse<StoredResource>(copy)!, copy.modRevision, undefined)
     const stored = parse<StoredResource>(current)
     if (!current || !stored) throw notFound(`resource ${type}/${name} not found`)
+    if (version < stored.metadata.version)
+      throw new ConveyorError(
+        'version-gone',
+        `version ${version} of ${type}/${name} is no longer kept: only the last ${this.#maxVersions} versions are (CONVEYOR_MAX_VERSIONS); GET ${type}/${name}/versions lists them`,
+        { kind: 'gone' },
+      )
     if (stored.metadata.version !== version) throw notFound(`resource ${type}/${name} has no version ${version}`)
     return presentResource(stored, current.modRevision, undefined)
   }
@@ -188,7 +207,17 @@ export class ResourceStore {
   }
 
   async list(type: string, options: ListOptions = {}): Promise<{ items: Resource[]; continueAfter?: string }> {
+    // Pages are read at one revision; if etcd compacted it meanwhile (space ran short), read again.
+    return await this.#listOnce(type, options).catch((error: unknown) => {
+      if (!isCompactedError(error)) throw error
+      return this.#listOnce(type, options)
+    })
+  }
+
+  async #listOnce(type: string, options: ListOptions): Promise<{ items: Resource[]; continueAfter?: string }> {
     const limit = options.limit ?? 500
+    const maxBytes = options.maxBytes ?? LIST_PAGE_BYTES
+    let bytes = 0
     const items: Resource[] = []
     let startAfter = options.continueAfter ? keys.resource(type, options.continueAfter) : undefined
     let revision: number | undefined
@@ -208,8 +237,11 @@ export class ResourceStore {
         revision,
       )
       for (const [i, { value, stored }] of selected.entries()) {
-        if (items.length === limit) return { items, continueAfter: items.at(-1)!.name }
-        items.push(presentResource(stored, value.modRevision, parse<ActorRecord>(actors.values[i]), this.#present))
+        if (items.length === limit || (items.length > 0 && bytes >= maxBytes))
+          return { items, continueAfter: items.at(-1)!.name }
+        const actor = actors.values[i]
+        bytes += value.value.length + (actor?.value.length ?? 0)
+        items.push(presentResource(stored, value.modRevision, parse<ActorRecord>(actor), this.#present))
       }
       if (!page.more || page.values.length === 0) return { items }
       startAfter = page.values.at(-1)!.key
@@ -256,9 +288,11 @@ export class ResourceStore {
             compare.modRevision(keys.resource(type, name), current.modRevision),
             compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0),
           ],
-          // The replaced version is copied aside now, so a create writes no copy at all.
+          // The replaced version is copied aside now, so a create writes no copy at all; copies
+          // beyond the versions kept go in the same transaction.
           extraOps: [
-            op.put(keys.version(type, name, previous.metadata.version), current.value),
+            ...this.#versionOps(type, name, previous.metadata.version, current.value),
+            op.delete(keys.run(previous.run.runid)),
             ...(oldActor ? timerOps(oldActor, op.delete) : []),
           ],
           extraMessages: oldActor
@@ -289,6 +323,8 @@ export class ResourceStore {
         // The actor stays as a tombstone, so each driver handles the deletion once.
         const tombstone = record ? this.#actors.tombstone(record, Date.now()) : undefined
         const retired = record ? this.#actors.retire(record, `resource ${type}/${name} was deleted`, Date.now()) : []
+        // Refused before anything is written: the deletion's events would not fit in the stream.
+        this.#connections.streamSpace.assertRoom(streams.events)
         const { entry, op: outboxOp } = this.#outbox.entryOf([
           { subject: subjects.resource(type, name, 'deleted'), event: this.#event('deleted', stored, last) },
           ...retired,
@@ -300,6 +336,7 @@ export class ResourceStore {
           ],
           ops: [
             op.delete(keys.resource(type, name)),
+            op.delete(keys.run(stored.run.runid)),
             ...(record ? timerOps(record, op.delete) : []),
             ...(tombstone
               ? [
@@ -317,6 +354,17 @@ export class ResourceStore {
       },
       { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) },
     )
+  }
+
+  /** Copies the replaced version aside and deletes the copies that fall out of the versions kept. */
+  #versionOps(type: string, name: string, replaced: number, value: string): IRequestOp[] {
+    const oldestKept = replaced + 2 - this.#maxVersions
+    return [
+      ...(oldestKept <= replaced ? [op.put(keys.version(type, name, replaced), value)] : []),
+      ...(oldestKept > 1
+        ? [op.deleteRange(keys.versions(type, name), keys.version(type, name, Math.min(oldestKept, replaced + 1)))]
+        : []),
+    ]
   }
 
   /** Fetches the definition (fresh after a failed compare) and validates the spec. */
@@ -405,6 +453,8 @@ export class ResourceStore {
       { subject: subjects.resource(type, stored.name, kind), event: this.#event(kind, stored, resource) },
       ...messages,
     ])
+    // Refused before anything is written: the change's events would not fit in the stream.
+    this.#connections.streamSpace.assertRoom(streams.events)
     const value = JSON.stringify(stored)
     const actorValue = JSON.stringify(record)
     const newTimers = new Set(record.timers.map((t) => keys.timer(type, stored.name, t.dueAt, t.id)))
@@ -416,6 +466,7 @@ export class ResourceStore {
       ops: [
         ...extraOps.filter((o) => !newTimers.has(o.request_delete_range?.key?.toString() ?? '')),
         op.put(keys.resource(type, stored.name), value),
+        op.put(keys.run(stored.run.runid), JSON.stringify({ type, name: stored.name })),
         op.put(keys.actor(type, stored.name), actorValue),
         ...timerOps(record, (key) => op.put(key, '')),
         outboxOp,

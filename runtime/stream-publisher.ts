@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node'
+import { ConveyorError } from './errors.ts'
 
 /** What JetStream answers when it stored (or deduplicated) a message. */
 export interface StreamAck {
@@ -19,6 +20,31 @@ interface Waiting {
   readonly resolve: (ack: StreamAck) => void
   readonly reject: (error: Error) => void
   readonly sentAt: number
+  /** Bytes the message takes in the stream, roughly (subject, headers, payload). */
+  readonly bytes: number
+}
+
+/** JetStream's "stream store failed" (`maximum bytes exceeded`, `maximum messages exceeded`): a full stream that discards new messages. */
+const STORE_FAILED = 10077
+
+/** A stream at its limit refused a message: nothing was stored, so nothing is lost by retrying later. */
+export class StreamFullError extends ConveyorError {
+  readonly stream: string
+  constructor(stream: string, reason: string) {
+    super(
+      'stream-full',
+      `stream ${stream} is full (${reason}): it refuses new messages until its consumers have processed older ones; retry later, or raise its limit (CONVEYOR_EVENTS_MAX_BYTES, CONVEYOR_INBOX_MAX_BYTES)`,
+      { kind: 'unavailable' },
+    )
+    this.name = 'StreamFullError'
+    this.stream = stream
+  }
+}
+
+/** Told about every acknowledged (and every refused) message, to follow how full each stream is. */
+export interface PublishObserver {
+  stored(stream: string, bytes: number): void
+  refused(stream: string): void
 }
 
 function failure(name: string, message: string): Error {
@@ -40,6 +66,7 @@ export class StreamPublisher {
   readonly #waiting = new Map<number, Waiting>()
   readonly #timeoutMs: number
   readonly #sweep: NodeJS.Timeout
+  readonly #observers = new Set<PublishObserver>()
   #next = 0
 
   constructor(nats: NatsConnection, timeoutMs = 5000) {
@@ -59,13 +86,19 @@ export class StreamPublisher {
             stream?: string
             seq?: number
             duplicate?: boolean
-            error?: { code?: number; description?: string }
+            error?: { code?: number; err_code?: number; description?: string }
           }>()
+          if (body.error?.err_code === STORE_FAILED && body.stream) {
+            for (const observer of this.#observers) observer.refused(body.stream)
+            return waiting.reject(new StreamFullError(body.stream, body.error.description ?? 'store failed'))
+          }
           if (body.error || typeof body.seq !== 'number')
             return waiting.reject(
               failure('JetStreamApiError', body.error?.description ?? 'unexpected JetStream publish reply'),
             )
-          waiting.resolve({ stream: body.stream ?? '', seq: body.seq, duplicate: body.duplicate === true })
+          const stream = body.stream ?? ''
+          if (!body.duplicate) for (const observer of this.#observers) observer.stored(stream, waiting.bytes)
+          waiting.resolve({ stream, seq: body.seq, duplicate: body.duplicate === true })
         } catch {
           waiting.reject(failure('JetStreamApiError', 'unreadable JetStream publish reply'))
         }
@@ -95,8 +128,10 @@ export class StreamPublisher {
       for (const [name, value] of Object.entries(options.headers ?? {})) h.set(name, value)
     }
     const token = this.#next++
+    let bytes = subject.length + payload.length + (options.msgID?.length ?? 0)
+    for (const [name, value] of Object.entries(options.headers ?? {})) bytes += name.length + value.length + 4
     return new Promise((resolve, reject) => {
-      this.#waiting.set(token, { resolve, reject, sentAt: Date.now() })
+      this.#waiting.set(token, { resolve, reject, sentAt: Date.now(), bytes })
       try {
         this.#nats.publish(subject, payload, { reply: `${this.#prefix}.${token}`, ...(h ? { headers: h } : {}) })
       } catch (error) {
@@ -104,6 +139,12 @@ export class StreamPublisher {
         reject(error instanceof Error ? error : new Error(String(error)))
       }
     })
+  }
+
+  /** Follows what the streams store and refuse through this publisher; returns how to stop. */
+  observe(observer: PublishObserver): () => void {
+    this.#observers.add(observer)
+    return () => this.#observers.delete(observer)
   }
 
   /** Rejects whatever still waits; later publishes fail with the connection. */

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { startLocalServers, type LocalServers } from '../runtime/servers/local-cluster.ts'
 import { connectServers } from '../runtime/connections.ts'
 import { parseDuration, parseSize } from '../definitions/durations.ts'
-import { retentionFromEnv } from '../runtime/config.ts'
+import { etcdLimitsFromEnv, maxVersionsFromEnv, retentionFromEnv } from '../runtime/config.ts'
 import { ConveyorProcess } from './processes.ts'
 
 const DAY_NS = 86_400 * 1e9
@@ -22,6 +22,10 @@ describe('retention', () => {
     const info = async (name: string) => (await first.jsm.streams.info(name)).config
     expect((await info('CONVEYOR_EVENTS')).max_age).toBe(7 * DAY_NS)
     expect((await info('CONVEYOR_LOGS')).max_age).toBe(7 * DAY_NS)
+    // Work streams are bounded and refuse when full; the log stream forgets its oldest lines.
+    expect(await info('CONVEYOR_EVENTS')).toMatchObject({ discard: 'new', max_bytes: 4 * 1024 ** 3 })
+    expect(await info('CONVEYOR_INBOX')).toMatchObject({ discard: 'new', max_bytes: 1024 ** 3 })
+    expect(await info('CONVEYOR_LOGS')).toMatchObject({ discard: 'old', max_bytes: -1 })
     const tuned = await connectServers(servers, {
       retention: { eventsMaxAgeMs: 3 * 86_400_000, logsMaxAgeMs: 86_400_000, logsMaxBytes: 1024 ** 3 },
     })
@@ -40,8 +44,22 @@ describe('retention', () => {
         CONVEYOR_EVENTS_RETENTION: '14d',
         CONVEYOR_LOGS_RETENTION: '72h',
         CONVEYOR_EVENTS_MAX_BYTES: '10GiB',
+        CONVEYOR_INBOX_MAX_BYTES: '2GiB',
       }),
-    ).toEqual({ eventsMaxAgeMs: 14 * 86_400_000, logsMaxAgeMs: 72 * 3_600_000, eventsMaxBytes: 10 * 1024 ** 3 })
+    ).toEqual({
+      eventsMaxAgeMs: 14 * 86_400_000,
+      logsMaxAgeMs: 72 * 3_600_000,
+      eventsMaxBytes: 10 * 1024 ** 3,
+      inboxMaxBytes: 2 * 1024 ** 3,
+    })
+    expect(etcdLimitsFromEnv({})).toEqual({ quotaBytes: 2 * 1024 ** 3, maxRequestBytes: 1.5 * 1024 ** 2 })
+    expect(etcdLimitsFromEnv({ CONVEYOR_ETCD_QUOTA: '8GiB', CONVEYOR_ETCD_MAX_REQUEST_BYTES: '4MiB' })).toEqual({
+      quotaBytes: 8 * 1024 ** 3,
+      maxRequestBytes: 4 * 1024 ** 2,
+    })
+    expect(maxVersionsFromEnv({})).toBe(10)
+    expect(maxVersionsFromEnv({ CONVEYOR_MAX_VERSIONS: '3' })).toBe(3)
+    expect(() => maxVersionsFromEnv({ CONVEYOR_MAX_VERSIONS: '0' })).toThrow(/CONVEYOR_MAX_VERSIONS must be an integer/)
     expect(retentionFromEnv({})).toEqual({})
     expect(parseDuration('90m', 'x')).toBe(5_400_000)
     expect(parseSize('500MB', 'x')).toBe(500e6)
@@ -54,6 +72,8 @@ describe('retention', () => {
   it('starts the local etcd with the compaction retention asked for, and a process refuses a bad setting with one line', async () => {
     const cmdline = (await readFile(`/proc/${servers.etcd.child.pid}/cmdline`, 'utf8')).split('\0')
     expect(cmdline).toContain('--auto-compaction-retention=2h')
+    expect(cmdline).toContain(`--quota-backend-bytes=${2 * 1024 ** 3}`)
+    expect(cmdline).toContain(`--max-request-bytes=${1.5 * 1024 ** 2}`)
     const child = new ConveyorProcess(['gateway', '--port', '0'], {
       CONVEYOR_NATS_URL: servers.natsUrl,
       CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),

@@ -2,7 +2,10 @@ import type { Connections } from '../../runtime/connections.ts'
 import type { Router } from '../router.ts'
 import { keys } from '../../runtime/keys.ts'
 
-/** `/health`: the process is up. `/ready`: etcd and NATS answer, so requests can succeed. */
+/**
+ * `/health`: the process is up. `/ready`: etcd and NATS answer and take writes, so requests can
+ * succeed; it also shows etcd's space (size, quota, alarms) and how full each stream is.
+ */
 export function registerHealthRoutes(router: Router, connections: Connections): void {
   router
     .add('GET', '/health', () => ({ status: 200, body: { status: 'ok' } }))
@@ -15,7 +18,28 @@ export function registerHealthRoutes(router: Router, connections: Connections): 
           () => 'unavailable',
         )
       const nats = connections.natsConnected() ? 'ok' : 'unavailable'
-      const ready = etcd === 'ok' && nats === 'ok'
-      return { status: ready ? 200 : 503, body: { status: ready ? 'ready' : 'not ready', etcd, nats } }
+      const space = connections.etcdSpace.status()
+      const etcdSpace = space ?? { quotaBytes: connections.etcdSpace.quotaBytes, alarms: [] as readonly string[] }
+      const streams = connections.streamSpace.usage()
+      const problems = [
+        ...(etcdSpace.alarms.includes('NOSPACE')
+          ? ['etcd is out of space (NOSPACE alarm) and refuses writes until space is reclaimed']
+          : []),
+        ...Object.entries(streams)
+          .filter(([, usage]) => usage.full)
+          .map(([name]) => `stream ${name} is full and refuses new messages until consumers catch up`),
+      ]
+      const ready = etcd === 'ok' && nats === 'ok' && problems.length === 0
+      return {
+        status: ready ? 200 : 503,
+        body: {
+          status: ready ? 'ready' : 'not ready',
+          etcd,
+          nats,
+          ...(problems.length > 0 ? { problems } : {}),
+          etcdSpace,
+          streams,
+        },
+      }
     })
 }
