@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream'
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import { Kvm, type KV } from '@nats-io/kv'
 import type { NatsConnections as Connections } from './nats-connection.ts'
@@ -30,10 +30,23 @@ export interface Replay {
   /** Events in the range that match the filter. */
   readonly total: number
   readonly force: boolean
-  readonly status: 'running' | 'done'
+  readonly status: ReplayStatus
+  /** How long its consumer waits for a driver to fetch from it before the replay expires. */
+  readonly idleTimeoutMs: number
   readonly createdAt: string
+  /** When it was done, cancelled or found expired. */
   readonly finishedAt?: string
 }
+
+/** `running` until the range is delivered (`done`), `DELETE /replay/:id` ends it (`cancelled`), or no driver fetched from it for `idleTimeoutMs` (`expired`). */
+export type ReplayStatus = 'running' | 'done' | 'cancelled' | 'expired'
+
+export interface ReplayOptions {
+  /** How long the replay's consumer outlives the last driver fetching from it. @default 1 hour */
+  readonly idleTimeoutMs?: number
+}
+
+const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000
 
 export const replayConsumerName = consumers.replay
 
@@ -41,8 +54,8 @@ export const replayConsumerName = consumers.replay
 export async function replayBuckets(connections: Connections): Promise<{ replays: KV; counts: KV }> {
   const kvm = new Kvm(connections.nats)
   const [replays, counts] = await Promise.all([
-    kvm.create(buckets.replays, { history: 1 }),
-    kvm.create(buckets.replayCounts, { history: 1 }),
+    kvm.create(buckets.replays, { history: 1, replicas: connections.streamReplicas }),
+    kvm.create(buckets.replayCounts, { history: 1, replicas: connections.streamReplicas }),
   ])
   return { replays, counts }
 }
@@ -111,7 +124,11 @@ async function countRange(connections: Connections, filter: string, from: number
  * Starts a replay: resolves its range to stream sequences, counts it, creates its durable consumer
  * and records it in the replays bucket, where the driver's instances find it and work through it together.
  */
-export async function startReplay(connections: Connections, request: ReplayRequest): Promise<Replay> {
+export async function startReplay(
+  connections: Connections,
+  request: ReplayRequest,
+  options: ReplayOptions = {},
+): Promise<Replay> {
   if (request.resource !== undefined && request.type === undefined)
     throw invalid('resource needs type', [{ path: '/type', message: 'is required with resource' }])
   if (request.fromSequence !== undefined && request.since !== undefined)
@@ -141,6 +158,7 @@ export async function startReplay(connections: Connections, request: ReplayReque
     total: await countRange(connections, filter, fromSequence, untilSequence),
     force: request.force === true,
     status: 'running',
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     createdAt: new Date().toISOString(),
   }
   await connections.jsm.consumers.add(streams.events, {
@@ -151,6 +169,9 @@ export async function startReplay(connections: Connections, request: ReplayReque
     opt_start_seq: fromSequence,
     ack_wait: nanos(30_000),
     max_deliver: 5,
+    // Nobody fetching from it (the driver never came, or every instance went away) for this long:
+    // the server removes it, and the replay reads as expired.
+    inactive_threshold: nanos(replay.idleTimeoutMs),
   })
   const { replays } = await replayBuckets(connections)
   await replays.put(replay.id, JSON.stringify(replay))
@@ -162,7 +183,7 @@ export async function replayProgress(connections: Connections, id: string): Prom
   const { replays, counts } = await replayBuckets(connections)
   const entry = await replays.get(id)
   if (!entry || entry.operation !== 'PUT') throw notFound(`replay ${id} not found`)
-  const replay = entry.json<Replay>()
+  const replay = await settled(connections, entry.json<Replay>())
   let delivered = 0
   for await (const key of await counts.keys(`${id}.*`)) {
     const count = await counts.get(key)
@@ -176,19 +197,59 @@ export async function listReplays(connections: Connections): Promise<Replay[]> {
   const items: Replay[] = []
   for await (const key of await replays.keys()) {
     const entry = await replays.get(key)
-    if (entry?.operation === 'PUT') items.push(entry.json<Replay>())
+    if (entry?.operation === 'PUT') items.push(await settled(connections, entry.json<Replay>()))
   }
   return items.sort((a, b) => a.createdAt.localeCompare(b.createdAt))
 }
 
-/** Marks a replay done (once, by compare-and-set on the entry's revision) and removes its consumer. */
-export async function finishReplay(connections: Connections, id: string): Promise<void> {
+/** A running replay whose consumer the server removed for inactivity is expired: recorded so on first sight. */
+async function settled(connections: Connections, replay: Replay): Promise<Replay> {
+  if (replay.status !== 'running') return replay
+  const exists = await connections.jsm.consumers.info(streams.events, replayConsumerName(replay.id)).then(
+    () => true,
+    (error: unknown) => !(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound),
+  )
+  if (exists) return replay
+  return (await endReplay(connections, replay.id, 'expired')) ?? replay
+}
+
+/**
+ * Ends a running replay with `status` (once: compare-and-set on the entry's revision, so a replay
+ * already done, cancelled or expired keeps what it has) and removes its consumer. Answers the
+ * replay as it now stands, or undefined when there is none.
+ */
+async function endReplay(
+  connections: Connections,
+  id: string,
+  status: Exclude<ReplayStatus, 'running'>,
+): Promise<Replay | undefined> {
   const { replays } = await replayBuckets(connections)
-  const entry = await replays.get(id)
-  if (!entry || entry.operation !== 'PUT') return
-  const replay = entry.json<Replay>()
-  if (replay.status === 'done') return
-  const done: Replay = { ...replay, status: 'done', finishedAt: new Date().toISOString() }
-  await replays.update(id, JSON.stringify(done), entry.revision).catch(() => 0)
-  await connections.jsm.consumers.delete(streams.events, replayConsumerName(id)).catch(() => false)
+  for (let attempt = 0; ; attempt++) {
+    const entry = await replays.get(id)
+    if (!entry || entry.operation !== 'PUT') return undefined
+    const replay = entry.json<Replay>()
+    if (replay.status !== 'running') return replay
+    const ended: Replay = { ...replay, status, finishedAt: new Date().toISOString() }
+    try {
+      await replays.update(id, JSON.stringify(ended), entry.revision)
+    } catch (error) {
+      // Someone else changed it meanwhile: read it again.
+      if (attempt < 5) continue
+      throw error
+    }
+    await connections.jsm.consumers.delete(streams.events, replayConsumerName(id)).catch(() => false)
+    return ended
+  }
+}
+
+/** Marks a replay done (unless it already ended) and removes its consumer. */
+export async function finishReplay(connections: Connections, id: string): Promise<void> {
+  await endReplay(connections, id, 'done')
+}
+
+/** Cancels a running replay: its consumer goes, and every driver instance stops following it. A replay that already ended is answered as it is. */
+export async function cancelReplay(connections: Connections, id: string): Promise<Replay> {
+  const replay = await endReplay(connections, id, 'cancelled')
+  if (!replay) throw notFound(`replay ${id} not found`)
+  return replay
 }

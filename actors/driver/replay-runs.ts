@@ -25,14 +25,20 @@ export interface ReplayFollowerOptions {
   handle(message: JsMsg, replay: Replay): Promise<void>
 }
 
+/** How often a replayed message in hand tells the server it is still worked on (at most). */
+const WORKING_EVERY_MS = 5000
+
 /**
  * Follows the replays addressed to a driver (the replays bucket): every instance works through a
  * replay's consumer, counts what it handled under its own key (the progress is their sum), and
- * whoever sees the range exhausted marks the replay done and removes its consumer.
+ * whoever sees the range exhausted marks the replay done and removes its consumer. A replay that
+ * ends otherwise (cancelled, expired) is dropped: nothing more of it is fetched.
  */
 export class ReplayFollower {
   readonly #options: ReplayFollowerOptions
   readonly #active = new Map<string, Promise<void>>()
+  /** Replays followed now that ended elsewhere: their loops stop. */
+  readonly #ended = new Set<string>()
   #stopWatch: (() => void) | undefined
   #closing = false
 
@@ -46,7 +52,10 @@ export class ReplayFollower {
     this.#stopWatch = () => watch.stop()
     void (async () => {
       try {
-        for await (const entry of watch) if (entry.operation === 'PUT') this.#consider(entry.string())
+        for await (const entry of watch) {
+          if (entry.operation === 'PUT') this.#consider(entry.string())
+          else if (this.#active.has(entry.key)) this.#ended.add(entry.key)
+        }
       } catch (error) {
         this.#options.logger.warn('watching replays failed', { error: String(error) })
       }
@@ -60,23 +69,26 @@ export class ReplayFollower {
     } catch {
       return
     }
-    if (
-      this.#closing ||
-      replay.driver !== this.#options.driver ||
-      replay.status !== 'running' ||
-      this.#active.has(replay.id)
-    )
+    if (replay.driver !== this.#options.driver) return
+    if (replay.status !== 'running') {
+      if (this.#active.has(replay.id)) this.#ended.add(replay.id)
       return
+    }
+    if (this.#closing || this.#active.has(replay.id)) return
     const work = this.#follow(replay)
       .catch((error: unknown) => {
-        // Another instance finished the replay and removed its consumer: nothing is wrong.
-        if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound))
+        // Another instance finished the replay, it was cancelled or it expired: its consumer is gone.
+        const gone = error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound
+        if (!gone && !this.#ended.has(replay.id))
           this.#options.logger.warn('replay failed; another instance or a restart resumes it', {
             replay: replay.id,
             error: String(error),
           })
       })
-      .finally(() => this.#active.delete(replay.id))
+      .finally(() => {
+        this.#active.delete(replay.id)
+        this.#ended.delete(replay.id)
+      })
     this.#active.set(replay.id, work)
   }
 
@@ -95,8 +107,12 @@ export class ReplayFollower {
       saved = count
     }
     const saver = setInterval(() => void save().catch(() => {}), 250)
+    const ended = (): boolean => this.#closing || this.#ended.has(replay.id)
+    // A message in hand (waiting for a unit of concurrency, or running) keeps its ack wait and the
+    // consumer's idle timer from running out.
+    const workingEvery = Math.max(200, Math.min(WORKING_EVERY_MS, (replay.idleTimeoutMs ?? 3_600_000) / 3))
     try {
-      while (!this.#closing) {
+      while (!ended()) {
         let beyond = false
         let got = 0
         // One at a time: a message waiting in a client buffer would run out its ack wait.
@@ -108,11 +124,13 @@ export class ReplayFollower {
             message.ack()
             continue
           }
+          const working = setInterval(() => message.working(), workingEvery)
           await running.acquire()
           try {
             await handle(message, replay)
             handled++
           } catch (error) {
+            if (ended()) break
             // This message comes back; the replay goes on.
             this.#options.logger.warn('a replayed message failed; it will be redelivered', {
               replay: replay.id,
@@ -121,9 +139,12 @@ export class ReplayFollower {
             })
             message.nak(1000)
           } finally {
+            clearInterval(working)
             running.release()
           }
+          if (ended()) break
         }
+        if (ended()) break
         if (beyond || got === 0) {
           const info = await consumer.info()
           // num_pending is an estimate on nats-server 2.9: the counts of every instance settle it.

@@ -159,13 +159,37 @@ export async function replay(
   out(
     `replay ${started.id}: ${started.total} event(s), sequences ${started.fromSequence}–${started.untilSequence}, to driver ${started.driver}${started.force ? ' (force)' : ''}`,
   )
-  let last = ''
-  for (;;) {
-    const progress = await call(flags, 'GET', `/replay/${started.id}`)
-    const line = `replay ${started.id}: ${progress.delivered}/${progress.total} delivered${progress.status === 'done' ? ', done' : ''}`
-    if (line !== last) out(line)
-    last = line
-    if (progress.status === 'done') return 0
-    await new Promise((resolve) => setTimeout(resolve, 250))
+  for (const warning of started.warnings ?? []) out(`warning: ${warning}`)
+  // Ctrl-C (or SIGTERM) cancels the replay rather than leaving it running unwatched.
+  let interrupted = false
+  let wake: () => void = () => {}
+  const stop = (): void => {
+    interrupted = true
+    wake()
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  try {
+    let last = ''
+    for (;;) {
+      if (interrupted) {
+        const cancelled = await call(flags, 'DELETE', `/replay/${started.id}`)
+        out(`replay ${started.id}: ${cancelled.delivered}/${cancelled.total} delivered, ${cancelled.status}`)
+        return 130
+      }
+      const progress = await call(flags, 'GET', `/replay/${started.id}`)
+      const ended = progress.status !== 'running'
+      const line = `replay ${started.id}: ${progress.delivered}/${progress.total} delivered${ended ? `, ${progress.status}` : ''}`
+      if (line !== last) out(line)
+      last = line
+      if (ended) return progress.status === 'done' ? 0 : 1
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        setTimeout(resolve, 250)
+      })
+    }
+  } finally {
+    process.removeListener('SIGINT', stop)
+    process.removeListener('SIGTERM', stop)
   }
 }
