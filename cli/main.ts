@@ -7,6 +7,8 @@ const USAGE = `usage: conveyor <command> [options]
   gateway            run the HTTP/WebSocket API against external etcd and NATS
   worker             run background workers against external etcd and NATS
   driver FILE|NAME   run the driver exported by FILE, or a built-in one (shell)
+  cluster            a 3-node NATS JetStream cluster and a 3-member etcd cluster on loopback, then two
+                     gateways (--port and the next), two workers and two shell drivers [--servers-only]
 
 client commands (talk to the API at --api or CONVEYOR_API_URL, default http://127.0.0.1:8080):
   history TYPE/NAME  the resource's events in order [--kind k1,k2] [--after SEQ] [--limit N] [--json]
@@ -52,6 +54,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         since: { type: 'string' },
         until: { type: 'string' },
         force: { type: 'boolean' },
+        'servers-only': { type: 'boolean' },
       },
     })
   } catch (error) {
@@ -84,6 +87,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import('./commands/roles.ts')).worker(flags)
       case 'driver':
         return await (await import('./commands/driver.ts')).driver(flags, rest[0])
+      case 'cluster':
+        return await (await import('./commands/cluster.ts')).cluster({ ...flags, serversOnly: values['servers-only'] })
       case 'history':
         return await (
           await import('./commands/client.ts')

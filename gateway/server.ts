@@ -9,9 +9,12 @@ import { unavailable } from '../runtime/errors.ts'
 import { createLogger, type Logger } from '../runtime/logger.ts'
 import { isValidName } from '../definitions/names.ts'
 import { LogStore } from './log-store.ts'
-import { registerLogSockets, streamSse } from './log-streaming.ts'
+import { registerLogSockets, streamSse, type LogStreamCaps } from './log-streaming.ts'
 import { WatchHub } from './watch-hub.ts'
 import { registerWsApi } from './ws-api.ts'
+import { StreamsPerClient } from './stream-caps.ts'
+import { HistoryReader } from './history-reader.ts'
+import { streamLimits, type StreamLimits } from '../runtime/config.ts'
 import { replayProgress } from '../runtime/replays.ts'
 import { problem, readBody, readRequestHead, replyForError, send, type ApiReply } from './http.ts'
 import { Router } from './router.ts'
@@ -46,6 +49,8 @@ export interface GatewayOptions {
   readonly outboxSweepIntervalMs?: number
   /** How long `POST …/events` waits for the actor's answer before answering 202. @default 10000 */
   readonly eventReplyTimeoutMs?: number
+  /** Caps of `/ws` and the other streams; what is not given comes from the environment or the defaults. */
+  readonly streamLimits?: Partial<StreamLimits>
 }
 
 /** A running gateway. */
@@ -94,28 +99,35 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   registerDriverRoutes(router, registry)
   const replies = new ReplyInbox(connections.nats)
   // Before the resource routes: `/resources/:type/:name/actor` must win over `/:version`.
-  registerActorRoutes(
-    router,
-    connections,
-    resources,
-    replies,
-    requireNats,
-    options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {},
-  )
+  const history = new HistoryReader(connections)
+  registerActorRoutes(router, connections, resources, replies, requireNats, {
+    history,
+    ...(options.eventReplyTimeoutMs ? { eventReplyTimeoutMs: options.eventReplyTimeoutMs } : {}),
+  })
   registerResourceRoutes(router, resources, requireNats)
   registerLogRoutes(router, connections, logs, requireNats)
-  registerReplayRoutes(router, connections, requireNats)
+  registerReplayRoutes(router, connections, requireNats, registry)
 
   const app: TemplatedApp = uws.App()
+  const limits = streamLimits(options.streamLimits)
+  const streams = new StreamsPerClient(limits.connectionsPerClient)
+  const logCaps = { streams, idleTimeoutSeconds: limits.idleTimeoutSeconds }
   const runFilter = (params: string[]) =>
     isValidName(params[0]) && RUNID.test(params[1] ?? '') ? { driver: params[0], runid: params[1]! } : undefined
-  registerLogSockets(app, '/logs/streams/:driver/:runid', logs, runFilter)
-  registerLogSockets(app, '/logs/streams/:driver/:runid/', logs, runFilter)
+  registerLogSockets(app, '/logs/streams/:driver/:runid', logs, runFilter, logCaps)
+  registerLogSockets(app, '/logs/streams/:driver/:runid/', logs, runFilter, logCaps)
   const pipelineFilter = (params: string[]) => (RUNID.test(params[0] ?? '') ? { runid: params[0]! } : undefined)
-  registerLogSockets(app, '/logs/pipeline/:runid', logs, pipelineFilter)
-  registerLogSockets(app, '/logs/pipeline/:runid/', logs, pipelineFilter)
-  const watches = new WatchHub(connections.etcd, logger)
-  registerWsApi(app, watches, logs, (id) => replayProgress(connections, id), logger)
+  registerLogSockets(app, '/logs/pipeline/:runid', logs, pipelineFilter, logCaps)
+  registerLogSockets(app, '/logs/pipeline/:runid/', logs, pipelineFilter, logCaps)
+  const watches = new WatchHub(connections.etcd, logger, { resumeBufferBytes: limits.resumeBufferBytes })
+  registerWsApi(app, {
+    watches,
+    logs,
+    replays: (id) => replayProgress(connections, id),
+    limits,
+    streams,
+    logger,
+  })
 
   app.any('/*', (res, req) => {
     const state = { aborted: false }
@@ -123,7 +135,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       state.aborted = true
     })
     const head = readRequestHead(req)
-    if (head.method === 'GET' && tryStream(res, state, head.path, head.query, head.headers, logs)) return
+    if (head.method === 'GET' && tryStream(res, state, head.path, head.query, head.headers, logs, logCaps)) return
     const match = router.match(head.method, head.path)
     if (match.kind === 'not-found')
       return send(res, state, problem(404, 'route-not-found', `no route ${head.method} ${head.path}`))
@@ -180,6 +192,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       ;(app as { close?: () => void }).close?.()
       replies.close()
       watches.close()
+      history.close()
       registry.close()
       await outbox.close()
       await logs.close()
@@ -204,6 +217,7 @@ function tryStream(
   query: URLSearchParams,
   headers: ReadonlyMap<string, string>,
   logs: LogStore,
+  caps: LogStreamCaps,
 ): boolean {
   const driverMatch = LOG_STREAM.exec(path)
   const pipelineMatch = driverMatch ? null : PIPELINE_STREAM.exec(path)
@@ -221,6 +235,6 @@ function tryStream(
     return true
   }
   const after = Number(query.get('after') ?? headers.get('last-event-id') ?? 0) || 0
-  streamSse(res, logs, { runid, ...(driver ? { driver } : {}) }, after)
+  streamSse(res, logs, { runid, ...(driver ? { driver } : {}) }, after, caps)
   return true
 }

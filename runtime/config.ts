@@ -144,6 +144,31 @@ export function actorLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): Partia
   }
 }
 
+/** How much one execution of a driver (a step, a resource run) may log; past it lines are dropped after a marker. */
+export interface RunLogLimits {
+  /** Bytes of log messages. @default 10 MiB (env `CONVEYOR_LOG_STEP_MAX_BYTES`, a size such as `10MiB`) */
+  readonly maxBytes: number
+  /** Lines. @default 100000 (env `CONVEYOR_LOG_STEP_MAX_LINES`) */
+  readonly maxLines: number
+}
+
+export const RUN_LOG_LIMIT_ENV = {
+  maxBytes: 'CONVEYOR_LOG_STEP_MAX_BYTES',
+  maxLines: 'CONVEYOR_LOG_STEP_MAX_LINES',
+} as const
+
+/** Log limits of one execution: the environment, then the defaults. */
+export function runLogLimits(env: NodeJS.ProcessEnv = process.env): RunLogLimits {
+  const bytes = env[RUN_LOG_LIMIT_ENV.maxBytes]
+  const lines = envNumber(env, RUN_LOG_LIMIT_ENV.maxLines)
+  if (lines !== undefined && (!Number.isInteger(lines) || lines < 1))
+    throw new TypeError(`${RUN_LOG_LIMIT_ENV.maxLines} must be a positive whole number, got ${lines}`)
+  return {
+    maxBytes: bytes ? parseSize(bytes, RUN_LOG_LIMIT_ENV.maxBytes) : 10 * 1024 * 1024,
+    maxLines: lines ?? 100_000,
+  }
+}
+
 /** The `PATH` child processes (shell steps) inherit. */
 export function inheritedPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.PATH ?? '/usr/local/bin:/usr/bin:/bin'
@@ -230,8 +255,38 @@ export function retentionFromEnv(env: NodeJS.ProcessEnv = process.env): Retentio
     ...(env.CONVEYOR_EVENTS_MAX_BYTES
       ? { eventsMaxBytes: parseSize(env.CONVEYOR_EVENTS_MAX_BYTES, 'CONVEYOR_EVENTS_MAX_BYTES') }
       : {}),
+    ...(env.CONVEYOR_INBOX_MAX_BYTES
+      ? { inboxMaxBytes: parseSize(env.CONVEYOR_INBOX_MAX_BYTES, 'CONVEYOR_INBOX_MAX_BYTES') }
+      : {}),
     ...(env.CONVEYOR_LOGS_MAX_BYTES
       ? { logsMaxBytes: parseSize(env.CONVEYOR_LOGS_MAX_BYTES, 'CONVEYOR_LOGS_MAX_BYTES') }
       : {}),
   }
+}
+
+/** etcd's size limits, for the etcd `conveyor up` starts and for the clients of any etcd. */
+export interface EtcdLimits {
+  /** `--quota-backend-bytes`: the database size past which etcd refuses writes. @default 2 GiB (env `CONVEYOR_ETCD_QUOTA`, a size) */
+  readonly quotaBytes: number
+  /** `--max-request-bytes`: the largest request (and so value) etcd takes. @default 1.5 MiB (env `CONVEYOR_ETCD_MAX_REQUEST_BYTES`, a size) */
+  readonly maxRequestBytes: number
+}
+
+export const DEFAULT_ETCD_LIMITS: EtcdLimits = { quotaBytes: 2 * 1024 ** 3, maxRequestBytes: 1.5 * 1024 ** 2 }
+
+export function etcdLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdLimits {
+  const size = (name: string): number | undefined => (env[name] ? parseSize(env[name], name) : undefined)
+  return {
+    quotaBytes: size('CONVEYOR_ETCD_QUOTA') ?? DEFAULT_ETCD_LIMITS.quotaBytes,
+    maxRequestBytes: size('CONVEYOR_ETCD_MAX_REQUEST_BYTES') ?? DEFAULT_ETCD_LIMITS.maxRequestBytes,
+  }
+}
+
+/** Versions of a resource kept, the current one included (`CONVEYOR_MAX_VERSIONS`, 1 to 1000). @default 10 */
+export function maxVersionsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const versions = envNumber(env, 'CONVEYOR_MAX_VERSIONS')
+  if (versions === undefined) return 10
+  if (!Number.isInteger(versions) || versions < 1 || versions > 1000)
+    throw new TypeError(`CONVEYOR_MAX_VERSIONS must be an integer from 1 to 1000, got ${versions}`)
+  return versions
 }

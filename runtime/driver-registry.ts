@@ -29,11 +29,15 @@ export const INSTANCE_TTL_MS = 15_000
 const RENEW_MS = 5000
 
 async function instancesBucket(nats: NatsConnections): Promise<KV> {
-  return await new Kvm(nats.nats).create(buckets.driverInstances, { ttl: INSTANCE_TTL_MS, history: 1 })
+  return await new Kvm(nats.nats).create(buckets.driverInstances, {
+    ttl: INSTANCE_TTL_MS,
+    history: 1,
+    replicas: nats.streamReplicas,
+  })
 }
 
 async function driversBucket(nats: NatsConnections): Promise<KV> {
-  return await new Kvm(nats.nats).create(buckets.drivers, { history: 1 })
+  return await new Kvm(nats.nats).create(buckets.drivers, { history: 1, replicas: nats.streamReplicas })
 }
 
 const instanceKey = (driver: string, instance: string): string => `${driver}.${instance}`

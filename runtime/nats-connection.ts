@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { ConveyorError } from './errors.ts'
 import { StreamPublisher } from './stream-publisher.ts'
 import { ensureStreams, type RetentionOptions } from './streams.ts'
-import { retentionFromEnv } from './config.ts'
+import { retentionFromEnv, streamReplicasFromEnv } from './config.ts'
 
 export interface NatsConnectOptions {
   /** Milliseconds to wait for the server at start-up. @default 5000 */
@@ -12,6 +12,8 @@ export interface NatsConnectOptions {
   readonly retention?: RetentionOptions
   /** Connection name shown by `nats-server` monitoring. */
   readonly name?: string
+  /** Copies of each stream and bucket created. @default `CONVEYOR_STREAM_REPLICAS`, else 3 on a NATS cluster, else 1 */
+  readonly streamReplicas?: number
 }
 
 /** The NATS side of a process's connections: all a driver has. */
@@ -21,6 +23,8 @@ export interface NatsConnections {
   readonly jsm: JetStreamManager
   /** JetStream publishing for the hot paths (outbox, actor inbox). */
   readonly publisher: StreamPublisher
+  /** Copies JetStream keeps of each stream and key-value bucket this process creates. */
+  readonly streamReplicas: number
   /** True while the NATS connection is up (false while it reconnects). */
   natsConnected(): boolean
   close(): Promise<void>
@@ -36,7 +40,11 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
   let nats: NatsConnection
   try {
     nats = await connect({
-      servers: natsUrl,
+      // A comma list names the servers of a cluster: any one of them lets the connection start.
+      servers: natsUrl
+        .split(',')
+        .map((url) => url.trim())
+        .filter((url) => url.length > 0),
       timeout,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
@@ -58,7 +66,9 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
     }
   })()
   const jsm = await jetstreamManager(nats)
-  await ensureStreams(jsm, options.retention ?? retentionFromEnv())
+  // A server in a cluster (nats-server --cluster_name) holds 3 copies unless told otherwise.
+  const streamReplicas = options.streamReplicas ?? streamReplicasFromEnv() ?? (nats.info?.cluster ? 3 : 1)
+  await ensureStreams(jsm, options.retention ?? retentionFromEnv(), streamReplicas)
   const js = jetstream(nats)
   const publisher = new StreamPublisher(nats)
   let closing: Promise<void> | undefined
@@ -71,6 +81,7 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
     js,
     jsm,
     publisher,
+    streamReplicas,
     natsConnected: () => connected && !nats.isClosed(),
     close,
     [Symbol.asyncDispose]: close,

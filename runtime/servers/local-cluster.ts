@@ -1,6 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+import { ConveyorError } from '../errors.ts'
+import { freePort } from './ports.ts'
 import { startEtcdServer, type RunningEtcd } from './etcd-server.ts'
 import { startNatsServer, type RunningNats } from './nats-server.ts'
 import { etcdCompactionFromEnv } from '../config.ts'
@@ -58,6 +61,179 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
     etcd: etcd.value,
     natsUrl: nats.value.url,
     etcdEndpoints: [etcd.value.endpoint],
+    dataDir,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  }
+}
+
+/** Three (or more) of each server on loopback: a NATS JetStream cluster and an etcd cluster. */
+export interface LocalCluster extends LocalServers {
+  readonly natsNodes: readonly RunningNats[]
+  readonly etcdMembers: readonly RunningEtcd[]
+}
+
+/** Fixed ports of one node of each server. */
+export interface ClusterNodePorts {
+  readonly nats: number
+  readonly natsRoute: number
+  readonly natsMonitor: number
+  readonly etcd: number
+  readonly etcdPeer: number
+}
+
+export interface LocalClusterOptions {
+  /** Where the servers keep data; a fresh temp dir (removed on stop) when omitted. */
+  readonly dataDir?: string
+  /** NATS nodes. @default 3 */
+  readonly natsNodes?: number
+  /** etcd members. @default 3 */
+  readonly etcdMembers?: number
+  /** Fixed ports per node (`conveyor cluster`); ephemeral ports when omitted. */
+  readonly ports?: (node: number) => ClusterNodePorts
+  /** How much history etcd keeps. @default 7 days (env `CONVEYOR_ETCD_COMPACTION`) */
+  readonly etcdCompactionRetentionMs?: number
+  /** How long the cluster may take to elect its leaders. @default 30 s */
+  readonly readyTimeoutMs?: number
+}
+
+/** The ports `conveyor cluster` uses: NATS 4222+n (routes 6222+n, monitor 8222+n), etcd 2379/2380, 22379/22380, 32379/32380. */
+export const defaultClusterPorts = (node: number): ClusterNodePorts => ({
+  nats: 4222 + node,
+  natsRoute: 6222 + node,
+  natsMonitor: 8222 + node,
+  etcd: node === 0 ? 2379 : node * 10_000 + 12_379,
+  etcdPeer: node === 0 ? 2380 : node * 10_000 + 12_380,
+})
+
+/** Free ports for `nodes` nodes, no two alike (the kernel may hand out a port it just gave). */
+async function ephemeralPorts(nodes: number): Promise<ClusterNodePorts[]> {
+  const taken = new Set<number>()
+  const next = async (): Promise<number> => {
+    for (;;) {
+      const port = await freePort()
+      if (taken.has(port)) continue
+      taken.add(port)
+      return port
+    }
+  }
+  const ports: ClusterNodePorts[] = []
+  for (let node = 0; node < nodes; node++)
+    ports.push({
+      nats: await next(),
+      natsRoute: await next(),
+      natsMonitor: await next(),
+      etcd: await next(),
+      etcdPeer: await next(),
+    })
+  return ports
+}
+
+const portTaken = (error: unknown): boolean => error instanceof Error && /address already in use/.test(error.message)
+
+/** Resolves once every NATS node names the same JetStream meta leader. */
+async function jetStreamLeaderElected(nodes: readonly RunningNats[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let last = ''
+  while (Date.now() < deadline) {
+    const leaders = await Promise.all(
+      nodes.map(async (node) => {
+        const response = await fetch(`http://127.0.0.1:${node.monitorPort}/jsz`, {
+          signal: AbortSignal.timeout(1000),
+        }).catch(() => undefined)
+        const body = (await response?.json().catch(() => undefined)) as
+          { meta_cluster?: { leader?: string; cluster_size?: number } } | undefined
+        return body?.meta_cluster?.leader ?? ''
+      }),
+    )
+    last = leaders.join(',')
+    if (leaders[0] && leaders.every((leader) => leader === leaders[0])) return
+    await delay(200)
+  }
+  throw new ConveyorError('server-start-failed', `the NATS cluster elected no JetStream leader in time (${last})`)
+}
+
+/**
+ * Starts a NATS JetStream cluster and an etcd cluster on 127.0.0.1 (three nodes each unless told),
+ * all nodes at once, and waits until both elected a leader. Clients get every endpoint
+ * (`natsUrl` is a comma list), so any one node may go away.
+ */
+export async function startLocalCluster(options: LocalClusterOptions = {}): Promise<LocalCluster> {
+  // Ephemeral ports are free when picked, not when bound: another process may take one meanwhile.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(options)
+    } catch (error) {
+      if (options.ports || attempt === 3 || !portTaken(error)) throw error
+    }
+  }
+}
+
+async function startClusterOnce(options: LocalClusterOptions): Promise<LocalCluster> {
+  const temporary = options.dataDir === undefined
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'conveyor-cluster-')))
+  const natsCount = options.natsNodes ?? 3
+  const etcdCount = options.etcdMembers ?? 3
+  const nodes = Math.max(natsCount, etcdCount)
+  const ports = options.ports
+    ? Array.from({ length: nodes }, (_, node) => options.ports!(node))
+    : await ephemeralPorts(nodes)
+  const routes = ports.slice(0, natsCount).map((p) => `nats://127.0.0.1:${p.natsRoute}`)
+  const initialCluster = ports
+    .slice(0, etcdCount)
+    .map((p, node) => `etcd${node}=http://127.0.0.1:${p.etcdPeer}`)
+    .join(',')
+  const compactionRetentionMs = options.etcdCompactionRetentionMs ?? etcdCompactionFromEnv()
+  const started = await Promise.allSettled([
+    ...ports.slice(0, natsCount).map((p, node) =>
+      startNatsServer({
+        port: p.nats,
+        monitorPort: p.natsMonitor,
+        dataDir: join(dataDir, `nats${node}`),
+        serverName: `nats${node}`,
+        cluster: { name: 'conveyor', port: p.natsRoute, routes: routes.filter((_, other) => other !== node) },
+      }),
+    ),
+    ...ports.slice(0, etcdCount).map((p, node) =>
+      startEtcdServer({
+        port: p.etcd,
+        peerPort: p.etcdPeer,
+        dataDir: join(dataDir, `etcd${node}`),
+        name: `etcd${node}`,
+        initialCluster,
+        initialClusterToken: 'conveyor',
+        ...(compactionRetentionMs !== undefined ? { compactionRetentionMs } : {}),
+      }),
+    ),
+  ])
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(
+      started.map((result) => (result.status === 'fulfilled' ? result.value.stop() : Promise.resolve())),
+    )
+    if (temporary) await rm(dataDir, { recursive: true, force: true })
+  }
+  const failed = started.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+  if (failed) {
+    await stopAll()
+    throw failed.reason
+  }
+  const natsNodes = started.slice(0, natsCount).map((r) => (r as PromiseFulfilledResult<RunningNats>).value)
+  const etcdMembers = started.slice(natsCount).map((r) => (r as PromiseFulfilledResult<RunningEtcd>).value)
+  try {
+    await jetStreamLeaderElected(natsNodes, options.readyTimeoutMs ?? 30_000)
+  } catch (error) {
+    await stopAll()
+    throw error
+  }
+  let stopping: Promise<void> | undefined
+  const stop = (): Promise<void> => (stopping ??= stopAll())
+  return {
+    nats: natsNodes[0]!,
+    etcd: etcdMembers[0]!,
+    natsNodes,
+    etcdMembers,
+    natsUrl: natsNodes.map((node) => node.url).join(','),
+    etcdEndpoints: etcdMembers.map((member) => member.endpoint),
     dataDir,
     stop,
     [Symbol.asyncDispose]: stop,
