@@ -212,5 +212,9 @@ describe('stream limits', () => {
     expect(streamLimits({}, { CONVEYOR_WS_IDLE_TIMEOUT: '30' }).idleTimeoutSeconds).toBe(30)
     expect(() => streamLimits({}, { CONVEYOR_MAX_STREAMS_PER_CLIENT: '0' })).toThrow(/CONVEYOR_MAX_STREAMS_PER_CLIENT/)
     expect(() => streamLimits({}, { CONVEYOR_WS_MAX_QUEUED_BYTES: 'lots' })).toThrow(/CONVEYOR_WS_MAX_QUEUED_BYTES/)
+    expect(() => streamLimits({}, { CONVEYOR_WS_IDLE_TIMEOUT: '5s' })).toThrow(
+      /CONVEYOR_WS_IDLE_TIMEOUT must be 8 to 960/,
+    )
+    expect(() => streamLimits({ idleTimeoutSeconds: 3600 }, {})).toThrow(/8 to 960/)
   })
 })
