@@ -11,6 +11,10 @@ import { nameParam, positiveIntegerQuery } from './common.ts'
 
 const parseLog = compileInput(LogInput, 'log line')
 const RUNID = /^[A-Za-z0-9_-]{1,128}$/
+/** Bytes of stored lines one `GET /logs` answers with at most. */
+const MAX_ANSWER_BYTES = 16 * 1024 * 1024
+/** Set when the size cut an answer short: pass it as `after` for the rest. */
+const NEXT_AFTER_HEADER = 'Conveyor-Next-After'
 
 export function runidParam(value: string | undefined | null, where: string): string {
   if (!value || !RUNID.test(value))
@@ -44,13 +48,16 @@ export function registerLogRoutes(
         ])
       const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER)
       const limit = positiveIntegerQuery(request, 'limit', 100_000)
-      const lines = await logs.query({
+      const page = await logs.queryPage({
         ...(runid ? { runid: runidParam(runid, '?runid') } : {}),
         ...(driver ? { driver: nameParam({ ...request, params: { driver } }, 'driver') } : {}),
         ...(pipeline ? { pipeline } : {}),
         ...(after ? { after } : {}),
         ...(limit ? { limit } : {}),
+        maxBytes: MAX_ANSWER_BYTES,
       })
-      return { status: 200, body: lines }
+      // Cut short by size: the next page starts after the last line of this one.
+      const next = page.more ? { headers: { [NEXT_AFTER_HEADER]: String(page.lines.at(-1)!.seq) } } : {}
+      return { status: 200, body: page.lines, ...next }
     })
 }
