@@ -234,7 +234,13 @@ export function streamLimits(
       : undefined,
   }
   const defined = Object.fromEntries(Object.entries(fromEnv).filter(([, value]) => value !== undefined))
-  return { ...DEFAULT_STREAM_LIMITS, ...defined, ...overrides }
+  const limits = { ...DEFAULT_STREAM_LIMITS, ...defined, ...overrides }
+  // uWebSockets.js takes 8 to 960 seconds (and aborts the process on anything else).
+  if (!Number.isInteger(limits.idleTimeoutSeconds) || limits.idleTimeoutSeconds < 8 || limits.idleTimeoutSeconds > 960)
+    throw new TypeError(
+      `${STREAM_LIMIT_ENV.idleTimeoutSeconds} must be 8 to 960 seconds, got ${limits.idleTimeoutSeconds}`,
+    )
+  return limits
 }
 
 /** Test switches: `CONVEYOR_TEST_FAULT` (a fault point) and `UWS_USE_FALLBACK` (pretend the native uWebSockets.js build is missing). */

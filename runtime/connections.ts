@@ -56,7 +56,7 @@ export async function connectServers(
   })
   const etcd = await connectEtcd(config.etcdEndpoints, options, {
     maxRequestBytes: options.etcdMaxRequestBytes ?? limits.maxRequestBytes,
-    onNoSpace: () => etcdSpace.reclaim('nospace'),
+    onNoSpace: (refusedAt) => etcdSpace.reclaim('nospace', refusedAt),
   }).catch(async (error: unknown) => {
     await etcdSpace.close()
     throw error
@@ -90,7 +90,7 @@ export async function connectServers(
 async function connectEtcd(
   endpoints: readonly string[],
   options: ConnectOptions,
-  limits: { maxRequestBytes: number; onNoSpace: () => Promise<boolean> },
+  limits: { maxRequestBytes: number; onNoSpace: (refusedAt: number) => Promise<boolean> },
 ): Promise<Etcd3> {
   const timeout = options.connectTimeoutMs ?? 5000
   const callTimeout = options.etcdCallTimeoutMs ?? 5000

@@ -4,7 +4,11 @@ type FaultHandling = NonNullable<IOptions['faultHandling']>
 type Policy = NonNullable<FaultHandling['global']>
 type Context = Parameters<Parameters<Policy['execute']>[0]>[0]
 
-/** etcd refused a write because its database reached `--quota-backend-bytes` (the NOSPACE alarm). */
+/**
+ * etcd answered NOSPACE: its database reached `--quota-backend-bytes`. Ambiguous for a write, like
+ * a deadline: a write refused at the door was not applied, but the one that crossed the quota was
+ * applied and still answered NOSPACE.
+ */
 export const isEtcdNoSpace = (error: unknown): boolean =>
   error instanceof GRPCResourceExhastedError && /database space exceeded/.test(error.message)
 
@@ -49,10 +53,12 @@ export interface EtcdFaultOptions {
   /** Attempts of one call when the host fails. @default 3 */
   readonly attempts?: number
   /**
-   * Called when etcd refused a write for lack of space; resolves true once space was reclaimed
-   * (compact, defragment, disarm), and the write is then tried again (a refused write was not applied).
+   * Called when etcd answered NOSPACE; the error reaches the caller once this settles (space
+   * reclaimed: compact, defragment, disarm), so the caller's own retry finds room. The call is
+   * not retried here: etcd also answers NOSPACE for the write that crossed the quota after
+   * applying it, so only the caller can tell whether its write is in (see `isEtcdNoSpace`).
    */
-  readonly onNoSpace?: () => Promise<boolean>
+  readonly onNoSpace?: (refusedAt: number) => Promise<boolean>
 }
 
 /**
@@ -89,22 +95,18 @@ function hostBreaker(host: string, breakAfter: number, halfOpenAfterMs: number):
 
 /**
  * etcd3's `faultHandling`: host faults are retried and open the host's breaker; an oversized
- * response is the caller's to handle (page smaller) and a NOSPACE refusal waits for space to be
- * reclaimed, then tries again; neither counts against the host.
+ * response is the caller's to handle (page smaller) and a NOSPACE answer waits for space to be
+ * reclaimed before it reaches the caller; neither counts against the host.
  */
 export function etcdFaultHandling(options: EtcdFaultOptions = {}): FaultHandling {
   const attempts = options.attempts ?? 3
   const global = policy(async (fn) => {
-    let reclaims = 0
     for (let attempt = 1; ; attempt++) {
       try {
         return await fn()
       } catch (error) {
         if (isHostFault(error) && attempt < attempts) continue
-        if (isEtcdNoSpace(error) && options.onNoSpace && reclaims < 2) {
-          reclaims++
-          if (await options.onNoSpace().catch(() => false)) continue
-        }
+        if (isEtcdNoSpace(error) && options.onNoSpace) await options.onNoSpace(Date.now()).catch(() => false)
         throw error
       }
     }

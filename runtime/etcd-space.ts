@@ -72,8 +72,7 @@ export class EtcdSpace {
       client: new Etcd3({
         hosts: [endpoint],
         faultHandling: etcdFaultHandling({ attempts: 1 }),
-        // A defragmentation of a big database takes a while.
-        defaultCallOptions: () => ({ deadline: Date.now() + 120_000 }),
+        defaultCallOptions: () => ({ deadline: Date.now() + 10_000 }),
       }),
     }))
     this.#quota = options.quotaBytes ?? 2 * GIB
@@ -120,14 +119,15 @@ export class EtcdSpace {
   /**
    * Compacts, defragments and disarms; one reclaim at a time (callers join the running one).
    * `nospace` (a write was refused) compacts all history, `ahead` keeps `keepHistoryMs` of it
-   * unless that still leaves too little room. Resolves true when etcd takes writes again.
+   * unless that still leaves too little room. Resolves true when etcd takes writes again (at once
+   * when a reclaim finished after `refusedAt`, the time a write was refused).
    */
-  reclaim(why: 'nospace' | 'ahead' = 'nospace'): Promise<boolean> {
+  reclaim(why: 'nospace' | 'ahead' = 'nospace', refusedAt = Date.now()): Promise<boolean> {
+    // A write refused before the last reclaim made room need only try again.
+    if (refusedAt < this.#reclaimedAt) return Promise.resolve(true)
     // A reclaim that could not make room is not tried again at once: its defragmentations
     // would only stall etcd while the live data stays what it is.
     if (!this.#reclaiming && Date.now() < this.#retryAfter) return Promise.resolve(false)
-    // Writes refused just before the last reclaim made room need only try again.
-    if (!this.#reclaiming && Date.now() - this.#reclaimedAt < 2000) return Promise.resolve(true)
     this.#reclaiming ??= this.#reclaimOnce(why)
       .catch((error: unknown) => {
         this.#logger?.warn('reclaiming etcd space failed', { error: String(error) })
@@ -155,7 +155,8 @@ export class EtcdSpace {
       const status = after.members.find((m) => m.endpoint === member.endpoint)
       if (status && status.dbSize - status.inUse < 0.05 * this.#quota && !after.alarms.includes('NOSPACE')) continue
       // A member that is down now gets it on a later reclaim; the others go on.
-      await member.client.maintenance.defragment().catch((error: unknown) => {
+      // A defragmentation of a big database takes a while.
+      await member.client.maintenance.defragment({ deadline: Date.now() + 120_000 }).catch((error: unknown) => {
         this.#logger?.warn('defragmenting an etcd member failed', { endpoint: member.endpoint, error: String(error) })
       })
     }

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startLocalServers, type LocalServers } from '../runtime/servers/local-cluster.ts'
 import { connectServers, type Connections } from '../runtime/connections.ts'
-import { StreamPublisher } from '../runtime/stream-publisher.ts'
+import { StreamFullError, StreamPublisher } from '../runtime/stream-publisher.ts'
+import { DiscardPolicy } from '@nats-io/jetstream'
 
 let servers: LocalServers
 let connections: Connections
@@ -50,5 +51,30 @@ describe('StreamPublisher', () => {
     publisher.close()
     await expect(waiting).rejects.toMatchObject({ name: 'ClosedConnectionError' })
     silent.unsubscribe()
+  })
+
+  it('a full stream that discards new messages refuses with StreamFullError naming it, and tells observers', async () => {
+    await connections.jsm.streams.add({
+      name: 'PUBFULL',
+      subjects: ['pubfull.>'],
+      max_bytes: 4096,
+      discard: DiscardPolicy.New,
+    })
+    const stored: number[] = []
+    const refused: string[] = []
+    const stop = connections.publisher.observe({
+      stored: (stream, bytes) => (stream === 'PUBFULL' ? stored.push(bytes) : undefined),
+      refused: (stream) => refused.push(stream),
+    })
+    let error: unknown
+    for (let i = 0; i < 100 && !error; i++)
+      await connections.publisher.publish('pubfull.x', 'x'.repeat(200)).catch((e: unknown) => (error = e))
+    stop()
+    expect(error).toBeInstanceOf(StreamFullError)
+    expect(error).toMatchObject({ stream: 'PUBFULL', code: 'stream-full', status: 503 })
+    expect((error as Error).message).toMatch(/stream PUBFULL is full \(maximum bytes exceeded\)/)
+    expect(refused).toEqual(['PUBFULL'])
+    expect(stored.length).toBeGreaterThan(5)
+    expect((await connections.jsm.streams.info('PUBFULL')).state.messages).toBe(stored.length)
   })
 })

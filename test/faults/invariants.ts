@@ -230,15 +230,19 @@ export async function missingLogLines(
   return breaches
 }
 
-/** Every committed change of a type after `from`, read from etcd itself (what a watch must deliver). */
-async function committedRevisions(endpoints: readonly string[], type: string, from: number): Promise<Set<number>> {
+/** Every committed change of a type after `from` as `revision name`, read from etcd itself (what a watch must deliver). */
+async function committedChanges(
+  endpoints: readonly string[],
+  type: string,
+  from: number,
+): Promise<{ changes: Set<string>; end: number }> {
   const etcd = new Etcd3({ hosts: [...endpoints] })
   try {
     const prefix = keys.resources(type)
     const current = await etcd.getAll().prefix(prefix).exec()
     const end = Math.max(0, ...current.kvs.map((kv: IKeyValue) => Number(kv.mod_revision)))
-    const revisions = new Set<number>()
-    if (end <= from) return revisions
+    const changes = new Set<string>()
+    if (end <= from) return { changes, end }
     const watcher = await etcd
       .watch()
       .prefix(prefix)
@@ -250,7 +254,8 @@ async function committedRevisions(endpoints: readonly string[], type: string, fr
       watcher.on('data', (response) => {
         for (const event of response.events) {
           const source = event.type === 'Delete' ? event.prev_kv : event.kv
-          if (source && source.value.length > 0) revisions.add(Number(event.kv.mod_revision))
+          if (source && source.value.length > 0)
+            changes.add(`${event.kv.mod_revision} ${(JSON.parse(source.value.toString()) as { name: string }).name}`)
           if (Number(event.kv.mod_revision) >= end) {
             clearTimeout(timer)
             resolve()
@@ -259,7 +264,7 @@ async function committedRevisions(endpoints: readonly string[], type: string, fr
       })
     })
     await watcher.cancel()
-    return revisions
+    return { changes, end }
   } finally {
     etcd.close()
   }
@@ -275,8 +280,7 @@ export async function watchBreaches(
   let revisions = 0
   for (const { watcher, type } of watchers) {
     const from = watcher.listRevision ?? 0
-    const committed = await committedRevisions(endpoints, type, from)
-    const end = Math.max(from, ...committed)
+    const { changes: committed, end } = await committedChanges(endpoints, type, from)
     // Give it time to catch up (it may be resuming after the last fault).
     const deadline = Date.now() + 60_000
     while (watcher.last < end && Date.now() < deadline) await delay(250)
@@ -286,16 +290,18 @@ export async function watchBreaches(
       lost.push({
         invariant: 'watcher missed committed revisions',
         subject: `${watcher.name} (${type})`,
-        detail: `${missing.length} of ${committed.size} missing, e.g. ${missing.slice(0, 10).join(', ')}; reconnects ${watcher.reconnects} (${JSON.stringify(Object.fromEntries(watcher.errors))})`,
+        detail: `${missing.length} of ${committed.size} changes missing, e.g. ${missing.slice(0, 10).join(', ')}; reconnects ${watcher.reconnects} (${JSON.stringify(Object.fromEntries(watcher.errors))})`,
       })
-    const twice = [...watcher.seen].filter(([, count]) => count > 1).map(([revision]) => revision)
+    const twice = [...watcher.seen].filter(([, count]) => count > 1).map(([change]) => change)
     if (twice.length > 0)
       doubled.push({
         invariant: 'watcher saw a revision twice',
         subject: `${watcher.name} (${type})`,
-        detail: `${twice.length} revisions, e.g. ${twice.slice(0, 10).join(', ')}`,
+        detail: `${twice.length} changes, e.g. ${twice.slice(0, 10).join(', ')}`,
       })
-    const extra = [...watcher.seen.keys()].filter((revision) => revision > from && !committed.has(revision))
+    const extra = [...watcher.seen.keys()].filter(
+      (change) => Number(change.split(' ')[0]) > from && !committed.has(change),
+    )
     if (extra.length > 0)
       doubled.push({
         invariant: 'watcher saw a revision etcd does not have',

@@ -12,6 +12,8 @@ export interface LoadRates {
   readonly readEveryMs: number
   /** Ledgers the events go to. */
   readonly ledgers: number
+  /** Runs created at once just before each fault, so that many steps are in flight when it hits. */
+  readonly burstBeforeFault: number
 }
 
 export const FULL_RATES: LoadRates = {
@@ -22,6 +24,7 @@ export const FULL_RATES: LoadRates = {
   pipelineEveryMs: 1500,
   readEveryMs: 1000,
   ledgers: 10,
+  burstBeforeFault: 30,
 }
 
 export const SHORT_RATES: LoadRates = {
@@ -32,6 +35,7 @@ export const SHORT_RATES: LoadRates = {
   pipelineEveryMs: 3000,
   readEveryMs: 2000,
   ledgers: 6,
+  burstBeforeFault: 15,
 }
 
 /** A create the API accepted (201, or 409 "exists" after an attempt whose answer was lost). */
@@ -160,6 +164,15 @@ export class Load {
       this.#loop(r.pipelineEveryMs, () => this.#create('fjob')),
       this.#loop(r.readEveryMs, () => this.#read()),
     ]
+  }
+
+  /** Creates `burstBeforeFault` pipeline runs at once; resolves once the API accepted them (or not). */
+  burst(): Promise<void> {
+    const burst = Promise.all(Array.from({ length: this.#rates.burstBeforeFault }, () => this.#create('fjob'))).then(
+      () => {},
+    )
+    this.#loops.push(burst)
+    return burst
   }
 
   /** Stops making new operations; resolves once every one in flight has its definitive answer. */

@@ -152,6 +152,9 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     for (const fault of options.faults) {
       phase = fault.name
       const at = Date.now()
+      // Many steps in flight (claiming, running, reporting) when the fault hits.
+      await Promise.race([load.burst(), delay(5000)])
+      await delay(500)
       log(`fault: ${fault.name}`)
       await fault.inject(topology)
       injected.push({

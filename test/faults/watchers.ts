@@ -22,7 +22,8 @@ export class Watcher {
   /** The revision of the first list: every change after it must arrive, once. */
   listRevision: number | undefined
   last = 0
-  readonly seen = new Map<number, number>()
+  /** Changes seen, by `revision name` (one etcd transaction may change several resources at one revision), with how often. */
+  readonly seen = new Map<string, number>()
   readonly anomalies: WatchAnomaly[] = []
   reconnects = 0
   /** The last message received, for diagnostics. */
@@ -89,6 +90,7 @@ export class Watcher {
         type: string
         revision?: number
         code?: string
+        object?: { name?: string }
       }
       if (message.type === 'list') {
         if (this.listRevision === undefined) {
@@ -98,8 +100,9 @@ export class Watcher {
         } else this.anomalies.push({ watcher: this.name, what: 'listed again', at: new Date().toISOString() })
       } else if (message.type === 'change') {
         const revision = message.revision!
-        this.seen.set(revision, (this.seen.get(revision) ?? 0) + 1)
-        if (revision <= this.last)
+        const key = `${revision} ${message.object?.name}`
+        this.seen.set(key, (this.seen.get(key) ?? 0) + 1)
+        if (revision < this.last)
           this.anomalies.push({
             watcher: this.name,
             what: `revision ${revision} after ${this.last}`,
