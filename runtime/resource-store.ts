@@ -7,7 +7,8 @@ import { keys, streams, subjects } from './keys.ts'
 import { maxVersionsFromEnv } from './config.ts'
 import { retryOnConflict } from './retry.ts'
 import type { Outbox, OutboxMessage } from './outbox.ts'
-import type { TxnBatcher } from './txn-batcher.ts'
+import type { TxnBatcher, TxnWrite } from './txn-batcher.ts'
+import { isEtcdNoSpace } from './etcd-faults.ts'
 import { staleRevision, type DefinitionStore } from './definition-store.ts'
 import type { ActorInitializer, ActorRecord } from './actor-record.ts'
 import type { ResourceInput } from '../definitions/api-types.ts'
@@ -329,7 +330,7 @@ export class ResourceStore {
           { subject: subjects.resource(type, name, 'deleted'), event: this.#event('deleted', stored, last) },
           ...retired,
         ])
-        const outcome = await this.#batcher.commit({
+        const outcome = await this.#commitWrite(entry.key, keys.resource(type, name), (v) => v === undefined, {
           compares: [
             compare.modRevision(keys.resource(type, name), current.modRevision),
             compare.modRevision(keys.actor(type, name), actor?.modRevision ?? 0),
@@ -349,7 +350,7 @@ export class ResourceStore {
           ],
         })
         if (!outcome.succeeded) return undefined
-        this.#outbox.publishInBackground([entry], outcome.revision)
+        if (!outcome.published) this.#outbox.publishInBackground([entry], outcome.revision)
         return last
       },
       { exhausted: () => conflict('contention', `resource ${type}/${name} kept changing; retry`) },
@@ -458,7 +459,8 @@ export class ResourceStore {
     const value = JSON.stringify(stored)
     const actorValue = JSON.stringify(record)
     const newTimers = new Set(record.timers.map((t) => keys.timer(type, stored.name, t.dueAt, t.id)))
-    const outcome = await this.#batcher.commit({
+    const mine = (v: StoredValue | undefined) => parse<StoredResource>(v)?.run.runid === stored.run.runid
+    const outcome = await this.#commitWrite(entry.key, keys.resource(type, stored.name), mine, {
       compares: [
         ...compares,
         ...(pipeline ? [compare.modRevision(keys.pipeline(pipeline.pipeline.name), pipeline.revision)] : []),
@@ -476,7 +478,37 @@ export class ResourceStore {
     // Best effort, before the events go out: the worker that hosts the actor caches the new record
     // instead of reading it back when its first event or claim comes. A lost one costs that read.
     this.#connections.nats.publish(subjects.actorWritten(type, stored.name), `${outcome.revision}\n${actorValue}`)
-    this.#outbox.publishInBackground([entry], outcome.revision)
+    if (!outcome.published) this.#outbox.publishInBackground([entry], outcome.revision)
     return { ...resource, metadata: { ...resource.metadata, revision: outcome.revision } }
+  }
+
+  /**
+   * Commits a write. etcd's NOSPACE answer is ambiguous: a write refused at the door was not
+   * applied, the one that crossed the quota was (and still got NOSPACE). So after one, the write
+   * is looked for (`landed` on the resource's key) and tried again, once space was reclaimed,
+   * only when it is not in; `published` says the outbox sweeper already sent its events.
+   */
+  async #commitWrite(
+    entryKey: string,
+    resourceKey: string,
+    landed: (resource: StoredValue | undefined) => boolean,
+    write: TxnWrite,
+  ): Promise<{ succeeded: boolean; revision: number; published?: boolean }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#batcher.commit(write)
+      } catch (error) {
+        if (!isEtcdNoSpace(error)) throw error
+        const { values, revision } = await readKeys(this.#connections.etcd, [resourceKey, entryKey])
+        const [resource, entry] = values
+        if (landed(resource))
+          return {
+            succeeded: true,
+            revision: entry?.modRevision ?? resource?.modRevision ?? revision,
+            published: !entry,
+          }
+        if (attempt === 2) throw error
+      }
+    }
   }
 }
