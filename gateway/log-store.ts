@@ -55,6 +55,8 @@ export class LogStore {
   #closed = false
   #running: Promise<void> | undefined
   #waiters: { seq: number; resolve: () => void }[] = []
+  /** Ends the pause before following the log stream again (on close). */
+  #stopWaiting: (() => void) | undefined
 
   private constructor(db: ClassicLevel<string, string>, connections: Connections, logger: Logger) {
     this.#db = db
@@ -123,8 +125,10 @@ export class LogStore {
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#lastSeq + 1 }
         : { deliver_policy: DeliverPolicy.All }),
     })
-    this.#messages = await consumer.consume({ max_messages: 1000 })
-    this.#running = this.#apply(this.#messages)
+    const messages = await consumer.consume({ max_messages: 1000 })
+    if (this.#closed) return void (await messages.close())
+    this.#messages = messages
+    this.#running = this.#apply(messages)
   }
 
   async #apply(messages: ConsumerMessages): Promise<void> {
@@ -135,26 +139,47 @@ export class LogStore {
       batch = []
       if (taken.length > 0) await this.#write(taken)
     }
-    for await (const message of messages) {
-      if (message.seq <= this.#lastSeq) continue
-      batch.push(message)
-      if (batch.length >= 256 || message.info.pending === 0) {
-        await flushing
-        flushing = flush().catch((error) => {
-          // Nothing after the last stored sequence is lost: start over from it.
-          this.#logger.error('log store write failed; re-reading the log stream from the last stored line', {
-            error: String(error),
+    try {
+      for await (const message of messages) {
+        if (message.seq <= this.#lastSeq) continue
+        batch.push(message)
+        if (batch.length >= 256 || message.info.pending === 0) {
+          await flushing
+          flushing = flush().catch((error) => {
+            // Nothing after the last stored sequence is lost: start over from it.
+            this.#logger.error('log store write failed; re-reading the log stream from the last stored line', {
+              error: String(error),
+            })
+            batch = []
+            void messages.close()
           })
-          batch = []
-          void messages.close()
-        })
+        }
       }
+    } catch (error) {
+      if (!this.#closed)
+        this.#logger.warn('reading the log stream failed; following it again from the last stored line', {
+          error: String(error),
+        })
     }
     await flushing
     await flush().catch(() => {})
-    if (!this.#closed) {
-      await new Promise((resolve) => setTimeout(resolve, 500))
-      if (!this.#closed) await this.#follow()
+    await this.#followAgain()
+  }
+
+  /** Follows the log stream again after its consumer ended, for as long as it takes (an outage). */
+  async #followAgain(): Promise<void> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(500 * 2 ** attempt, 5000))
+        this.#stopWaiting = () => (clearTimeout(timer), resolve())
+      })
+      this.#stopWaiting = undefined
+      if (this.#closed) return
+      try {
+        return await this.#follow()
+      } catch (error) {
+        this.#logger.warn('following the log stream failed; retrying', { error: String(error), attempt })
+      }
     }
   }
 
@@ -307,8 +332,14 @@ export class LogStore {
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#pruneTimer)
-    await this.#messages?.close()
-    await this.#running?.catch(() => {})
+    this.#stopWaiting?.()
+    // A restart of the consumer in flight replaces #running: wait for the last one.
+    let running: Promise<void> | undefined
+    do {
+      running = this.#running
+      await this.#messages?.close()
+      await running?.catch(() => {})
+    } while (running !== this.#running)
     await this.#db.close()
   }
 }

@@ -6,6 +6,8 @@ import { problem, send, statusLine } from './http.ts'
 import { remoteAddress, type StreamsPerClient } from './stream-caps.ts'
 
 const HEARTBEAT_MS = 15_000
+/** How often an SSE stream that could not write checks whether uWS sent what it held. */
+const PROBE_MS = 200
 /** The shortest idle timeout uWS takes. */
 const MIN_WS_IDLE_SECONDS = 9
 /** A client that has this many bytes unsent is closed (it can resume with `?after=` or `Last-Event-ID`). */
@@ -67,6 +69,7 @@ export function streamSse(
     state.aborted = true
     caps.streams?.closed(address)
     clearInterval(heartbeat)
+    clearTimeout(probe)
     unsubscribe()
     wake()
   }
@@ -85,6 +88,7 @@ export function streamSse(
     }
     if (!blocked) blockedSince = Date.now()
     blocked = true
+    probeSoon(PROBE_MS)
     buffered += text.length
     // A client this far behind is cut off; it resumes with Last-Event-ID.
     if (buffered > MAX_BUFFERED) finish()
@@ -95,17 +99,28 @@ export function streamSse(
     res.cork(() => res.end())
   }
   const unblock = (): void => {
+    clearTimeout(probe)
+    probe = undefined
     blocked = false
     buffered = 0
     wake()
   }
+  // Whether uWS still holds unsent bytes shows only in what a write returns: while blocked, a
+  // comment is written after each writable event (uWS flushes around it) and every PROBE_MS, so
+  // the subscription goes on as soon as all went out.
+  let probe: NodeJS.Timeout | undefined
+  const probeSoon = (delayMs: number): void => {
+    if (probe || state.aborted) return
+    probe = setTimeout(() => {
+      probe = undefined
+      if (state.aborted || !blocked) return
+      write(':\n\n')
+    }, delayMs)
+  }
   res.onWritable(() => {
-    // A comment makes uWS send what it holds; once all of it went out, the subscription goes on.
-    let ok = true
-    res.cork(() => {
-      ok = res.write(':\n\n')
-    })
-    if (ok) unblock()
+    clearTimeout(probe)
+    probe = undefined
+    probeSoon(0)
     return true
   })
   const unsubscribe = logs.subscribe(filter, {
