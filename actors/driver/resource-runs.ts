@@ -50,7 +50,7 @@ export class ResourceRunner {
     const type = event.type!
     const runid = event.runid ?? resource.runid
     const deleted = event.kind === 'deleted'
-    const log = new RunLog(this.#runtime.nats.js, driver.name, runid)
+    const log = new RunLog(this.#runtime.nats.js, driver.name, runid, { signal: this.#runtime.shutdown })
     if (replay?.force) return await this.#forced(event, resource, runid, delivery, log)
     // A deletion replayed without force could tear down a newer resource of the same name.
     if (replay && deleted) return await delivery.ack()
@@ -192,11 +192,12 @@ export class ResourceRunner {
   ): Promise<void> {
     const success = result.success === true
     const message = result.message ?? ''
-    await log
-      .flush()
-      .catch((error: unknown) =>
-        this.#runtime.logger.warn('some log lines could not be stored', { error: String(error) }),
-      )
+    const stored = await keepingAlive(delivery, this.#runtime.options.ackWaitMs / 3, log.flush()).then(
+      () => true,
+      () => false,
+    )
+    // Only a stopping driver gives its lines up: hand the work back, whoever holds it next reports.
+    if (!stored) return delivery.retry(0)
     await keepingAlive(
       delivery,
       this.#runtime.options.ackWaitMs / 3,

@@ -90,7 +90,7 @@ export class StepRunner {
     controller: AbortController,
     force: boolean,
   ): Promise<void> {
-    const { client, options, logger } = this.#runtime
+    const { client, options } = this.#runtime
     const type = event.type!
     const work: WorkRef = {
       kind: 'step',
@@ -108,7 +108,11 @@ export class StepRunner {
     )
     if (answer.result === 'stale' || answer.result === 'done') return await delivery.ack()
     if (answer.result === 'busy') return delivery.retry(Math.max(500, answer.expiresAt - Date.now() + 100))
-    const log = new RunLog(this.#runtime.nats.js, this.#runtime.driver.name, event.runid!, event.pipeline, dispatch.id)
+    const log = new RunLog(this.#runtime.nats.js, this.#runtime.driver.name, event.runid!, {
+      ...(event.pipeline ? { pipeline: event.pipeline } : {}),
+      step: dispatch.id,
+      signal: this.#runtime.shutdown,
+    })
     if (force) {
       const outcome = await this.#execute(event, answer, controller, () => delivery.working(), log, true)
       if (!outcome) return delivery.retry(0)
@@ -144,8 +148,15 @@ export class StepRunner {
       },
     })
     let outcome: Outcome | undefined
+    let stored = true
     try {
       outcome = await this.#execute(event, answer, controller, held.heartbeat, log, false)
+      // The claim stays held while the lines are stored: an outage delays the report, it loses no line.
+      if (outcome && !lost)
+        stored = await keepingAlive(delivery, keepAlive, log.flush()).then(
+          () => true,
+          () => false,
+        )
     } finally {
       held.stop()
     }
@@ -154,15 +165,12 @@ export class StepRunner {
       await log.flush().catch(() => {})
       return await delivery.ack()
     }
-    if (!outcome) {
-      // Closing: give the claim up so another instance takes the step at once.
+    if (!outcome || !stored) {
+      // Closing (before the lines were stored, too): give the claim up so another instance takes the step at once.
       await held.release()
       await log.flush().catch(() => {})
       return delivery.retry(0)
     }
-    await log
-      .flush()
-      .catch((error: unknown) => logger.warn('some log lines could not be stored', { error: String(error) }))
     await keepingAlive(delivery, keepAlive, client.report(type, event.name, work, token, outcome))
     await delivery.ack()
   }
