@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install what is missing, typecheck, lint, then run the whole test suite
-# against real nats-server and etcd processes (the tests start them on ephemeral ports).
+# (npm test, then the short fault suites) against real nats-server and etcd processes that the
+# tests start on ephemeral ports. Arguments run only those tests of `npm test`.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash deploy/ensure-deps.sh
 npx tsc --noEmit -p .
 npm run lint
-exec npm test -- "$@"
+npm test -- "$@"
+# With no arguments, the whole suite: the fault suites too, in their short version (about 4 minutes;
+# `npm run test:faults` runs them in full).
+if [ "$#" -eq 0 ]; then FAULTS_SHORT=1 npm run test:faults; fi

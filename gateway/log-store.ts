@@ -37,6 +37,8 @@ const endKey = (runid: string, driver: string): string => `e${SEP}${runid}${SEP}
 /** Sequence index: the keys each stream message was stored under, so what the stream dropped can be dropped here too. */
 const seqIndexKey = (seq: number): string => `s${SEP}${seqKey(seq)}`
 const PRUNE_INTERVAL_MS = 10 * 60_000
+/** How long the index may stay behind the log stream without a new line before it follows the stream again. */
+const STALL_CHECK_MS = 10_000
 const upper = (prefix: string): string => prefix + '\uffff'
 
 /**
@@ -51,6 +53,7 @@ export class LogStore {
   readonly #listeners = new Map<string, Set<LogListener>>()
   #messages: ConsumerMessages | undefined
   #pruneTimer: NodeJS.Timeout | undefined
+  #stallTimer: NodeJS.Timeout | undefined
   #lastSeq = 0
   #closed = false
   #running: Promise<void> | undefined
@@ -84,7 +87,41 @@ export class LogStore {
     }
     await store.prune().catch((error: unknown) => logger.warn('pruning the log index failed', { error: String(error) }))
     prune()
+    store.#watchStalls()
     return store
+  }
+
+  /**
+   * A consumer can stop delivering without an error after the NATS node it lived on is lost: when
+   * no line was stored for a while yet the stream holds later ones, the index follows it again
+   * from the last stored line.
+   */
+  #watchStalls(): void {
+    let seen = this.#lastSeq
+    const check = async (): Promise<void> => {
+      if (this.#closed || this.#lastSeq !== seen) return
+      const last = (await this.#connections.jsm.streams.info(streams.logs)).state.last_seq
+      if (last > this.#lastSeq && this.#lastSeq === seen && !this.#closed) {
+        this.#logger.warn('the log index stopped following the log stream; following it again', {
+          stored: this.#lastSeq,
+          stream: last,
+        })
+        await this.#messages?.close()
+      }
+    }
+    const tick = (): void => {
+      void check()
+        .catch(() => {})
+        .finally(() => {
+          seen = this.#lastSeq
+          if (!this.#closed) {
+            this.#stallTimer = setTimeout(tick, STALL_CHECK_MS)
+            this.#stallTimer.unref()
+          }
+        })
+    }
+    this.#stallTimer = setTimeout(tick, STALL_CHECK_MS)
+    this.#stallTimer.unref()
   }
 
   /**
@@ -332,6 +369,7 @@ export class LogStore {
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#pruneTimer)
+    clearTimeout(this.#stallTimer)
     this.#stopWaiting?.()
     // A restart of the consumer in flight replaces #running: wait for the last one.
     let running: Promise<void> | undefined

@@ -4,6 +4,7 @@ import { ConveyorError } from './errors.ts'
 import { StreamPublisher } from './stream-publisher.ts'
 import { ensureStreams, type RetentionOptions } from './streams.ts'
 import { retentionFromEnv, streamReplicasFromEnv } from './config.ts'
+import { whenJetStreamReady } from './jetstream-ready.ts'
 
 export interface NatsConnectOptions {
   /** Milliseconds to wait for the server at start-up. @default 5000 */
@@ -14,6 +15,8 @@ export interface NatsConnectOptions {
   readonly name?: string
   /** Copies of each stream and bucket created. @default `CONVEYOR_STREAM_REPLICAS`, else 3 on a NATS cluster, else 1 */
   readonly streamReplicas?: number
+  /** Milliseconds to wait for JetStream to be ready to create the streams (a cluster forming). @default 60000 */
+  readonly streamsReadyTimeoutMs?: number
 }
 
 /** The NATS side of a process's connections: all a driver has. */
@@ -65,10 +68,30 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
       else if (status.type === 'reconnect') connected = true
     }
   })()
-  const jsm = await jetstreamManager(nats)
   // A server in a cluster (nats-server --cluster_name) holds 3 copies unless told otherwise.
   const streamReplicas = options.streamReplicas ?? streamReplicasFromEnv() ?? (nats.info?.cluster ? 3 : 1)
-  await ensureStreams(jsm, options.retention ?? retentionFromEnv(), streamReplicas)
+  const readyTimeout = options.streamsReadyTimeoutMs ?? 60_000
+  let jsm: JetStreamManager
+  try {
+    jsm = await whenJetStreamReady(
+      async () => {
+        const manager = await jetstreamManager(nats)
+        await ensureStreams(manager, options.retention ?? retentionFromEnv(), streamReplicas)
+        return manager
+      },
+      readyTimeout,
+      (last, waited) =>
+        new ConveyorError(
+          'nats-unavailable',
+          `JetStream at ${natsUrl} could not create its streams within ${Math.round(waited / 1000)} s ` +
+            `(a cluster still forming, or too few of its nodes up for ${streamReplicas} replica(s)): ${describe(last)}`,
+          { kind: 'unavailable', cause: last },
+        ),
+    )
+  } catch (error) {
+    await nats.close().catch(() => {})
+    throw error
+  }
   const js = jetstream(nats)
   const publisher = new StreamPublisher(nats)
   let closing: Promise<void> | undefined

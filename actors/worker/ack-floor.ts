@@ -10,15 +10,41 @@ interface Entry {
  * Tracks delivered inbox messages in stream order until everything before them is applied, and
  * acks the highest such message (the consumer's ack policy is `all`: one ack covers every earlier
  * one), coalescing acks that fall in the same turn of the event loop.
+ *
+ * An ack that covers every earlier message is only safe if every delivery arrived: a message the
+ * server sent on a connection that died (a NATS node killed) would be acked unseen. `arrived`
+ * tells when the consumer's delivery sequence skipped, so the caller takes the inbox again from the
+ * floor instead of acking past the hole.
  */
 export class AckFloor {
   readonly #outstanding: Entry[] = []
   readonly #tracked = new Map<number, Entry>()
   #floor: number
   #pendingAck: JsMsg | undefined
+  /** The consumer's delivery sequence of the last message that arrived (0: none yet from this consumer). */
+  #lastDelivery = 0
 
   constructor(floor: number) {
     this.#floor = floor
+  }
+
+  /** The highest stream sequence applied with everything before it. */
+  get floor(): number {
+    return this.#floor
+  }
+
+  /**
+   * Records a delivery of the current consumer; false when deliveries before it never arrived.
+   */
+  arrived(deliverySequence: number): boolean {
+    const skipped = this.#lastDelivery > 0 && deliverySequence > this.#lastDelivery + 1
+    this.#lastDelivery = Math.max(this.#lastDelivery, deliverySequence)
+    return !skipped
+  }
+
+  /** A new consumer delivers from now on: its delivery sequence starts at 1. */
+  restarted(): void {
+    this.#lastDelivery = 0
   }
 
   /** True when the message was applied already (at or below the floor) or is being applied. */

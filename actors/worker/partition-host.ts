@@ -1,4 +1,11 @@
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type ConsumerMessages,
+  type JsMsg,
+} from '@nats-io/jetstream'
 import { nanos, type Subscription } from '@nats-io/transport-node'
 import type { AnyStateMachine } from 'xstate'
 import { GRPCInvalidArgumentError, type IRequestOp } from 'etcd3'
@@ -70,6 +77,8 @@ interface Cell {
 }
 
 const MAX_BATCH = 256
+/** How long an inbox consumer may deliver nothing before it is asked whether events wait. */
+const STALL_CHECK_MS = 10_000
 /** How long stopping waits for the batches in flight. */
 const STOP_BOUND_MS = 5000
 
@@ -94,6 +103,14 @@ export class PartitionHost {
   #messages: ConsumerMessages | undefined
   #loop: Promise<void> | undefined
   #acks = new AckFloor(0)
+  #consumerName: string | undefined
+  /** Consumers this host made after its first (see `#reseat`). */
+  #reseats = 0
+  #reseating: Promise<void> | undefined
+  /** Inbox messages received, and whether the loop waits for backlog room (no delivery expected then). */
+  #received = 0
+  #waitingForRoom = false
+  #stallTimer: unknown
   #sync: Subscription | undefined
   #work: Subscription | undefined
   #written: Subscription | undefined
@@ -115,15 +132,31 @@ export class PartitionHost {
    * a crash in between never leaves the partition without a floor to resume from.
    */
   async start(): Promise<void> {
-    const { jsm, js } = this.#context.connections
-    const name = consumers.partition(this.partition, this.token)
+    const previous = await this.#previousConsumers(consumers.partition(this.partition, this.token))
+    const floor = Math.max(0, ...previous.map((p) => p.floor))
+    this.#acks = new AckFloor(floor)
+    await this.#seat(consumers.partition(this.partition, this.token), floor, previous)
+    this.#sync = serveSync(this.#context, this.partition)
+    this.#work = this.#serveWork()
+    this.#written = this.#followWrites()
+    this.#watchStalls()
+    // A failed first scan is retried on its own schedule: the partition serves meanwhile.
+    await this.#scanTimers()
+  }
+
+  /** This partition's inbox consumers other than `name`, with the ack floor each reached. */
+  async #previousConsumers(name: string): Promise<{ name: string; floor: number }[]> {
     const previous: { name: string; floor: number }[] = []
-    for await (const info of await jsm.consumers.list(streams.inbox)) {
+    for await (const info of await this.#context.connections.jsm.consumers.list(streams.inbox)) {
       if (info.name.startsWith(consumers.partitionPrefix(this.partition)) && info.name !== name)
         previous.push({ name: info.name, floor: info.ack_floor.stream_seq })
     }
-    const floor = Math.max(0, ...previous.map((p) => p.floor))
-    this.#acks = new AckFloor(floor)
+    return previous
+  }
+
+  /** Consumes the inbox with a new consumer `name` from just past `floor`, then deletes the `previous` ones. */
+  async #seat(name: string, floor: number, previous: readonly { name: string }[]): Promise<void> {
+    const { jsm, js } = this.#context.connections
     await jsm.consumers.add(streams.inbox, {
       durable_name: name,
       // One ack covers every earlier message: far cheaper than an ack per event.
@@ -137,30 +170,98 @@ export class PartitionHost {
     })
     for (const old of previous) await jsm.consumers.delete(streams.inbox, old.name).catch(() => false)
     const consumer = await js.consumers.get(streams.inbox, name)
+    this.#consumerName = name
+    this.#acks.restarted()
     this.#messages = await consumer.consume({ max_messages: 32 })
     this.#loop = this.#consume(this.#messages)
-    this.#sync = serveSync(this.#context, this.partition)
-    this.#work = this.#serveWork()
-    this.#written = this.#followWrites()
-    // A failed first scan is retried on its own schedule: the partition serves meanwhile.
-    await this.#scanTimers()
+  }
+
+  /**
+   * Takes the inbox again from the ack floor with a new consumer, for as long as it takes: what
+   * never arrived (or a consumer that stopped delivering) comes again, and what was applied
+   * already is skipped by its sequence.
+   */
+  #reseat(reason: string): void {
+    if (this.#reseating || this.#stopped) return
+    this.#context.logger.warn('taking the partition inbox again from its ack floor', {
+      partition: this.partition,
+      floor: this.#acks.floor,
+      reason,
+    })
+    this.#reseating = (async () => {
+      await this.#messages?.close().catch(() => {})
+      await this.#loop?.catch(() => {})
+      for (let attempt = 1; !this.#stopped; attempt++) {
+        try {
+          const name = `${consumers.partition(this.partition, this.token)}_${++this.#reseats}`
+          return await this.#seat(name, this.#acks.floor, await this.#previousConsumers(name))
+        } catch (error) {
+          this.#context.logger.warn('taking the partition inbox again failed; retrying', {
+            partition: this.partition,
+            error: String(error),
+          })
+          await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, { baseMs: 500, maxMs: 5000 })))
+        }
+      }
+    })().finally(() => (this.#reseating = undefined))
+  }
+
+  /**
+   * A consumer can stop delivering without an error after a NATS node it used is lost: when
+   * nothing arrived for a while, the consumer is asked whether events wait, and if so the inbox
+   * is taken again.
+   */
+  #watchStalls(): void {
+    let received = this.#received
+    const check = async (): Promise<void> => {
+      if (this.#stopped || this.#reseating || this.#waitingForRoom || this.#received !== received) return
+      const name = this.#consumerName
+      if (!name) return
+      const info = await this.#context.connections.jsm.consumers.info(streams.inbox, name).catch((error: unknown) => {
+        // Gone (deleted, or lost with the only node that held it): nothing will ever arrive through it.
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) return undefined
+        throw error
+      })
+      if (this.#stopped || this.#reseating || name !== this.#consumerName) return
+      if (!info) return this.#reseat(`its consumer ${name} no longer exists`)
+      if (info.num_pending > 0 && this.#received === received && !this.#waitingForRoom)
+        this.#reseat(`nothing delivered for ${STALL_CHECK_MS / 1000} s while ${info.num_pending} event(s) wait`)
+    }
+    const tick = (): void => {
+      void check()
+        .catch(() => {})
+        .finally(() => {
+          received = this.#received
+          if (!this.#stopped) this.#stallTimer = this.#context.clock.setTimeout(tick, STALL_CHECK_MS)
+        })
+    }
+    this.#stallTimer = this.#context.clock.setTimeout(tick, STALL_CHECK_MS)
   }
 
   async #consume(messages: ConsumerMessages): Promise<void> {
     for await (const message of messages) {
       if (this.#stopped) break
+      this.#received++
+      if (!this.#acks.arrived(message.info.deliverySequence)) {
+        this.#reseat(`deliveries before ${message.info.deliverySequence} never arrived`)
+        break
+      }
       try {
         // Stopping aborts the wait: a worker whose backlog is full still stops.
+        this.#waitingForRoom = true
         await this.#context.backlog.acquire(this.#stopping.signal)
       } catch {
         break
+      } finally {
+        this.#waitingForRoom = false
       }
       if (this.#stopped) {
         this.#context.backlog.release()
         break
       }
       if (this.#acks.seen(message.seq)) {
-        // A redelivery of something already applied, or still being applied.
+        // A redelivery of something already applied (acked again: the floor covers it), or still being applied.
+        if (message.seq <= this.#acks.floor) message.ack()
         this.#context.backlog.release()
         continue
       }
@@ -574,7 +675,9 @@ export class PartitionHost {
     this.#context.clock.clearTimeout(this.#scanTimer)
     for (const handle of this.#timers.values()) this.#context.clock.clearTimeout(handle)
     this.#timers.clear()
+    this.#context.clock.clearTimeout(this.#stallTimer)
     this.#stopping.abort(new Error('the partition is stopping'))
+    await this.#reseating
     await this.#messages?.close().catch(() => {})
     await this.#loop?.catch(() => {})
     // A batch waiting on etcd is not waited for past the bound: its commit is fenced by the claim,
