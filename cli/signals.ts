@@ -2,6 +2,8 @@
 export function untilSignal(
   stop: () => Promise<void>,
   onFatal?: (listen: (reason: string) => void) => void,
+  /** How long stopping may take before the process exits anyway (non-zero). */
+  graceMs = 4500,
 ): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false
@@ -10,7 +12,10 @@ export function untilSignal(
         process.exit(code || 130)
       }
       stopping = true
-      const force = setTimeout(() => process.exit(code || 1), 4500)
+      const force = setTimeout(() => {
+        process.stderr.write(`conveyor: stopping took over ${graceMs / 1000} s; exiting anyway\n`)
+        process.exit(code || 1)
+      }, graceMs)
       force.unref()
       void stop()
         .catch((error) => process.stderr.write(`error while stopping: ${String(error)}\n`))

@@ -153,7 +153,9 @@ export class EtcdSpace {
     }
     for (const member of this.#members) {
       const status = after.members.find((m) => m.endpoint === member.endpoint)
-      if (status && status.dbSize - status.inUse < 0.05 * this.#quota && !after.alarms.includes('NOSPACE')) continue
+      // Only a file past the mark needs it. (Its in-use figure is no guide: etcd updates it only
+      // after its next backend commit, so right after a compaction it still counts the history.)
+      if (status && status.dbSize < this.#reclaimAt * this.#quota && !after.alarms.includes('NOSPACE')) continue
       // A member that is down now gets it on a later reclaim; the others go on.
       // A defragmentation of a big database takes a while.
       await member.client.maintenance.defragment({ deadline: Date.now() + 120_000 }).catch((error: unknown) => {

@@ -48,10 +48,15 @@ function startRole(name: string, args: readonly string[], env: Record<string, st
   return { name, child, exited, stop }
 }
 
-/** SIGTERM to every role, SIGKILL to those still running after a few seconds (within untilSignal's grace). */
+/** How long Ctrl-C may take: the roles' own grace, then the servers. */
+const STOP_GRACE_MS = 20_000
+/** How long a role may take to stop on SIGTERM before it gets SIGKILL. */
+const ROLE_GRACE_MS = 8000
+
+/** SIGTERM to every role, SIGKILL to those still running after their grace (within the command's). */
 async function stopRoles(roles: readonly Role[]): Promise<void> {
   for (const role of roles) role.stop('SIGTERM')
-  const timer = setTimeout(() => roles.forEach((role) => role.stop('SIGKILL')), 3500)
+  const timer = setTimeout(() => roles.forEach((role) => role.stop('SIGKILL')), ROLE_GRACE_MS)
   await Promise.all(roles.map((role) => role.exited))
   clearTimeout(timer)
 }
@@ -111,8 +116,13 @@ export async function cluster(flags: ClusterFlags): Promise<number> {
     out(`  API: http://${config.httpHost}:${port} and :${port + 1} (two gateways), two workers, two shell drivers`)
   }
   out('Press Ctrl-C to stop.')
-  return await untilSignal(async () => {
-    await stopRoles(roles)
-    await servers.stop()
-  })
+  // Six processes, then six servers, stop one after the other: more than one process's grace.
+  return await untilSignal(
+    async () => {
+      await stopRoles(roles)
+      await servers.stop()
+    },
+    undefined,
+    STOP_GRACE_MS,
+  )
 }
