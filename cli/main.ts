@@ -16,7 +16,13 @@ client commands (talk to the API at --api or CONVEYOR_API_URL, default http://12
   replay             re-deliver history to a driver: --driver NAME [--type T] [--resource N]
                      [--from-seq S | --since TIME] [--until SEQ|TIME] [--force]; prints progress
 
+  token create --role admin|operator|viewer|driver [--types T1,T2] [--driver NAME] [--expires 30d]
+                     [--description TEXT]: a token, shown once (needs an admin token; --direct writes to
+                     etcd instead, for the first admin token of a control plane)
+  token list | token revoke ID
+
 options:
+  --no-auth          up/gateway: answer without tokens (only on a loopback address; env CONVEYOR_AUTH=off)
   --nats URL         NATS server (env CONVEYOR_NATS_URL, default nats://127.0.0.1:4222)
   --etcd URLS        etcd endpoints, comma separated (env CONVEYOR_ETCD_ENDPOINTS)
   --port N           HTTP port (env CONVEYOR_HTTP_PORT, default 8080)
@@ -55,6 +61,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         until: { type: 'string' },
         force: { type: 'boolean' },
         'servers-only': { type: 'boolean' },
+        'no-auth': { type: 'boolean' },
+        role: { type: 'string' },
+        types: { type: 'string' },
+        expires: { type: 'string' },
+        description: { type: 'string' },
+        direct: { type: 'boolean' },
       },
     })
   } catch (error) {
@@ -75,6 +87,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     httpHost: values.host,
     natsPort: values['nats-port'],
     etcdPort: values['etcd-port'],
+    ...(values['no-auth'] ? { auth: false } : {}),
   }
   try {
     switch (command) {
@@ -112,6 +125,24 @@ export async function main(argv: readonly string[]): Promise<number> {
           until: values.until,
           force: values.force,
         })
+      case 'token':
+        return await (
+          await import('./commands/token.ts')
+        ).token(
+          {
+            api: values.api,
+            json: values.json,
+            role: values.role,
+            types: values.types,
+            driver: values.driver,
+            expires: values.expires,
+            description: values.description,
+            direct: values.direct,
+            etcdEndpoints: values.etcd,
+          },
+          rest[0],
+          rest[1],
+        )
       default:
         process.stderr.write(`conveyor: unknown command ${JSON.stringify(command)}\n${USAGE}`)
         return 2

@@ -3,6 +3,7 @@ import { ConveyorError, type FieldError } from '../runtime/errors.ts'
 import { isServerUnavailable } from '../runtime/connections.ts'
 import { isEtcdNoSpace } from '../runtime/etcd-faults.ts'
 import type { Logger } from '../runtime/logger.ts'
+import type { Principal } from './auth.ts'
 
 /** A request with everything copied out of uWS's stack-allocated objects, safe across awaits. */
 export interface ApiRequest {
@@ -12,6 +13,8 @@ export interface ApiRequest {
   readonly headers: ReadonlyMap<string, string>
   readonly body: Buffer
   readonly params: Readonly<Record<string, string>>
+  /** Who calls (undefined on a public route called without a token). */
+  readonly principal?: Principal
 }
 
 export interface ApiReply {
@@ -69,8 +72,13 @@ export const RETRY_AFTER_SECONDS = 2
 
 /** Maps anything thrown by a handler to a problem reply; only a bug of ours is a 500. */
 export function replyForError(error: unknown, logger: Logger): ApiReply {
-  if (error instanceof ConveyorError && error.kind !== undefined)
-    return problem(error.status, error.code, error.message, error.errors)
+  if (error instanceof ConveyorError && error.kind !== undefined) {
+    const reply = problem(error.status, error.code, error.message, error.errors)
+    // RFC 6750: a 401 names the scheme it wants.
+    if (error.status === 401)
+      return { ...reply, headers: { ...reply.headers, 'WWW-Authenticate': 'Bearer realm="conveyor"' } }
+    return reply
+  }
   if (isEtcdNoSpace(error))
     return problem(
       503,
@@ -142,6 +150,11 @@ export function readRequestHead(req: HttpRequest): {
     query: new URLSearchParams(req.getQuery() ?? ''),
     headers,
   }
+}
+
+/** A WebSocket upgrade as a request without a body (headers, query, route parameters), read before any await. */
+export function readUpgradeRequest(req: HttpRequest, params: Record<string, string> = {}): ApiRequest {
+  return { ...readRequestHead(req), body: Buffer.alloc(0), params }
 }
 
 /** Reads the whole body up to `limit` bytes; resolves undefined when the body is too large. */

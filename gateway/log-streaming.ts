@@ -2,8 +2,11 @@ import type { HttpResponse, TemplatedApp, WebSocket } from 'uWebSockets.js'
 import type { LogEnd, LogLine } from '../definitions/objects.ts'
 import type { ConveyorError } from '../runtime/errors.ts'
 import type { LogFilter, LogStore } from './log-store.ts'
-import { problem, send, statusLine } from './http.ts'
+import { problem, readUpgradeRequest, replyForError, send, statusLine, type ApiRequest } from './http.ts'
 import { remoteAddress, type StreamsPerClient } from './stream-caps.ts'
+import type { BrowserGuard } from './browser-guard.ts'
+import { chooseSubprotocol, clientKey, type Principal } from './auth.ts'
+import { createLogger, type Logger } from '../runtime/logger.ts'
 
 const HEARTBEAT_MS = 15_000
 /** How often an SSE stream that could not write checks whether uWS sent what it held. */
@@ -21,6 +24,12 @@ export interface LogStreamCaps {
   readonly streams?: StreamsPerClient
   /** A client that reads nothing for this long is closed (it resumes after its last line). @default 120 */
   readonly idleTimeoutSeconds?: number
+  /** Refuses streams for foreign origins and rebound host names. */
+  readonly guard?: BrowserGuard
+  /** Checks the stream's token (401/403); the principal's token is what the per-client cap counts. */
+  readonly admit?: (request: ApiRequest) => Promise<Principal | undefined>
+  /** Logs what a refusal that is not the caller's fault was. */
+  readonly logger?: Logger
 }
 
 interface SocketData {
@@ -46,9 +55,11 @@ export function streamSse(
   filter: LogFilter,
   after: number,
   caps: LogStreamCaps = {},
+  /** Whom the per-client cap counts the stream against (its token); default: its address. */
+  client?: string,
 ): void {
   const state = { aborted: false }
-  const address = remoteAddress(res)
+  const address = client ?? remoteAddress(res)
   if (caps.streams && !caps.streams.open(address, res)) return
   const idleMs = (caps.idleTimeoutSeconds ?? 120) * 1000
   /** When uWS last had nothing left to send: a client that read nothing since `idleMs` is cut off. */
@@ -186,10 +197,13 @@ export function registerLogSockets(
       const after =
         Number(new URLSearchParams(req.getQuery() ?? '').get('after') ?? req.getHeader('last-event-id') ?? 0) || 0
       const key = req.getHeader('sec-websocket-key')
-      const protocol = req.getHeader('sec-websocket-protocol')
+      const protocol = chooseSubprotocol(req.getHeader('sec-websocket-protocol'))
       const extensions = req.getHeader('sec-websocket-extensions')
       const state = { aborted: false }
       const filter = filterOf(params)
+      const request = readUpgradeRequest(req, filter ? { ...filter } : {})
+      const refused = caps.guard?.refusal(request)
+      if (refused) return send(res, state, refused)
       if (!filter) {
         send(
           res,
@@ -200,9 +214,9 @@ export function registerLogSockets(
         )
         return
       }
-      const address = remoteAddress(res)
-      if (caps.streams && !caps.streams.open(address, res)) return
-      let counted = true
+      const remote = remoteAddress(res)
+      let address = remote
+      let counted = false
       const uncount = (): void => {
         if (counted) caps.streams?.closed(address)
         counted = false
@@ -215,8 +229,13 @@ export function registerLogSockets(
         uncount()
         send(res, state, reply)
       }
-      void logs.known(filter.runid).then(
-        (known) => {
+      void (caps.admit ? caps.admit(request) : Promise.resolve(undefined))
+        .then(async (principal) => {
+          if (state.aborted) return
+          address = clientKey(principal, remote)
+          if (caps.streams && !caps.streams.open(address, res)) return void (state.aborted = true)
+          counted = true
+          const known = await logs.known(filter.runid)
           if (state.aborted) return
           if (!known)
             return refuse(
@@ -230,9 +249,8 @@ export function registerLogSockets(
           state.aborted = true
           counted = false
           res.cork(() => res.upgrade<SocketData>({ filter, after, address }, key, protocol, extensions, context))
-        },
-        (error: unknown) => refuse(refusal(error as ConveyorError)),
-      )
+        })
+        .catch((error: unknown) => refuse(replyForError(error, caps.logger ?? createLogger('gateway'))))
     },
     open: (ws: WebSocket<SocketData>) => {
       const data = ws.getUserData()

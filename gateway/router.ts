@@ -7,6 +7,8 @@ export interface RouteOptions {
 
 interface Route {
   readonly method: string
+  /** As registered, e.g. `/resources/:type` (what access policies are keyed by). */
+  readonly pattern: string
   readonly segments: readonly string[]
   readonly handler: Handler
   readonly options: RouteOptions
@@ -15,6 +17,8 @@ interface Route {
 export type RouteMatch =
   | {
       readonly kind: 'found'
+      /** `METHOD /pattern` of the route that matched. */
+      readonly route: string
       readonly handler: Handler
       readonly params: Record<string, string>
       readonly options: RouteOptions
@@ -26,8 +30,13 @@ export type RouteMatch =
 export class Router {
   readonly #routes: Route[] = []
 
+  /** Every route as `METHOD /pattern`, in the order added. */
+  routes(): string[] {
+    return this.#routes.map((route) => `${route.method} ${route.pattern}`)
+  }
+
   add(method: string, pattern: string, handler: Handler, options: RouteOptions = {}): this {
-    this.#routes.push({ method, segments: split(pattern), handler, options })
+    this.#routes.push({ method, pattern, segments: split(pattern), handler, options })
     return this
   }
 
@@ -38,7 +47,13 @@ export class Router {
       const params = matchSegments(route.segments, segments)
       if (!params) continue
       if (route.method === method || (method === 'HEAD' && route.method === 'GET'))
-        return { kind: 'found', handler: route.handler, params, options: route.options }
+        return {
+          kind: 'found',
+          route: `${route.method} ${route.pattern}`,
+          handler: route.handler,
+          params,
+          options: route.options,
+        }
       allowed.push(route.method)
     }
     return allowed.length > 0 ? { kind: 'method-not-allowed', allowed } : { kind: 'not-found' }

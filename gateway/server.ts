@@ -16,8 +16,17 @@ import { StreamsPerClient } from './stream-caps.ts'
 import { HistoryReader } from './history-reader.ts'
 import { streamLimits, type StreamLimits } from '../runtime/config.ts'
 import { replayProgress } from '../runtime/replays.ts'
-import { problem, readBody, readRequestHead, replyForError, send, type ApiReply } from './http.ts'
+import { problem, readBody, readRequestHead, replyForError, send, type ApiReply, type ApiRequest } from './http.ts'
+import { remoteAddress } from './stream-caps.ts'
 import { Router } from './router.ts'
+import { BrowserGuard, isLoopbackHost } from './browser-guard.ts'
+import { Authenticator, clientKey } from './auth.ts'
+import { CLOSED_ROUTE, routePolicies } from './access-policy.ts'
+import { TokenStore } from '../runtime/token-store.ts'
+import { registerTokenRoutes } from './routes/tokens.ts'
+import { readKeys } from '../runtime/etcd-ops.ts'
+import { keys } from '../runtime/keys.ts'
+import { ConveyorError } from '../runtime/errors.ts'
 import { registerDefinitionRoutes } from './routes/definitions.ts'
 import { registerPipelineRoutes } from './routes/pipelines.ts'
 import { registerDriverRoutes } from './routes/drivers.ts'
@@ -51,6 +60,10 @@ export interface GatewayOptions {
   readonly eventReplyTimeoutMs?: number
   /** Caps of `/ws` and the other streams; what is not given comes from the environment or the defaults. */
   readonly streamLimits?: Partial<StreamLimits>
+  /** Web origins answered besides the gateway's own (`CONVEYOR_ALLOWED_ORIGINS`). @default [] */
+  readonly allowedOrigins?: readonly string[]
+  /** Bearer tokens on every route but `/health` (and `/ready` without detail); off only on a loopback address. @default true */
+  readonly auth?: boolean
 }
 
 /** A running gateway. */
@@ -68,12 +81,22 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const LOG_STREAM = /^\/logs\/streams\/([^/]+)\/([^/]+)\/?$/
 const PIPELINE_STREAM = /^\/logs\/pipeline\/([^/]+)\/?$/
 const RUNID = /^[A-Za-z0-9_-]{1,128}$/
+/** The policy every log stream (SSE and WebSocket) is admitted by. */
+const LOG_STREAM_POLICY = 'GET /logs/streams/:driver/:runid'
 
 /** Starts the HTTP/WebSocket gateway on uWebSockets.js. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const uws = await loadUws()
   const logger = options.logger ?? createLogger('gateway')
   const { connections } = options
+  const host = options.host ?? '127.0.0.1'
+  if (options.auth === false && !isLoopbackHost(host))
+    throw new ConveyorError(
+      'auth-required',
+      `auth can be turned off only on a loopback address, and the gateway would listen on ${host}; bind 127.0.0.1 or keep auth on`,
+    )
+  const tokens = new TokenStore(connections.etcd)
+  const auth = new Authenticator(options.auth === false ? undefined : tokens)
   const maxBodyBytes = options.maxBodyBytes ?? 256 * 1024
   const batcher = new TxnBatcher(connections.etcd)
   const outbox = new Outbox(
@@ -107,11 +130,25 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   registerResourceRoutes(router, resources, requireNats)
   registerLogRoutes(router, connections, logs, requireNats)
   registerReplayRoutes(router, connections, requireNats, registry)
+  registerTokenRoutes(router, tokens)
+  const runType = async (runid: string): Promise<string | undefined> => {
+    const { values } = await readKeys(connections.etcd, [keys.run(runid)])
+    return values[0] ? (JSON.parse(values[0].value) as { type?: string }).type : undefined
+  }
+  const policies = routePolicies(runType)
 
   const app: TemplatedApp = uws.App()
+  const guard = new BrowserGuard({ bindHost: host, allowedOrigins: options.allowedOrigins ?? [] })
   const limits = streamLimits(options.streamLimits)
   const streams = new StreamsPerClient(limits.connectionsPerClient)
-  const logCaps = { streams, idleTimeoutSeconds: limits.idleTimeoutSeconds }
+  const logCaps = {
+    streams,
+    idleTimeoutSeconds: limits.idleTimeoutSeconds,
+    guard,
+    logger,
+    admit: (request: ApiRequest) =>
+      auth.admit(policies[LOG_STREAM_POLICY] ?? CLOSED_ROUTE, request, 'GET /logs/streams/:driver/:runid'),
+  }
   const runFilter = (params: string[]) =>
     isValidName(params[0]) && RUNID.test(params[1] ?? '') ? { driver: params[0], runid: params[1]! } : undefined
   registerLogSockets(app, '/logs/streams/:driver/:runid', logs, runFilter, logCaps)
@@ -126,6 +163,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     replays: (id) => replayProgress(connections, id),
     limits,
     streams,
+    guard,
+    auth,
+    runType,
     logger,
   })
 
@@ -135,7 +175,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       state.aborted = true
     })
     const head = readRequestHead(req)
-    if (head.method === 'GET' && tryStream(res, state, head.path, head.query, head.headers, logs, logCaps)) return
+    const refused = guard.refusal(head)
+    if (refused) return send(res, state, refused)
+    if (head.method === 'GET' && tryStream(res, state, head, logs, logCaps, logger)) return
     const match = router.match(head.method, head.path)
     if (match.kind === 'not-found')
       return send(res, state, problem(404, 'route-not-found', `no route ${head.method} ${head.path}`))
@@ -157,6 +199,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         true,
       )
     const hasBody = BODY_METHODS.has(head.method) && (length > 0 || head.headers.has('transfer-encoding'))
+    const untyped = guard.contentTypeRefusal(head, hasBody)
+    if (untyped) return send(res, state, untyped, hasBody)
     void (async () => {
       let body: Buffer = Buffer.alloc(0)
       if (hasBody) {
@@ -167,7 +211,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
       let reply: ApiReply
       try {
-        reply = await match.handler({ ...head, body, params: match.params })
+        const request = { ...head, body, params: match.params }
+        const principal = await auth.admit(policies[match.route] ?? CLOSED_ROUTE, request, match.route)
+        reply = await match.handler(principal ? { ...request, principal } : request)
       } catch (error) {
         reply = replyForError(error, logger)
       }
@@ -176,12 +222,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   })
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(options.host ?? '127.0.0.1', options.port ?? 8080, (socket) =>
+    app.listen(host, options.port ?? 8080, (socket) =>
       socket
         ? resolve(socket)
-        : reject(
-            new Error(`cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 8080}: is the port in use?`),
-          ),
+        : reject(new Error(`cannot listen on ${host}:${options.port ?? 8080}: is the port in use?`)),
     )
   })
   const port = uws.us_socket_local_port(listenSocket)
@@ -201,7 +245,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
   return {
     port,
-    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    url: `http://${host}:${port}`,
     resources,
     definitions,
     logs,
@@ -213,14 +257,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 function tryStream(
   res: HttpResponse,
   state: { aborted: boolean },
-  path: string,
-  query: URLSearchParams,
-  headers: ReadonlyMap<string, string>,
+  head: { path: string; query: URLSearchParams; headers: ReadonlyMap<string, string>; method: string },
   logs: LogStore,
   caps: LogStreamCaps,
+  logger: Logger,
 ): boolean {
-  const driverMatch = LOG_STREAM.exec(path)
-  const pipelineMatch = driverMatch ? null : PIPELINE_STREAM.exec(path)
+  const driverMatch = LOG_STREAM.exec(head.path)
+  const pipelineMatch = driverMatch ? null : PIPELINE_STREAM.exec(head.path)
   if (!driverMatch && !pipelineMatch) return false
   const driver = driverMatch?.[1]
   const runid = (driverMatch?.[2] ?? pipelineMatch?.[1])!
@@ -234,7 +277,14 @@ function tryStream(
     )
     return true
   }
-  const after = Number(query.get('after') ?? headers.get('last-event-id') ?? 0) || 0
-  streamSse(res, logs, { runid, ...(driver ? { driver } : {}) }, after, caps)
+  const after = Number(head.query.get('after') ?? head.headers.get('last-event-id') ?? 0) || 0
+  const filter = { runid, ...(driver ? { driver } : {}) }
+  const address = remoteAddress(res)
+  void (caps.admit ? caps.admit({ ...head, body: Buffer.alloc(0), params: filter }) : Promise.resolve(undefined)).then(
+    (principal) => {
+      if (!state.aborted) streamSse(res, logs, filter, after, caps, clientKey(principal, address))
+    },
+    (error: unknown) => send(res, state, replyForError(error, logger)),
+  )
   return true
 }

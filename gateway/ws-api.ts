@@ -9,6 +9,16 @@ import { parseLabelSelector } from './routes/resources.ts'
 import { endMessage } from './log-streaming.ts'
 import { SocketOutbox } from './socket-outbox.ts'
 import { remoteAddress, type StreamsPerClient } from './stream-caps.ts'
+import type { BrowserGuard } from './browser-guard.ts'
+import { readUpgradeRequest, replyForError, send as sendReply } from './http.ts'
+import { chooseSubprotocol, clientKey, type Authenticator, type Principal } from './auth.ts'
+import type { RoutePolicy } from './access-policy.ts'
+
+/** Log subscriptions whose run's type was checked against the token's types (never set from the client's JSON). */
+const typeChecked = new WeakSet<object>()
+
+/** `/ws` carries watches and logs (reads); each subscription checks the token's types. */
+const WS_POLICY: RoutePolicy = { access: 'read', scope: 'shared' }
 
 const RUNID = /^[A-Za-z0-9_-]{1,128}$/
 const ID = /^[A-Za-z0-9_.:-]{1,64}$/
@@ -25,7 +35,9 @@ interface Subscription {
 }
 
 interface SocketState {
+  /** Whom the per-client caps count this socket against (its token, or its address). */
   readonly address: string
+  readonly principal: Principal | undefined
   readonly subscriptions: Map<string, Subscription>
   outbox: SocketOutbox | undefined
   closed: boolean
@@ -91,6 +103,12 @@ export interface WsApiDependencies {
   readonly replays: (id: string) => Promise<{ delivered: number; total: number; status: string }>
   readonly limits: StreamLimits
   readonly streams: StreamsPerClient
+  /** Refuses upgrades from foreign origins and rebound host names. */
+  readonly guard?: BrowserGuard
+  /** Checks the upgrade's token (a viewer may watch); each subscription checks the token's types. */
+  readonly auth?: Authenticator
+  /** A run's resource type, for tokens limited to types. */
+  readonly runType?: (runid: string) => Promise<string | undefined>
   readonly logger: Logger
 }
 
@@ -111,7 +129,7 @@ export interface WsApiDependencies {
  * the socket closes with 1013; it resumes each subscription from there.
  */
 export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies): void {
-  const { watches, logs, replays, limits, streams, logger } = dependencies
+  const { watches, logs, replays, limits, streams, guard, auth, runType, logger } = dependencies
   app.ws<SocketState>('/ws', {
     maxPayloadLength: 16 * 1024,
     idleTimeout: limits.idleTimeoutSeconds,
@@ -119,17 +137,31 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
     // The outbox decides what uWS gets: with a limit of its own, uWS would drop frames silently.
     maxBackpressure: 0,
     upgrade: (res, req, context) => {
+      const request = readUpgradeRequest(req)
       const key = req.getHeader('sec-websocket-key')
-      const protocol = req.getHeader('sec-websocket-protocol')
+      const protocol = chooseSubprotocol(req.getHeader('sec-websocket-protocol'))
       const extensions = req.getHeader('sec-websocket-extensions')
+      const state = { aborted: false }
+      const refused = guard?.refusal(request)
+      if (refused) return sendReply(res, state, refused)
       const address = remoteAddress(res)
-      if (!streams.open(address, res)) return
-      res.upgrade<SocketState>(
-        { address, subscriptions: new Map(), outbox: undefined, closed: false },
-        key,
-        protocol,
-        extensions,
-        context,
+      res.onAborted(() => (state.aborted = true))
+      void (auth ? auth.admit(WS_POLICY, request, 'GET /ws') : Promise.resolve(undefined)).then(
+        (principal) => {
+          if (state.aborted) return
+          const client = clientKey(principal, address)
+          if (!streams.open(client, res)) return
+          res.cork(() =>
+            res.upgrade<SocketState>(
+              { address: client, principal, subscriptions: new Map(), outbox: undefined, closed: false },
+              key,
+              protocol,
+              extensions,
+              context,
+            ),
+          )
+        },
+        (error: unknown) => sendReply(res, state, replyForError(error, logger)),
       )
     },
     open: (ws) => {
@@ -263,6 +295,7 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
 
     if (op === 'watch') {
       const type = field(request, 'type', (v): v is string => isValidName(v), 'a resource type name')!
+      if (state.principal) auth?.authorizeType(state.principal, type)
       const selectorText = field(request, 'labelSelector', isString, 'a label selector', true)
       const selector = selectorText ? parseLabelSelector(selectorText) : undefined
       const fromRevision = field(request, 'fromRevision', isRevision, 'a revision number', true)
@@ -352,6 +385,31 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
       const driver = field(request, 'driver', (v): v is string => isValidName(v), 'a driver name', true)
       const from = field(request, 'after', isRevision, 'a log sequence number', true)
       const filter = { runid, ...(driver ? { driver } : {}) }
+      if (state.principal?.types && !typeChecked.has(request)) {
+        // A token limited to types reads the logs of its types' runs only: the run's type is read first.
+        const principal = state.principal
+        const placeholder = { stop: () => undefined, resumeAt: () => undefined }
+        state.subscriptions.set(id, placeholder)
+        void (runType ? runType(runid) : Promise.resolve(undefined))
+          .then((type) => {
+            if (state.subscriptions.get(id) !== placeholder || state.closed) return
+            state.subscriptions.delete(id)
+            if (type === undefined) auth?.authorizeAllTypes(principal, `read the log of run ${runid}`)
+            else auth?.authorizeType(principal, type)
+            const again = { ...request }
+            typeChecked.add(again)
+            handle(ws, again)
+          })
+          .catch((error: unknown) => {
+            if (state.subscriptions.get(id) === placeholder) state.subscriptions.delete(id)
+            out({
+              type: 'error',
+              code: error instanceof ConveyorError ? error.code : 'unavailable',
+              message: error instanceof Error ? error.message : String(error),
+            })
+          })
+        return
+      }
       /** The sequence of the last line uWS has. */
       let handed = from
       // The store pages the backlog, and falls back to pages when the socket has no room.
@@ -381,6 +439,7 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
       return
     }
     if (op === 'replay') {
+      if (state.principal) auth?.authorizeAllTypes(state.principal, 'follow a replay')
       const replay = field(
         request,
         'replay',

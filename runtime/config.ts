@@ -1,4 +1,5 @@
-import { resolve } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { parseDuration, parseSize } from '../definitions/durations.ts'
 import { DEFAULT_ACTOR_LIMITS, MAX_RECORD_BYTES_LIMIT, type ActorLimits } from '../definitions/lifecycle-limits.ts'
 import type { RetentionOptions } from './streams.ts'
@@ -11,14 +12,18 @@ export interface ConveyorConfig {
   readonly etcdEndpoints: readonly string[]
   /** @default 8080 (env `CONVEYOR_HTTP_PORT`) */
   readonly httpPort: number
-  /** Address the gateway binds; loopback unless asked, since the API has no auth yet. @default '127.0.0.1' (env `CONVEYOR_HTTP_HOST`) */
+  /** Address the gateway binds. @default '127.0.0.1' (env `CONVEYOR_HTTP_HOST`) */
   readonly httpHost: string
   /** @default './.conveyor' (env `CONVEYOR_DATA_DIR`) */
   readonly dataDir: string
   /** @default 'http://127.0.0.1:8080' (env `CONVEYOR_API_URL`) */
   readonly apiUrl: string
-  /** Bearer token clients send (env `CONVEYOR_TOKEN`). */
+  /** Bearer token clients send (env `CONVEYOR_TOKEN`, else the local admin token in the data directory). */
   readonly token: string | undefined
+  /** Web origins the gateway answers besides its own (env `CONVEYOR_ALLOWED_ORIGINS`, comma separated). */
+  readonly allowedOrigins: readonly string[]
+  /** Bearer tokens required by the gateway; off only with `--no-auth` or `CONVEYOR_AUTH=off`, on loopback. @default true */
+  readonly auth: boolean
 }
 
 export interface ConfigOverrides {
@@ -28,6 +33,8 @@ export interface ConfigOverrides {
   readonly httpHost?: string | undefined
   readonly dataDir?: string | undefined
   readonly apiUrl?: string | undefined
+  /** `--no-auth`: false. */
+  readonly auth?: boolean | undefined
 }
 
 const splitList = (value: string): string[] =>
@@ -43,18 +50,41 @@ function parsePort(value: number | string, source: string): number {
   return port
 }
 
+/** The file in the data directory where `conveyor up` keeps its admin token (mode 0600). */
+export const ADMIN_TOKEN_FILE = 'admin.token'
+
+/** `CONVEYOR_AUTH`: on unless `off`, `false` or `0`. */
+function parseAuth(value: string | undefined): boolean {
+  if (value === undefined || value === '') return true
+  if (['off', 'false', '0'].includes(value.toLowerCase())) return false
+  if (['on', 'true', '1'].includes(value.toLowerCase())) return true
+  throw new TypeError(`CONVEYOR_AUTH must be on or off, got ${JSON.stringify(value)}`)
+}
+
+/** A token kept in a file (the local admin token), if the file exists and can be read. */
+function readTokenFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim() || undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** Flags override the environment, the environment overrides defaults. */
 export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): ConveyorConfig {
   const etcd = overrides.etcdEndpoints ?? env.CONVEYOR_ETCD_ENDPOINTS ?? 'http://127.0.0.1:2379'
   const httpPort = parsePort(overrides.httpPort ?? env.CONVEYOR_HTTP_PORT ?? 8080, 'CONVEYOR_HTTP_PORT')
+  const dataDir = resolve(overrides.dataDir ?? env.CONVEYOR_DATA_DIR ?? '.conveyor')
   return {
     natsUrl: overrides.natsUrl ?? env.CONVEYOR_NATS_URL ?? 'nats://127.0.0.1:4222',
     etcdEndpoints: typeof etcd === 'string' ? splitList(etcd) : etcd,
     httpPort,
     httpHost: overrides.httpHost ?? env.CONVEYOR_HTTP_HOST ?? '127.0.0.1',
-    dataDir: resolve(overrides.dataDir ?? env.CONVEYOR_DATA_DIR ?? '.conveyor'),
+    dataDir,
     apiUrl: overrides.apiUrl ?? env.CONVEYOR_API_URL ?? `http://127.0.0.1:${httpPort || 8080}`,
-    token: env.CONVEYOR_TOKEN || undefined,
+    allowedOrigins: splitList(env.CONVEYOR_ALLOWED_ORIGINS ?? ''),
+    auth: overrides.auth ?? parseAuth(env.CONVEYOR_AUTH),
+    token: env.CONVEYOR_TOKEN || readTokenFile(join(dataDir, ADMIN_TOKEN_FILE)),
   }
 }
 

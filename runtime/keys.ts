@@ -53,6 +53,9 @@ export const keys = {
   run: (runid: string): string => `${ROOT}/runs/${runid}`,
   pipeline: (name: string): string => `${ROOT}/pipelines/${name}`,
   pipelines: (): string => `${ROOT}/pipelines/`,
+  /** API tokens by id: role, scope and the hash of the secret (never the secret). */
+  token: (id: string): string => `${ROOT}/tokens/${id}`,
+  tokens: (): string => `${ROOT}/tokens/`,
   /** Written and read by `connectServers` to check that etcd answers. */
   ping: (): string => `${ROOT}/ping`,
 } as const

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { mkdtemp, mkdir, rm, symlink } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, stat, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -24,13 +24,17 @@ const childPids = (pid: number): number[] => {
   }
 }
 
-async function startUp(dataDir: string): Promise<{ process: ConveyorProcess; url: string; servers: number[] }> {
+async function startUp(
+  dataDir: string,
+): Promise<{ process: ConveyorProcess; url: string; servers: number[]; token: string }> {
   const up = new ConveyorProcess(['up', '--port', '0', '--nats-port', '0', '--etcd-port', '0'], {
     CONVEYOR_DATA_DIR: dataDir,
     CONVEYOR_LOG_LEVEL: 'error',
   })
   const [, url] = await up.waitFor(/API:\s+(http:\/\/\S+)/)
-  return { process: up, url: url!, servers: childPids(up.child.pid!) }
+  await up.waitFor(/auth: admin token (?:written to|in) \S+/)
+  const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim()
+  return { process: up, url: url!, servers: childPids(up.child.pid!), token }
 }
 
 describe('conveyor up', () => {
@@ -39,13 +43,29 @@ describe('conveyor up', () => {
     dirs.push(dataDir)
     const first = await startUp(dataDir)
     expect(first.servers.length).toBe(2)
-    expect((await api(first.url, 'GET', '/ready')).status).toBe(200)
-    const created = await api(first.url, 'POST', '/resource-definitions/', {
-      name: 'kept',
-      version: '1',
-      schema: { type: 'object' },
-    })
+    // Auth is on: the first start made an admin token that only its owner can read.
+    expect((await stat(join(dataDir, 'admin.token'))).mode & 0o777).toBe(0o600)
+    const bearer = { authorization: `Bearer ${first.token}` }
+    // Without a token: /ready says only whether it is ready; anything else is 401.
+    const bare = await api(first.url, 'GET', '/ready')
+    expect(bare.status).toBe(200)
+    expect(bare.body).toEqual({ status: 'ready' })
+    expect((await api(first.url, 'GET', '/ready', undefined, bearer)).body.etcd).toBe('ok')
+    const refused = await api(first.url, 'POST', '/resource-definitions/', { name: 'kept', schema: { type: 'object' } })
+    expect(refused.status).toBe(401)
+    expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="conveyor"')
+    const created = await api(
+      first.url,
+      'POST',
+      '/resource-definitions/',
+      { name: 'kept', version: '1', schema: { type: 'object' } },
+      bearer,
+    )
     expect(created.status).toBe(201)
+    // The CLI finds the token in the data directory when it talks to this instance.
+    const history = new ConveyorProcess(['token', 'list', '--api', first.url, '--json'], { CONVEYOR_DATA_DIR: dataDir })
+    expect((await history.exited).code).toBe(0)
+    expect(JSON.parse(history.output).map((t: { role: string }) => t.role)).toEqual(['admin'])
 
     const stoppedAt = Date.now()
     first.process.kill('SIGINT')
@@ -57,7 +77,11 @@ describe('conveyor up', () => {
 
     const second = await startUp(dataDir)
     try {
-      const kept = await api(second.url, 'GET', '/resource-definitions/kept')
+      // The same token again: it still verifies.
+      expect(second.token).toBe(first.token)
+      const kept = await api(second.url, 'GET', '/resource-definitions/kept', undefined, {
+        authorization: `Bearer ${second.token}`,
+      })
       expect(kept.status).toBe(200)
       expect(kept.body.metadata.uid).toBe(created.body.metadata.uid)
     } finally {

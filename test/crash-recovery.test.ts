@@ -39,6 +39,7 @@ async function gateway(fault?: string): Promise<{ process: ConveyorProcess; url:
     CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
     CONVEYOR_DATA_DIR: join(dir, `gw-${Math.random().toString(36).slice(2)}`),
     CONVEYOR_LOG_LEVEL: 'error',
+    CONVEYOR_AUTH: 'off',
     ...(fault ? { CONVEYOR_TEST_FAULT: fault } : {}),
   })
   const [, url] = await process.waitFor(/listening on (http:\/\/\S+)/)
@@ -82,6 +83,7 @@ describe('a crash between the etcd commit and the JetStream publish', () => {
     const crashing = await gateway('crash-after-commit')
     const attempt = await fetch(`${crashing.url}/resources`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'survivor', resource: 'app', spec: {} }),
     }).catch((error: unknown) => error)
     expect(attempt).toBeInstanceOf(Error)

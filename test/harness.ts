@@ -34,11 +34,14 @@ export async function startStack(options: { worker?: boolean } = {}): Promise<St
     dataDir: gatewayDir,
     logger: createLogger('gateway', 'error'),
     outboxSweepIntervalMs: 500,
+    // Tests of everything but access itself run without tokens (explicitly, on loopback); test/auth covers tokens.
+    auth: false,
   })
   const env = {
     CONVEYOR_NATS_URL: servers.natsUrl,
     CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
     CONVEYOR_LOG_LEVEL: 'error',
+    CONVEYOR_AUTH: 'off',
   }
   let worker: ActorWorker | undefined
   if (options.worker) {

@@ -16,6 +16,7 @@ beforeAll(async () => {
   stack = await startStack()
   dir = await mkdtemp(join(tmpdir(), 'conveyor-log-caps-'))
   gateway = await startGateway({
+    auth: false,
     connections: stack.connections,
     port: 0,
     dataDir: dir,

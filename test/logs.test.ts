@@ -156,6 +156,7 @@ describe('log streaming', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'conveyor-logs-'))
     try {
       let gateway = await startGateway({
+        auth: false,
         connections: stack.connections,
         port: 0,
         dataDir,
@@ -168,6 +169,7 @@ describe('log streaming', () => {
         JSON.stringify({ message: 'while down', timestamp: new Date().toISOString() }),
       )
       gateway = await startGateway({
+        auth: false,
         connections: stack.connections,
         port: 0,
         dataDir,

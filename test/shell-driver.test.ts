@@ -193,6 +193,7 @@ describe('the built-in shell driver', () => {
     })
     // The default gateway takes bodies up to 256 KiB (enough for E2BIG at 128 KiB); one with a higher limit takes this.
     const roomy = await startGateway({
+      auth: false,
       connections: stack.connections,
       port: 0,
       dataDir: join(dir, 'roomy-gateway'),

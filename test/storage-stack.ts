@@ -36,6 +36,7 @@ export async function startStorageStack(
     { ...options.connect },
   )
   const gateway = await startGateway({
+    auth: false,
     connections,
     port: 0,
     dataDir: join(dir, 'gateway'),

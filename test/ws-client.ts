@@ -106,7 +106,14 @@ export async function gatewayWithLimits(
     warn: (message, fields) => warnings.push({ message, fields }),
     error: (message, fields) => process.stderr.write(`gateway error: ${message} ${JSON.stringify(fields)}\n`),
   }
-  const gateway = await startGateway({ connections, port: 0, dataDir: dir, logger, streamLimits: limits })
+  const gateway = await startGateway({
+    auth: false,
+    connections,
+    port: 0,
+    dataDir: dir,
+    logger,
+    streamLimits: limits,
+  })
   return {
     gateway,
     url: gateway.url,

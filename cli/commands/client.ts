@@ -15,7 +15,7 @@ function apiUrl(flags: ClientFlags): string {
 
 /** One request to the gateway; a problem+json answer becomes one clear error line. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the gateway's answers stay untyped until the typed client replaces this
-async function call(flags: ClientFlags, method: string, path: string, body?: unknown): Promise<any> {
+export async function call(flags: ClientFlags, method: string, path: string, body?: unknown): Promise<any> {
   const url = apiUrl(flags) + path
   const token = resolveConfig().token
   let response: Response
@@ -37,9 +37,15 @@ async function call(flags: ClientFlags, method: string, path: string, body?: unk
     const fields = Array.isArray(parsed?.errors)
       ? ` (${parsed.errors.map((e: { path: string; message: string }) => `${e.path} ${e.message}`).join('; ')})`
       : ''
+    const fix =
+      response.status === 401
+        ? token
+          ? ' (the token in CONVEYOR_TOKEN or .conveyor/admin.token is not valid here: make one with conveyor token create)'
+          : ' (no token: set CONVEYOR_TOKEN, or run this where conveyor up keeps .conveyor/admin.token)'
+        : ''
     throw new ConveyorError(
       'api',
-      `${method} ${path}: ${response.status} ${parsed?.detail ?? parsed?.title ?? text}${fields}`,
+      `${method} ${path}: ${response.status} ${parsed?.detail ?? parsed?.title ?? text}${fields}${fix}`,
     )
   }
   return parsed

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { resolveConfig } from '../../runtime/config.ts'
+import { ADMIN_TOKEN_FILE, resolveConfig } from '../../runtime/config.ts'
+import { TokenStore } from '../../runtime/token-store.ts'
+import { ensureLocalAdminToken } from '../local-token.ts'
 import { connectServers } from '../../runtime/connections.ts'
 import { DriverRegistry } from '../../runtime/driver-registry.ts'
 import { createLogger } from '../../runtime/logger.ts'
@@ -62,12 +64,18 @@ async function stopRoles(roles: readonly Role[]): Promise<void> {
 }
 
 /** Creates the streams and key-value buckets (each a replicated raft group), one at a time. */
-async function prepareCluster(servers: LocalCluster): Promise<void> {
+async function prepareCluster(servers: LocalCluster, adminTokenFile: string | undefined): Promise<void> {
   const started = Date.now()
   const connections = await connectServers(servers, { name: 'conveyor cluster' })
   try {
     await replayBuckets(connections)
     ;(await DriverRegistry.open(connections, createLogger('cluster', 'error'))).close()
+    if (adminTokenFile) {
+      const admin = await ensureLocalAdminToken(new TokenStore(connections.etcd), adminTokenFile)
+      out(
+        `  admin token ${admin.created ? 'written to' : 'in'} ${adminTokenFile} (mode 0600); export CONVEYOR_TOKEN=$(cat ${adminTokenFile})`,
+      )
+    }
   } finally {
     await connections.close()
   }
@@ -98,7 +106,7 @@ export async function cluster(flags: ClusterFlags): Promise<number> {
   out(`  data: ${dataDir}`)
   const roles: Role[] = []
   // Create the replicated streams and buckets once, before six processes race to.
-  await prepareCluster(servers)
+  await prepareCluster(servers, config.auth ? join(config.dataDir, ADMIN_TOKEN_FILE) : undefined)
   if (!flags.serversOnly) {
     const port = config.httpPort
     for (const n of [1, 2]) {

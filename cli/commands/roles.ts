@@ -16,6 +16,8 @@ export async function gateway(flags: ServeFlags): Promise<number> {
     connections,
     port: config.httpPort,
     host: config.httpHost,
+    allowedOrigins: config.allowedOrigins,
+    auth: config.auth,
     dataDir: join(config.dataDir, 'gateway'),
   }).catch(async (error: unknown) => {
     await connections.close()

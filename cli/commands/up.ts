@@ -1,5 +1,7 @@
 import { join } from 'node:path'
-import { resolveConfig } from '../../runtime/config.ts'
+import { ADMIN_TOKEN_FILE, resolveConfig } from '../../runtime/config.ts'
+import { TokenStore } from '../../runtime/token-store.ts'
+import { ensureLocalAdminToken } from '../local-token.ts'
 import { connectServers } from '../../runtime/connections.ts'
 import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
 import { startGateway } from '../../gateway/server.ts'
@@ -36,6 +38,8 @@ export async function up(flags: ServeFlags): Promise<number> {
       connections,
       port: config.httpPort,
       host: config.httpHost,
+      allowedOrigins: config.allowedOrigins,
+      auth: config.auth,
       dataDir: join(config.dataDir, 'gateway'),
     })
     const actorWorker = await startWorker({ connections, heapSoftLimitMb: 256 })
@@ -44,8 +48,15 @@ export async function up(flags: ServeFlags): Promise<number> {
         runDriver(d, { connections, workspaceRoot: join(config.dataDir, 'workspaces') }),
       ),
     )
+    const tokenFile = join(config.dataDir, ADMIN_TOKEN_FILE)
+    const admin = config.auth ? await ensureLocalAdminToken(new TokenStore(connections.etcd), tokenFile) : undefined
     out(`Conveyor is up.`)
     out(`  API:  ${gateway.url}`)
+    if (admin)
+      out(
+        `  auth: admin token ${admin.created ? 'written to' : 'in'} ${tokenFile} (mode 0600); the CLI uses it here; for curl: export CONVEYOR_TOKEN=$(cat ${tokenFile}), then -H "Authorization: Bearer $CONVEYOR_TOKEN"`,
+      )
+    else out(`  auth: off (--no-auth; loopback only)`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
     out(`  etcd: ${(servers?.etcdEndpoints ?? config.etcdEndpoints).join(',')}`)
     out(`  data: ${config.dataDir}`)

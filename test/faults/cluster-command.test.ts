@@ -10,7 +10,11 @@ import { ConveyorProcess } from '../processes.ts'
  * gateway; Ctrl-C stops everything.
  */
 it('conveyor cluster starts a 3 + 3 cluster and two of every role, and stops on Ctrl-C', async () => {
-  const cluster = new ConveyorProcess(['cluster', '--nats-port', '0', '--port', '0'], { CONVEYOR_LOG_LEVEL: 'warn' })
+  const cluster = new ConveyorProcess(['cluster', '--nats-port', '0', '--port', '0'], {
+    CONVEYOR_LOG_LEVEL: 'warn',
+    // Its gateways are reached without tokens here; auth itself is tested with conveyor up.
+    CONVEYOR_AUTH: 'off',
+  })
   try {
     const [, natsUrl] = await cluster.waitFor(/CONVEYOR_NATS_URL=(\S+)/, 120_000)
     const [, etcdEndpoints] = await cluster.waitFor(/CONVEYOR_ETCD_ENDPOINTS=(\S+)/)

@@ -103,6 +103,8 @@ export async function startTopology(options: { cluster: boolean; env?: Record<st
     CONVEYOR_NATS_URL: servers.natsUrl,
     CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
     CONVEYOR_LOG_LEVEL: 'warn',
+    // The fault suites measure loss, not access: their gateways run without tokens (on loopback).
+    CONVEYOR_AUTH: 'off',
     ...options.env,
   }
   const roleDir = async (name: string): Promise<string> => {
