@@ -41,7 +41,15 @@ export async function startWorkerProcess(env: Record<string, string>): Promise<W
 export async function startGatewayProcess(servers: LocalServers): Promise<{ url: string; stop(): Promise<void> }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'conveyor-bench-gw-'))
   const gateway = spawn(process.execPath, [CLI, 'gateway', '--port', '0'], {
-    env: { ...process.env, ...serverEnv(servers), CONVEYOR_DATA_DIR: dataDir, CONVEYOR_LOG_LEVEL: 'error' },
+    env: {
+      ...process.env,
+      ...serverEnv(servers),
+      CONVEYOR_DATA_DIR: dataDir,
+      CONVEYOR_LOG_LEVEL: 'error',
+      // One client drives the whole load: the per-token rate limit would cap it, and tokens are not what is measured.
+      CONVEYOR_AUTH: 'off',
+      CONVEYOR_RATE_LIMIT: '0',
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   const url = await new Promise<string>((resolve, reject) => {

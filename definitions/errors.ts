@@ -13,6 +13,7 @@ export const ErrorKind = {
   conflict: 409,
   gone: 410,
   tooLarge: 413,
+  tooManyRequests: 429,
   unavailable: 503,
 } as const
 export type ErrorKind = keyof typeof ErrorKind

@@ -78,6 +78,12 @@ export class Authenticator {
     return this.#tokens !== undefined
   }
 
+  /** True when the request's token verified a moment ago: checking it again costs nothing. */
+  knownGood(headers: ReadonlyMap<string, string>): boolean {
+    const token = presentedToken(headers)
+    return !this.#tokens || (token !== undefined && this.#tokens.recentlyVerified(token))
+  }
+
   /** The caller, or a 401 when the token is missing, malformed, unknown, revoked or expired. */
   async authenticate(headers: ReadonlyMap<string, string>): Promise<Principal> {
     if (!this.#tokens) return ANONYMOUS

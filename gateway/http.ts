@@ -4,6 +4,7 @@ import { isServerUnavailable } from '../runtime/connections.ts'
 import { isEtcdNoSpace } from '../runtime/etcd-faults.ts'
 import type { Logger } from '../runtime/logger.ts'
 import type { Principal } from './auth.ts'
+import { RateLimited } from './rate-limit.ts'
 
 /** A request with everything copied out of uWS's stack-allocated objects, safe across awaits. */
 export interface ApiRequest {
@@ -74,6 +75,8 @@ export const RETRY_AFTER_SECONDS = 2
 export function replyForError(error: unknown, logger: Logger): ApiReply {
   if (error instanceof ConveyorError && error.kind !== undefined) {
     const reply = problem(error.status, error.code, error.message, error.errors)
+    if (error instanceof RateLimited)
+      return { ...reply, headers: { ...reply.headers, 'Retry-After': String(error.retryAfterSeconds) } }
     // RFC 6750: a 401 names the scheme it wants.
     if (error.status === 401)
       return { ...reply, headers: { ...reply.headers, 'WWW-Authenticate': 'Bearer realm="conveyor"' } }

@@ -20,10 +20,12 @@ import { problem, readBody, readRequestHead, replyForError, send, type ApiReply,
 import { remoteAddress } from './stream-caps.ts'
 import { Router } from './router.ts'
 import { BrowserGuard, isLoopbackHost } from './browser-guard.ts'
-import { Authenticator, clientKey } from './auth.ts'
-import { CLOSED_ROUTE, routePolicies } from './access-policy.ts'
+import { Authenticator, clientKey, type Principal } from './auth.ts'
+import { CLOSED_ROUTE, routePolicies, type RoutePolicy } from './access-policy.ts'
 import { TokenStore } from '../runtime/token-store.ts'
 import { registerTokenRoutes } from './routes/tokens.ts'
+import { RequestRates, type RateLimits } from './rate-limit.ts'
+import { rateLimitsFromEnv } from '../runtime/config.ts'
 import { readKeys } from '../runtime/etcd-ops.ts'
 import { keys } from '../runtime/keys.ts'
 import { ConveyorError } from '../runtime/errors.ts'
@@ -64,6 +66,8 @@ export interface GatewayOptions {
   readonly allowedOrigins?: readonly string[]
   /** Bearer tokens on every route but `/health` (and `/ready` without detail); off only on a loopback address. @default true */
   readonly auth?: boolean
+  /** Requests per second per token (0: none) and failed token checks per address; default from the environment. */
+  readonly rateLimits?: RateLimits
 }
 
 /** A running gateway. */
@@ -97,6 +101,28 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     )
   const tokens = new TokenStore(connections.etcd)
   const auth = new Authenticator(options.auth === false ? undefined : tokens)
+  const rates = new RequestRates(options.rateLimits ?? rateLimitsFromEnv())
+  /** Admits a call (401/403), then counts it against its token's budget (429); failed token checks count against the address. */
+  const admitted = async (
+    policy: RoutePolicy,
+    request: ApiRequest,
+    what: string,
+    address: string,
+  ): Promise<Principal | undefined> => {
+    if (policy.access === 'public') return await auth.admit(policy, request, what)
+    // Only a token that must be looked up can be a guess: known good ones are never held back.
+    if (!auth.knownGood(request.headers)) await rates.checkFailures(address)
+    let principal: Principal | undefined
+    try {
+      principal = await auth.admit(policy, request, what)
+    } catch (error) {
+      if (error instanceof ConveyorError && error.status === 401) await rates.failed(address)
+      throw error
+    }
+    // Without auth (loopback only) every caller is the same anonymous admin: nothing to tell apart.
+    if (auth.enabled) await rates.request(clientKey(principal, address))
+    return principal
+  }
   const maxBodyBytes = options.maxBodyBytes ?? 256 * 1024
   const batcher = new TxnBatcher(connections.etcd)
   const outbox = new Outbox(
@@ -198,6 +224,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         problem(413, 'too-large', `request body of ${length} bytes is over the limit of ${limit}`),
         true,
       )
+    const address = remoteAddress(res)
     const hasBody = BODY_METHODS.has(head.method) && (length > 0 || head.headers.has('transfer-encoding'))
     const untyped = guard.contentTypeRefusal(head, hasBody)
     if (untyped) return send(res, state, untyped, hasBody)
@@ -212,7 +239,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       let reply: ApiReply
       try {
         const request = { ...head, body, params: match.params }
-        const principal = await auth.admit(policies[match.route] ?? CLOSED_ROUTE, request, match.route)
+        const principal = await admitted(policies[match.route] ?? CLOSED_ROUTE, request, match.route, address)
         reply = await match.handler(principal ? { ...request, principal } : request)
       } catch (error) {
         reply = replyForError(error, logger)

@@ -204,6 +204,19 @@ export function inheritedPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.PATH ?? '/usr/local/bin:/usr/bin:/bin'
 }
 
+/** Requests per second one token may make (env `CONVEYOR_RATE_LIMIT`, 0: no limit), and failed token checks per minute from one address. */
+export function rateLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): {
+  requestsPerSecond: number
+  failedAuthPerMinute: number
+} {
+  const perSecond = envNumber(env, 'CONVEYOR_RATE_LIMIT')
+  if (perSecond !== undefined && (!Number.isInteger(perSecond) || perSecond < 0))
+    throw new TypeError(
+      `CONVEYOR_RATE_LIMIT must be a whole number of requests per second (0: no limit), got ${perSecond}`,
+    )
+  return { requestsPerSecond: perSecond ?? 1000, failedAuthPerMinute: 60 }
+}
+
 /** Caps of the gateway's streams (`/ws`, SSE and log sockets), each with a default and an environment variable. */
 export interface StreamLimits {
   /** Subscriptions one `/ws` socket may hold. @default 256 (env `CONVEYOR_WS_MAX_SUBSCRIPTIONS`) */

@@ -52,6 +52,8 @@ const sha256 = (text: string): Buffer => createHash('sha256').update(text).diges
 export class TokenStore {
   readonly #etcd: Etcd3
   readonly #cache = new LRUCache<string, { stored: StoredToken | null }>({ max: 10_000, ttl: TOKEN_CACHE_MS })
+  /** Whole tokens that verified within the cache time. */
+  readonly #verifiedSecrets = new LRUCache<string, true>({ max: 10_000, ttl: TOKEN_CACHE_MS })
 
   constructor(etcd: Etcd3) {
     this.#etcd = etcd
@@ -88,7 +90,14 @@ export class TokenStore {
   async revoke(id: string): Promise<boolean> {
     const deleted = await this.#etcd.delete().key(keys.token(id)).exec()
     this.#cache.delete(id)
+    this.#verifiedSecrets.clear()
     return Number(deleted.deleted) > 0
+  }
+
+  /** True when `token` verified a moment ago (answered from memory, no etcd read): such a caller is never throttled as a guesser. */
+  recentlyVerified(token: string): boolean {
+    const parts = TOKEN.exec(token)
+    return !!parts && !!this.#cache.get(parts[1]!)?.stored && this.#verifiedSecrets.has(token)
   }
 
   /** The token's info when it is genuine and current; undefined otherwise (unknown, revoked, expired, forged). */
@@ -108,6 +117,7 @@ export class TokenStore {
     const actual = sha256(secret)
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return undefined
     if (stored.expiresAt && Date.parse(stored.expiresAt) <= Date.now()) return undefined
+    this.#verifiedSecrets.set(token, true)
     return publicInfo(stored)
   }
 }
