@@ -77,6 +77,8 @@ export interface Gateway {
   readonly resources: ResourceStore
   readonly definitions: DefinitionStore
   readonly logs: LogStore
+  /** Every HTTP route as `METHOD /pattern` (each has an access policy, or needs an admin). */
+  readonly routes: readonly string[]
   close(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
 }
@@ -276,6 +278,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     resources,
     definitions,
     logs,
+    routes: router.routes(),
     close,
     [Symbol.asyncDispose]: close,
   }

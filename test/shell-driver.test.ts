@@ -56,7 +56,7 @@ async function logsOf(runid: string): Promise<any[]> {
 describe('the built-in shell driver', () => {
   it("runs the README's pipeline as written against a local git repository: steps share the run's workspace, data reaches later steps, the workspace goes when the run ends", async () => {
     const readme = await readFile(fileURLToPath(new URL('../README.md', import.meta.url)), 'utf8')
-    const pipeline = JSON.parse(/curl -s -XPOST localhost:8080\/pipelines\/ -d '([\s\S]*?)'\n/.exec(readme)![1]!)
+    const pipeline = JSON.parse(/api -XPOST localhost:8080\/pipelines\/ -d '([\s\S]*?)'\n/.exec(readme)![1]!)
     expect((await api(stack.url, 'POST', '/pipelines', pipeline)).status).toBe(201)
     const repo = join(dir, 'app-repo')
     await mkdir(repo)
