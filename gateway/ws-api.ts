@@ -13,6 +13,8 @@ import type { BrowserGuard } from './browser-guard.ts'
 import { readUpgradeRequest, replyForError, send as sendReply } from './http.ts'
 import { chooseSubprotocol, clientKey, type Authenticator, type Principal } from './auth.ts'
 import type { RoutePolicy } from './access-policy.ts'
+import { readsRedacted } from './secret-redaction.ts'
+import { redactResource, secretFieldsOf } from '../definitions/secret-fields.ts'
 
 /** Log subscriptions whose run's type was checked against the token's types (never set from the client's JSON). */
 const typeChecked = new WeakSet<object>()
@@ -43,18 +45,24 @@ interface SocketState {
   closed: boolean
 }
 
-/** A change's JSON without the subscription id, encoded once however many watchers get it. */
+/**
+ * A change's JSON without the subscription id, encoded once however many watchers get it; for
+ * readers of redacted secrets (viewers) a second encoding, made only when the resource has secret fields.
+ */
 const encoded = new WeakMap<ResourceChange, string>()
-function encode(change: ResourceChange): string {
-  let text = encoded.get(change)
+const encodedRedacted = new WeakMap<ResourceChange, string>()
+function encode(change: ResourceChange, redacted = false): string {
+  const secret = redacted && secretFieldsOf(change.object).length > 0
+  const cache = secret ? encodedRedacted : encoded
+  let text = cache.get(change)
   if (text === undefined) {
     text = JSON.stringify({
       type: 'change',
       kind: change.kind,
       revision: change.revision,
-      object: change.object,
+      object: secret ? redactResource(change.object) : change.object,
     }).slice(1)
-    encoded.set(change, text)
+    cache.set(change, text)
   }
   return text
 }
@@ -299,6 +307,8 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
       const selectorText = field(request, 'labelSelector', isString, 'a label selector', true)
       const selector = selectorText ? parseLabelSelector(selectorText) : undefined
       const fromRevision = field(request, 'fromRevision', isRevision, 'a revision number', true)
+      /** Viewers read secret spec values redacted. */
+      const redacted = readsRedacted(state.principal)
       /** The revision of the last change uWS has, and the last one whose every change (or the whole list) it has. */
       let handed = fromRevision
       let whole = fromRevision
@@ -329,7 +339,7 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
         subscription = watches.subscribe(type, revision, {
           change: (change) => {
             if (!selector || selector(change.labels))
-              outbox.send(prefix + encode(change), () => (handed = change.revision))
+              outbox.send(prefix + encode(change, redacted), () => (handed = change.revision))
             // One transaction may change several resources: a resume point is a revision uWS has all of.
             if (change.endsRevision) outbox.mark(() => (handed = whole = change.revision))
             return room()
@@ -355,7 +365,12 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
           if (cancelled || outbox.closed) return
           const listed = page.revision
           out(
-            { type: 'list', revision: page.revision, items: page.items, more: page.more },
+            {
+              type: 'list',
+              revision: page.revision,
+              items: redacted ? page.items.map(redactResource) : page.items,
+              more: page.more,
+            },
             page.more ? undefined : () => (handed = whole = listed),
           )
           if (!page.more) watchFrom(page.revision)

@@ -14,7 +14,13 @@ import type { ActorInitializer, ActorRecord } from './actor-record.ts'
 import type { ResourceInput } from '../definitions/api-types.ts'
 import { planOf, type Pipeline } from '../definitions/pipeline.ts'
 import type { ConveyorEvent, EventKind, Resource } from '../definitions/objects.ts'
-import { presentResource, type PresentOptions, type StoredMetadata, type StoredResource } from './resource-view.ts'
+import {
+  presentResource,
+  withSecretFields,
+  type PresentOptions,
+  type StoredMetadata,
+  type StoredResource,
+} from './resource-view.ts'
 
 export interface ListOptions {
   readonly labelSelector?: LabelSelector
@@ -37,7 +43,9 @@ export type LabelSelector = (labels: Readonly<Record<string, string>>) => boolea
 interface ResourceWrite {
   readonly stored: StoredResource
   readonly kind: 'created' | 'updated'
-  readonly definition: { readonly definition: { readonly lifecycle?: Record<string, unknown> } }
+  readonly definition: {
+    readonly definition: { readonly lifecycle?: Record<string, unknown>; readonly schema: Record<string, unknown> }
+  }
   readonly pipeline: { readonly pipeline: Pipeline; readonly revision: number } | undefined
   /** What must still hold: the definition's, the key's (and the actor's) revisions. */
   readonly compares: readonly ICompare[]
@@ -425,7 +433,9 @@ export class ResourceStore {
 
   /** Writes the resource, a fresh actor (and its timers, and its run) and the outbox entry in one transaction; undefined when a compare failed. */
   async #commit(write: ResourceWrite): Promise<Resource | undefined> {
-    const { stored, kind, definition, pipeline, compares, extraOps = [], extraMessages = [], previous } = write
+    const { kind, definition, pipeline, compares, extraOps = [], extraMessages = [], previous } = write
+    // Stored with the secret fields of the schema it was validated against (viewers read them redacted, logs mask them).
+    const stored = { ...write.stored, metadata: withSecretFields(write.stored.metadata, definition.definition.schema) }
     const type = stored.resource
     const initial = this.#actors.initial({
       uid: stored.metadata.uid,

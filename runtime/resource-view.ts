@@ -1,8 +1,30 @@
 import type { ActorRecord } from './actor-record.ts'
 import { stepView } from '../definitions/pipeline.ts'
 import type { DriverOutcome, ObjectMetadata, Resource, ResourceStatus } from '../definitions/objects.ts'
+import { secretPointers } from '../definitions/secret-fields.ts'
 
-export type StoredMetadata = Omit<ObjectMetadata, 'revision'>
+export type StoredMetadata = Omit<ObjectMetadata, 'revision'> & {
+  /**
+   * JSON pointers into `spec` of the fields its definition's schema marks `writeOnly` (see
+   * definitions/secret-fields.ts), as they were when the resource was written; absent when none.
+   * Viewers read those values redacted, drivers mask them in their logs.
+   */
+  readonly secretFields?: readonly string[]
+}
+
+/** Secret pointers per schema object: the definition store keeps one schema object per definition revision. */
+const pointersBySchema = new WeakMap<object, readonly string[]>()
+
+/** The metadata to store with a resource validated against `schema`: it names the schema's secret fields (and only when there are some). */
+export function withSecretFields(metadata: StoredMetadata, schema: unknown): StoredMetadata {
+  let pointers: readonly string[] = []
+  if (typeof schema === 'object' && schema !== null) {
+    pointers = pointersBySchema.get(schema) ?? secretPointers(schema)
+    pointersBySchema.set(schema, pointers)
+  }
+  const { secretFields: _before, ...rest } = metadata
+  return pointers.length > 0 ? { ...rest, secretFields: pointers } : rest
+}
 
 /** What etcd holds at `/conveyor/resources/{type}/{name}`: the desired state and its run id. */
 export interface StoredResource {

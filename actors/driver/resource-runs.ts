@@ -8,6 +8,7 @@ import { holdClaim } from './claim-lease.ts'
 import { keepingAlive, type Delivery } from './delivery.ts'
 import { RetryableError, TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
+import { maskDeep, masker, secretValuesOf } from '../../definitions/secret-fields.ts'
 import type { DriverRuntime } from './runtime.ts'
 import type { DriverContext, DriverResult } from './types.ts'
 
@@ -50,7 +51,9 @@ export class ResourceRunner {
     const type = event.type!
     const runid = event.runid ?? resource.runid
     const deleted = event.kind === 'deleted'
-    const log = new RunLog(this.#runtime.nats.js, driver.name, runid, { signal: this.#runtime.shutdown })
+    // The resource names its secret fields: their values never reach the log, nor the outcome message.
+    const mask = masker(secretValuesOf(resource))
+    const log = new RunLog(this.#runtime.nats.js, driver.name, runid, { signal: this.#runtime.shutdown, mask })
     if (replay?.force) return await this.#forced(event, resource, runid, delivery, log)
     // A deletion replayed without force could tear down a newer resource of the same name.
     if (replay && deleted) return await delivery.ack()
@@ -191,7 +194,7 @@ export class ResourceRunner {
     result: DriverResult,
   ): Promise<void> {
     const success = result.success === true
-    const message = result.message ?? ''
+    const message = log.mask(result.message ?? '')
     const stored = await keepingAlive(delivery, this.#runtime.options.ackWaitMs / 3, log.flush()).then(
       () => true,
       () => false,
@@ -205,7 +208,7 @@ export class ResourceRunner {
         success,
         retryable: false,
         message,
-        data: result.data ?? {},
+        data: maskDeep(result.data ?? {}, (text) => log.mask(text)),
       }),
     )
     await log.end(success, message)

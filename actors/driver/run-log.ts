@@ -31,6 +31,8 @@ export interface RunLogOptions {
   readonly limits?: RunLogLimits
   /** Aborted when the driver stops: lines not stored by then are given up. */
   readonly signal?: AbortSignal
+  /** Applied to every line and to the end message before they leave: masks the resource's secret values (see `masker`). */
+  readonly mask?: (text: string) => string
 }
 
 /** The line a log ends with once it reached its limit. */
@@ -60,6 +62,7 @@ export class RunLog {
   readonly #step: string | undefined
   readonly #limits: RunLogLimits
   readonly #signal: AbortSignal | undefined
+  readonly #mask: ((text: string) => string) | undefined
   /** Entries not published yet, oldest first from `#head`. */
   #queue: Entry[] = []
   #head = 0
@@ -87,7 +90,13 @@ export class RunLog {
     this.#step = options.step
     this.#limits = options.limits ?? runLogLimits()
     this.#signal = options.signal
+    this.#mask = options.mask
     this.#signal?.addEventListener('abort', () => this.#giveUp(), { once: true })
+  }
+
+  /** The text with the secret values this log masks masked (the text itself without a mask). */
+  mask(text: string): string {
+    return this.#mask ? this.#mask(text) : text
   }
 
   /** True once the log reached its limits: later lines are dropped. */
@@ -102,7 +111,7 @@ export class RunLog {
    */
   write(stream: string, args: readonly unknown[]): Promise<void> | undefined {
     if (this.#truncated) return undefined
-    const message = formatWithOptions({ colors: false, depth: 4 }, ...args)
+    const message = this.mask(formatWithOptions({ colors: false, depth: 4 }, ...args))
     const size = Buffer.byteLength(message.length > MAX_LOG_LINE ? message.slice(0, MAX_LOG_LINE) : message)
     if (this.#lines + 1 > this.#limits.maxLines || this.#bytes + size > this.#limits.maxBytes) {
       this.#truncated = true
@@ -124,7 +133,7 @@ export class RunLog {
   /** Stores what is pending, then the end marker (one per run: a repeat inside the duplicate window is dropped). */
   async end(success: boolean, message: string): Promise<void> {
     await this.flush()
-    const end = encodeLogEnd(success, message)
+    const end = encodeLogEnd(success, this.mask(message))
     this.#push({ serial: ++this.#serial, body: end.body, msgID: this.#endId, headers: end.headers })
     await this.flush()
   }

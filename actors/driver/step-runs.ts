@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto'
 import { sendToActor } from '../../runtime/inbox.ts'
 import { ensureError } from '../../runtime/errors.ts'
-import type { ConveyorEvent, Resource } from '../../definitions/objects.ts'
+import type { ConveyorEvent } from '../../definitions/objects.ts'
 import type { StepDispatch } from '../../definitions/pipeline.ts'
 import type { ClaimAnswer, ReportRequest, WorkRef } from '../../definitions/work.ts'
 import { holdClaim } from './claim-lease.ts'
 import { keepingAlive, type Delivery } from './delivery.ts'
 import { TerminalError } from './errors.ts'
 import { RunLog } from './run-log.ts'
+import { maskDeep, masker, secretValuesOf } from '../../definitions/secret-fields.ts'
 import type { DriverRuntime } from './runtime.ts'
 import type { DriverContext } from './types.ts'
 
@@ -108,10 +109,13 @@ export class StepRunner {
     )
     if (answer.result === 'stale' || answer.result === 'done') return await delivery.ack()
     if (answer.result === 'busy') return delivery.retry(Math.max(500, answer.expiresAt - Date.now() + 100))
+    // The resource names its secret fields: their values never reach the log, nor the step's outcome message.
+    const mask = masker(secretValuesOf(answer.resource))
     const log = new RunLog(this.#runtime.nats.js, this.#runtime.driver.name, event.runid!, {
       ...(event.pipeline ? { pipeline: event.pipeline } : {}),
       step: dispatch.id,
       signal: this.#runtime.shutdown,
+      mask,
     })
     if (force) {
       const outcome = await this.#execute(event, answer, controller, () => delivery.working(), log, true)
@@ -171,7 +175,15 @@ export class StepRunner {
       await log.flush().catch(() => {})
       return delivery.retry(0)
     }
-    await keepingAlive(delivery, keepAlive, client.report(type, event.name, work, token, outcome))
+    await keepingAlive(
+      delivery,
+      keepAlive,
+      client.report(type, event.name, work, token, {
+        ...outcome,
+        message: mask(outcome.message),
+        data: maskDeep(outcome.data, mask),
+      }),
+    )
     await delivery.ack()
   }
 
@@ -185,16 +197,22 @@ export class StepRunner {
     replayed: boolean,
   ): Promise<Outcome | undefined> {
     const { driver, shutdown } = this.#runtime
-    const step = go.step ?? (event.step as StepDispatch)
+    // What runs is what the actor stored, the step of its plan and the resource as stored, never what the message carried.
+    const { step, resource } = go
+    if (!step || !resource)
+      return {
+        success: false,
+        retryable: true,
+        message: step ? 'the resource could not be read' : 'the claim answer carried no stored step',
+        data: {},
+      }
     const onShutdown = (): void => controller.abort(shutdown.reason)
     shutdown.addEventListener('abort', onShutdown)
     const timeout =
       step.timeoutMs === undefined
         ? undefined
         : setTimeout(() => controller.abort(new Error(`timed out after ${step.timeoutMs} ms`)), step.timeoutMs)
-    const resource = go.resource ?? (event.object as Resource | undefined)
     try {
-      if (!resource) return { success: false, retryable: true, message: 'the resource could not be read', data: {} }
       const workspace = this.#runtime.workspaces.of(event.runid!)
       let created = false
       const context: DriverContext = {

@@ -15,6 +15,7 @@ import { mermaid } from '../../actors/lifecycle/mermaid.ts'
 import { parseJson, type ApiReply } from '../http.ts'
 import type { Router } from '../router.ts'
 import { nameParam, positiveIntegerQuery } from './common.ts'
+import { historyFor } from '../secret-redaction.ts'
 
 /** Largest event body: events are signals with a small payload, not documents. */
 export const MAX_EVENT_BYTES = 64 * 1024
@@ -198,10 +199,9 @@ export function registerActorRoutes(
       const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER) ?? 0
       const limit = positiveIntegerQuery(request, 'limit', 1000) ?? 100
       const kind = request.query.get('kind')
-      return {
-        status: 200,
-        body: await history.page(type, name, after, limit, kind ? new Set(kind.split(',')) : undefined),
-      }
+      const page = await history.page(type, name, after, limit, kind ? new Set(kind.split(',')) : undefined)
+      // The events carrying the resource (created, updated, deleted) hold its spec: secret values redacted for viewers.
+      return { status: 200, body: historyFor(request.principal, page) }
     })
 }
 

@@ -4,6 +4,8 @@ import { invalid } from '../../runtime/errors.ts'
 import type { LabelSelector, ResourceStore } from '../../runtime/resource-store.ts'
 import { parseJson, type ApiRequest } from '../http.ts'
 import type { Router } from '../router.ts'
+import { readsRedacted, resourceFor } from '../secret-redaction.ts'
+import { redactResource } from '../../definitions/secret-fields.ts'
 import { expectedRevision, nameParam, positiveIntegerQuery } from './common.ts'
 
 const parseResource = compileInput(ResourceInput, 'resource')
@@ -58,14 +60,15 @@ export function registerResourceRoutes(router: Router, resources: ResourceStore,
       return {
         status: 200,
         body: {
-          items: page.items,
+          items: readsRedacted(request.principal) ? page.items.map(redactResource) : page.items,
           ...(page.continueAfter ? { continue: Buffer.from(page.continueAfter).toString('base64url') } : {}),
         },
       }
     })
     .add('GET', '/resources/:type/:name', async (request) => {
       const atRevision = positiveIntegerQuery(request, 'atRevision', Number.MAX_SAFE_INTEGER)
-      return { status: 200, body: await resources.get(...typeAndName(request), atRevision) }
+      const resource = await resources.get(...typeAndName(request), atRevision)
+      return { status: 200, body: resourceFor(request.principal, resource) }
     })
     .add('PUT', '/resources/:type/:name', async (request) => {
       const [type, name] = typeAndName(request)
@@ -94,6 +97,6 @@ export function registerResourceRoutes(router: Router, resources: ResourceStore,
         throw invalid(`version must be a positive integer, got ${JSON.stringify(raw)}`, [
           { path: ':version', message: 'must be a positive integer' },
         ])
-      return { status: 200, body: await resources.getVersion(type, name, version) }
+      return { status: 200, body: resourceFor(request.principal, await resources.getVersion(type, name, version)) }
     })
 }
