@@ -8,10 +8,7 @@ import type { LocalServers } from '../runtime/servers/local-cluster.ts'
 const CLI = fileURLToPath(new URL('../cli/bin.js', import.meta.url))
 
 /** The environment that points a `conveyor` process at the benchmark's servers. */
-export const serverEnv = (servers: LocalServers): Record<string, string> => ({
-  CONVEYOR_NATS_URL: servers.natsUrl,
-  CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
-})
+export const serverEnv = (servers: LocalServers): Record<string, string> => ({ ...servers.env })
 
 export interface WorkerProcess {
   readonly child: ChildProcess

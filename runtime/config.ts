@@ -24,6 +24,86 @@ export interface ConveyorConfig {
   readonly allowedOrigins: readonly string[]
   /** Bearer tokens required by the gateway; off only with `--no-auth` or `CONVEYOR_AUTH=off`, on loopback. @default true */
   readonly auth: boolean
+  /** How this process signs in to NATS (env `CONVEYOR_NATS_*`, else the local servers' credentials file). */
+  readonly natsAuth: NatsAuth
+  /** How this process signs in to etcd (env `CONVEYOR_ETCD_USER`, `_PASSWORD`, `_CA`, else the local servers' credentials file). */
+  readonly etcdAuth: EtcdAuth
+}
+
+/** How a process signs in to NATS; empty: anonymously, in plain text. */
+export interface NatsAuth {
+  readonly user?: string
+  readonly password?: string
+  /** A `.creds` file (a user JWT and its NKey seed: NATS operator mode). */
+  readonly credsFile?: string
+  /** PEM file of the CA(s) that sign the server's certificate; connects with TLS. */
+  readonly tlsCaFile?: string
+}
+
+/** How a process signs in to etcd; empty: anonymously, in plain text. */
+export interface EtcdAuth {
+  readonly username?: string
+  readonly password?: string
+  /** PEM file of the CA(s) that sign the members' certificates (use `https://` endpoints). */
+  readonly caFile?: string
+}
+
+/** The environment variables that carry a process's control-plane credentials. */
+export const CREDENTIAL_ENV = {
+  natsUser: 'CONVEYOR_NATS_USER',
+  natsPassword: 'CONVEYOR_NATS_PASSWORD',
+  natsCreds: 'CONVEYOR_NATS_CREDS',
+  natsTlsCa: 'CONVEYOR_NATS_TLS_CA',
+  etcdUser: 'CONVEYOR_ETCD_USER',
+  etcdPassword: 'CONVEYOR_ETCD_PASSWORD',
+  etcdCa: 'CONVEYOR_ETCD_CA',
+} as const
+
+/** The file in the data directory where the servers `conveyor up` starts keep their credentials (mode 0600). */
+export const CREDENTIALS_FILE = 'credentials.json'
+
+/** What the credentials file holds (see `runtime/servers/credentials.ts`). */
+export interface LocalCredentialsFile {
+  readonly nats: { readonly user: string; readonly password: string }
+  readonly natsRoutes: { readonly user: string; readonly password: string }
+  readonly etcd: { readonly username: string; readonly password: string }
+}
+
+/** The credentials file of the local servers, if `dataDir` holds one. */
+export function readCredentialsFile(dataDir: string): LocalCredentialsFile | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dataDir, CREDENTIALS_FILE), 'utf8')) as LocalCredentialsFile
+  } catch {
+    return undefined
+  }
+}
+
+const defined = <T extends object>(record: T): T =>
+  Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined && value !== '')) as T
+
+/** NATS credentials: `CONVEYOR_NATS_USER`/`_PASSWORD` or `CONVEYOR_NATS_CREDS`, `CONVEYOR_NATS_TLS_CA`; else the local servers' file in `CONVEYOR_DATA_DIR`. */
+export function natsAuthFromEnv(env: NodeJS.ProcessEnv = process.env): NatsAuth {
+  const fromEnv = defined({
+    user: env[CREDENTIAL_ENV.natsUser],
+    password: env[CREDENTIAL_ENV.natsPassword],
+    credsFile: env[CREDENTIAL_ENV.natsCreds],
+    tlsCaFile: env[CREDENTIAL_ENV.natsTlsCa],
+  })
+  if (fromEnv.user || fromEnv.credsFile) return fromEnv
+  const local = readCredentialsFile(resolve(env.CONVEYOR_DATA_DIR ?? '.conveyor'))?.nats
+  return local ? { ...fromEnv, ...local } : fromEnv
+}
+
+/** etcd credentials: `CONVEYOR_ETCD_USER`/`_PASSWORD`, `CONVEYOR_ETCD_CA`; else the local servers' file in `CONVEYOR_DATA_DIR`. */
+export function etcdAuthFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdAuth {
+  const fromEnv = defined({
+    username: env[CREDENTIAL_ENV.etcdUser],
+    password: env[CREDENTIAL_ENV.etcdPassword],
+    caFile: env[CREDENTIAL_ENV.etcdCa],
+  })
+  if (fromEnv.username) return fromEnv
+  const local = readCredentialsFile(resolve(env.CONVEYOR_DATA_DIR ?? '.conveyor'))?.etcd
+  return local ? { ...fromEnv, ...local } : fromEnv
 }
 
 export interface ConfigOverrides {
@@ -85,6 +165,8 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     allowedOrigins: splitList(env.CONVEYOR_ALLOWED_ORIGINS ?? ''),
     auth: overrides.auth ?? parseAuth(env.CONVEYOR_AUTH),
     token: env.CONVEYOR_TOKEN || readTokenFile(join(dataDir, ADMIN_TOKEN_FILE)),
+    natsAuth: natsAuthFromEnv({ ...env, CONVEYOR_DATA_DIR: dataDir }),
+    etcdAuth: etcdAuthFromEnv({ ...env, CONVEYOR_DATA_DIR: dataDir }),
   }
 }
 

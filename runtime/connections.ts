@@ -5,7 +5,8 @@ import { ConveyorError } from './errors.ts'
 import { keys } from './keys.ts'
 import { connectNats, describe, type NatsConnections } from './nats-connection.ts'
 import type { RetentionOptions } from './streams.ts'
-import { etcdLimitsFromEnv, type ConveyorConfig } from './config.ts'
+import { etcdLimitsFromEnv, type ConveyorConfig, type EtcdAuth } from './config.ts'
+import { etcdClientAuth, isEtcdAuthRefusal } from './etcd-client-auth.ts'
 import { etcdFaultHandling, isEtcdNoSpace, isHostFault } from './etcd-faults.ts'
 import { ETCD_MAX_RESPONSE_BYTES } from './etcd-ops.ts'
 import { EtcdSpace } from './etcd-space.ts'
@@ -39,22 +40,24 @@ export interface ConnectOptions {
   readonly logger?: Logger
 }
 
+/** Where the servers are and, when they require it, how to sign in (a `ConveyorConfig` or `LocalServers` will do). */
+export type ServerAddresses = Pick<ConveyorConfig, 'natsUrl' | 'etcdEndpoints'> &
+  Partial<Pick<ConveyorConfig, 'natsAuth' | 'etcdAuth'>>
+
 /**
  * Connects to etcd and NATS and makes sure the JetStream streams exist.
- * Fails with one clear line when a server cannot be reached.
+ * Fails with one clear line when a server cannot be reached or refuses the credentials.
  */
-export async function connectServers(
-  config: Pick<ConveyorConfig, 'natsUrl' | 'etcdEndpoints'>,
-  options: ConnectOptions = {},
-): Promise<Connections> {
+export async function connectServers(config: ServerAddresses, options: ConnectOptions = {}): Promise<Connections> {
   const logger = options.logger ?? createLogger('storage')
   const limits = etcdLimitsFromEnv()
   const etcdSpace = new EtcdSpace(config.etcdEndpoints, {
     quotaBytes: options.etcdQuotaBytes ?? limits.quotaBytes,
+    ...(config.etcdAuth ? { auth: config.etcdAuth } : {}),
     ...(options.spaceCheckIntervalMs ? { checkIntervalMs: options.spaceCheckIntervalMs } : {}),
     logger,
   })
-  const etcd = await connectEtcd(config.etcdEndpoints, options, {
+  const etcd = await connectEtcd(config.etcdEndpoints, config.etcdAuth, options, {
     maxRequestBytes: options.etcdMaxRequestBytes ?? limits.maxRequestBytes,
     onNoSpace: (refusedAt) => etcdSpace.reclaim('nospace', refusedAt),
   }).catch(async (error: unknown) => {
@@ -63,7 +66,7 @@ export async function connectServers(
   })
   let nats: NatsConnections
   try {
-    nats = await connectNats(config.natsUrl, options)
+    nats = await connectNats(config.natsUrl, { ...options, ...(config.natsAuth ? { auth: config.natsAuth } : {}) })
   } catch (error) {
     etcd.close()
     await etcdSpace.close()
@@ -89,6 +92,7 @@ export async function connectServers(
 
 async function connectEtcd(
   endpoints: readonly string[],
+  auth: EtcdAuth | undefined,
   options: ConnectOptions,
   limits: { maxRequestBytes: number; onNoSpace: (refusedAt: number) => Promise<boolean> },
 ): Promise<Etcd3> {
@@ -96,6 +100,7 @@ async function connectEtcd(
   const callTimeout = options.etcdCallTimeoutMs ?? 5000
   const etcd = new Etcd3({
     hosts: [...endpoints],
+    ...etcdClientAuth(auth),
     dialTimeout: timeout,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeout }),
     // Any single value etcd accepts must fit in a response, and pages are sized well below this.
@@ -111,6 +116,12 @@ async function connectEtcd(
       .string()
   } catch (error) {
     etcd.close()
+    if (isEtcdAuthRefusal(error))
+      throw new ConveyorError(
+        'etcd-unauthorized',
+        `etcd at ${endpoints.join(',')} refused ${auth?.username ? `the user ${auth.username}` : 'a client without credentials'} (set CONVEYOR_ETCD_USER and CONVEYOR_ETCD_PASSWORD): ${describe(error)}`,
+        { kind: 'unavailable', cause: error },
+      )
     throw new ConveyorError('etcd-unreachable', `cannot reach etcd at ${endpoints.join(',')}: ${describe(error)}`, {
       kind: 'unavailable',
       cause: error,

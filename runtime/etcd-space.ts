@@ -1,6 +1,8 @@
 import { Etcd3 } from 'etcd3'
 import { isCompactedError } from './errors.ts'
 import { etcdFaultHandling } from './etcd-faults.ts'
+import { etcdClientAuth } from './etcd-client-auth.ts'
+import type { EtcdAuth } from './config.ts'
 import type { Logger } from './logger.ts'
 
 /** What `/ready` shows of etcd's space. */
@@ -17,6 +19,8 @@ export interface EtcdSpaceStatus {
 }
 
 export interface EtcdSpaceOptions {
+  /** How the per-member clients sign in. @default anonymously */
+  readonly auth?: EtcdAuth
   /** etcd's `--quota-backend-bytes`. @default 2 GiB (etcd's default) */
   readonly quotaBytes?: number
   /** How often the members' database sizes are checked. @default 5000 */
@@ -71,6 +75,7 @@ export class EtcdSpace {
       endpoint,
       client: new Etcd3({
         hosts: [endpoint],
+        ...etcdClientAuth(options.auth),
         faultHandling: etcdFaultHandling({ attempts: 1 }),
         defaultCallOptions: () => ({ deadline: Date.now() + 10_000 }),
       }),

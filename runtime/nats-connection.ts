@@ -1,9 +1,17 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { readFileSync } from 'node:fs'
+import {
+  AuthorizationError,
+  connect,
+  credsAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+} from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import { ConveyorError } from './errors.ts'
 import { StreamPublisher } from './stream-publisher.ts'
 import { ensureStreams, type RetentionOptions } from './streams.ts'
-import { retentionFromEnv, streamReplicasFromEnv } from './config.ts'
+import { natsAuthFromEnv, retentionFromEnv, streamReplicasFromEnv, type NatsAuth } from './config.ts'
+import { natsCredentialsStartedHere } from './nats-started-here.ts'
 import { whenJetStreamReady } from './jetstream-ready.ts'
 
 export interface NatsConnectOptions {
@@ -17,6 +25,20 @@ export interface NatsConnectOptions {
   readonly streamReplicas?: number
   /** Milliseconds to wait for JetStream to be ready to create the streams (a cluster forming). @default 60000 */
   readonly streamsReadyTimeoutMs?: number
+  /** How to sign in. @default the credentials of the server if this process started it, else the environment's (`natsAuthFromEnv`) */
+  readonly auth?: NatsAuth
+}
+
+/** nats.js options for `auth`: a user and password or a `.creds` file, and TLS verified against a CA. */
+function signIn(auth: NatsAuth): Partial<ConnectionOptions> {
+  return {
+    ...(auth.credsFile
+      ? { authenticator: credsAuthenticator(readFileSync(auth.credsFile)) }
+      : auth.user !== undefined
+        ? { user: auth.user, ...(auth.password !== undefined ? { pass: auth.password } : {}) }
+        : {}),
+    ...(auth.tlsCaFile ? { tls: { caFile: auth.tlsCaFile } } : {}),
+  }
 }
 
 /** The NATS side of a process's connections: all a driver has. */
@@ -40,9 +62,11 @@ export interface NatsConnections {
  */
 export async function connectNats(natsUrl: string, options: NatsConnectOptions = {}): Promise<NatsConnections> {
   const timeout = options.connectTimeoutMs ?? 5000
+  const auth = options.auth ?? natsCredentialsStartedHere(natsUrl) ?? natsAuthFromEnv()
   let nats: NatsConnection
   try {
     nats = await connect({
+      ...signIn(auth),
       // A comma list names the servers of a cluster: any one of them lets the connection start.
       servers: natsUrl
         .split(',')
@@ -56,6 +80,12 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
       name: options.name ?? 'conveyor',
     })
   } catch (error) {
+    if (error instanceof AuthorizationError)
+      throw new ConveyorError(
+        'nats-unauthorized',
+        `NATS at ${natsUrl} refused ${auth.user ? `the user ${auth.user}` : auth.credsFile ? `the credentials in ${auth.credsFile}` : 'a client without credentials'} (set CONVEYOR_NATS_USER and CONVEYOR_NATS_PASSWORD, or CONVEYOR_NATS_CREDS)`,
+        { kind: 'unavailable', cause: error },
+      )
     throw new ConveyorError('nats-unreachable', `cannot reach NATS at ${natsUrl}: ${describe(error)}`, {
       kind: 'unavailable',
       cause: error,

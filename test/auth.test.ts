@@ -199,10 +199,17 @@ describe('turning auth off', () => {
 
   it('conveyor token create --direct makes the first admin token of a control plane from etcd', async () => {
     const cli = new ConveyorProcess(['token', 'create', '--role', 'admin', '--direct'], {
-      CONVEYOR_ETCD_ENDPOINTS: stack.servers.etcdEndpoints.join(','),
+      ...stack.servers.env,
     })
     expect((await cli.exited).code).toBe(0)
     const made = cli.output.split('\n').find((line) => line.startsWith('cvt_'))!
     expect((await call(made, 'GET', '/tokens')).status).toBe(200)
+    // Without the control plane's etcd credentials, no token can be made that way.
+    const outsider = new ConveyorProcess(['token', 'create', '--role', 'admin', '--direct'], {
+      CONVEYOR_ETCD_ENDPOINTS: stack.servers.etcdEndpoints.join(','),
+      CONVEYOR_DATA_DIR: dir,
+    })
+    expect((await outsider.exited).code).toBe(1)
+    expect(outsider.output).not.toMatch(/cvt_/)
   })
 })

@@ -35,8 +35,7 @@ afterAll(async () => {
 
 async function gateway(fault?: string): Promise<{ process: ConveyorProcess; url: string }> {
   const process = new ConveyorProcess(['gateway', '--port', '0'], {
-    CONVEYOR_NATS_URL: servers.natsUrl,
-    CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
+    ...servers.env,
     CONVEYOR_DATA_DIR: join(dir, `gw-${Math.random().toString(36).slice(2)}`),
     CONVEYOR_LOG_LEVEL: 'error',
     CONVEYOR_AUTH: 'off',

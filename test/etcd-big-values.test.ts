@@ -116,6 +116,7 @@ describe('big values and the etcd client', () => {
     const small = (faultHandling?: ReturnType<typeof etcdFaultHandling>) =>
       new Etcd3({
         hosts: [...stack.servers.etcdEndpoints],
+        auth: stack.servers.credentials.etcd,
         grpcOptions: { 'grpc.max_receive_message_length': 1024 * 1024 },
         ...(faultHandling ? { faultHandling } : {}),
       })

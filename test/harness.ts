@@ -38,8 +38,8 @@ export async function startStack(options: { worker?: boolean } = {}): Promise<St
     auth: false,
   })
   const env = {
-    CONVEYOR_NATS_URL: servers.natsUrl,
-    CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
+    // The servers' URLs and the control plane's NATS and etcd credentials.
+    ...servers.env,
     CONVEYOR_LOG_LEVEL: 'error',
     CONVEYOR_AUTH: 'off',
   }

@@ -26,7 +26,11 @@ const nanos = (ms: number): number => ms * 1_000_000
 
 beforeAll(async () => {
   stack = await startStack({ worker: true })
-  nc = await connect({ servers: stack.servers.natsUrl })
+  nc = await connect({
+    servers: stack.servers.natsUrl,
+    user: stack.servers.natsAuth.user,
+    pass: stack.servers.natsAuth.password,
+  })
   js = jetstream(nc)
 })
 afterAll(async () => {

@@ -75,8 +75,7 @@ describe('retention', () => {
     expect(cmdline).toContain(`--quota-backend-bytes=${2 * 1024 ** 3}`)
     expect(cmdline).toContain(`--max-request-bytes=${1.5 * 1024 ** 2}`)
     const child = new ConveyorProcess(['gateway', '--port', '0'], {
-      CONVEYOR_NATS_URL: servers.natsUrl,
-      CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
+      ...servers.env,
       CONVEYOR_EVENTS_RETENTION: 'forever',
     })
     const { code } = await child.exited

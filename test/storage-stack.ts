@@ -2,6 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startNatsServer } from '../runtime/servers/nats-server.ts'
+import { newCredentials } from '../runtime/servers/credentials.ts'
+import { requireEtcdAuth } from '../runtime/servers/etcd-auth.ts'
 import { startEtcdServer, type EtcdServerOptions, type RunningEtcd } from '../runtime/servers/etcd-server.ts'
 import { connectServers, type ConnectOptions, type Connections } from '../runtime/connections.ts'
 import { startGateway, type Gateway } from '../gateway/server.ts'
@@ -29,10 +31,18 @@ export async function startStorageStack(
   } = {},
 ): Promise<StorageStack> {
   const dir = await mkdtemp(join(tmpdir(), 'conveyor-storage-'))
-  const nats = await startNatsServer({ port: 0, monitorPort: 0, dataDir: join(dir, 'nats') })
+  // Servers that require credentials, as the ones `conveyor up` starts.
+  const credentials = newCredentials()
+  const nats = await startNatsServer({
+    port: 0,
+    monitorPort: 0,
+    dataDir: join(dir, 'nats'),
+    auth: { users: [credentials.nats] },
+  })
   const etcd = await startEtcdServer({ port: 0, peerPort: 0, dataDir: join(dir, 'etcd'), ...options.etcd })
+  await requireEtcdAuth([etcd.endpoint], credentials.etcd)
   const connections = await connectServers(
-    { natsUrl: nats.url, etcdEndpoints: [etcd.endpoint] },
+    { natsUrl: nats.url, etcdEndpoints: [etcd.endpoint], natsAuth: credentials.nats, etcdAuth: credentials.etcd },
     { ...options.connect },
   )
   const gateway = await startGateway({

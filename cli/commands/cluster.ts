@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { ADMIN_TOKEN_FILE, resolveConfig } from '../../runtime/config.ts'
+import { ADMIN_TOKEN_FILE, CREDENTIALS_FILE, resolveConfig } from '../../runtime/config.ts'
 import { TokenStore } from '../../runtime/token-store.ts'
 import { ensureLocalAdminToken } from '../local-token.ts'
 import { connectServers } from '../../runtime/connections.ts'
@@ -96,13 +96,14 @@ export async function cluster(flags: ClusterFlags): Promise<number> {
     ephemeral ? {} : { dataDir: join(config.dataDir, 'cluster'), ports: defaultClusterPorts },
   )
   const dataDir = servers.dataDir
-  const env = {
-    CONVEYOR_NATS_URL: servers.natsUrl,
-    CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
-  }
+  // URLs and the control plane's credentials, for the roles this command starts.
+  const env = servers.env
   out('Conveyor cluster servers are up.')
-  out(`  CONVEYOR_NATS_URL=${env.CONVEYOR_NATS_URL}`)
-  out(`  CONVEYOR_ETCD_ENDPOINTS=${env.CONVEYOR_ETCD_ENDPOINTS}`)
+  out(`  CONVEYOR_NATS_URL=${servers.natsUrl}`)
+  out(`  CONVEYOR_ETCD_ENDPOINTS=${servers.etcdEndpoints.join(',')}`)
+  out(
+    `  credentials (NATS user ${servers.natsAuth.user}, etcd user ${servers.etcdAuth.username}): ${join(dataDir, CREDENTIALS_FILE)} (mode 0600)`,
+  )
   out(`  data: ${dataDir}`)
   const roles: Role[] = []
   // Create the replicated streams and buckets once, before six processes race to.

@@ -1,5 +1,6 @@
 import { resolveConfig } from '../../runtime/config.ts'
 import { Etcd3 } from 'etcd3'
+import { etcdClientAuth } from '../../runtime/etcd-client-auth.ts'
 import { TokenStore, type TokenInfo } from '../../runtime/token-store.ts'
 import { parseTokenRequest } from '../../gateway/routes/tokens.ts'
 import { call, type ClientFlags } from './client.ts'
@@ -91,6 +92,6 @@ export async function token(
 
 async function directStore(flags: TokenFlags): Promise<{ store: TokenStore; close: () => void }> {
   const config = resolveConfig({ etcdEndpoints: flags.etcdEndpoints })
-  const etcd = new Etcd3({ hosts: [...config.etcdEndpoints], dialTimeout: 5000 })
+  const etcd = new Etcd3({ hosts: [...config.etcdEndpoints], ...etcdClientAuth(config.etcdAuth), dialTimeout: 5000 })
   return { store: new TokenStore(etcd), close: () => etcd.close() }
 }

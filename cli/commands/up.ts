@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { ADMIN_TOKEN_FILE, resolveConfig } from '../../runtime/config.ts'
+import { ADMIN_TOKEN_FILE, CREDENTIALS_FILE, resolveConfig } from '../../runtime/config.ts'
 import { TokenStore } from '../../runtime/token-store.ts'
 import { ensureLocalAdminToken } from '../local-token.ts'
 import { connectServers } from '../../runtime/connections.ts'
@@ -59,6 +59,10 @@ export async function up(flags: ServeFlags): Promise<number> {
     else out(`  auth: off (--no-auth; loopback only)`)
     out(`  NATS: ${servers?.natsUrl ?? config.natsUrl}`)
     out(`  etcd: ${(servers?.etcdEndpoints ?? config.etcdEndpoints).join(',')}`)
+    if (servers)
+      out(
+        `  NATS and etcd require the credentials in ${join(servers.dataDir, CREDENTIALS_FILE)} (mode 0600); conveyor processes with this data directory use them`,
+      )
     out(`  data: ${config.dataDir}`)
     out(`  drivers: ${Object.keys(BUILT_IN_DRIVERS).join(', ')} (built in)`)
     out(`Press Ctrl-C to stop.`)

@@ -5,16 +5,26 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { ConveyorError } from '../errors.ts'
 import { freePort } from './ports.ts'
 import { startEtcdServer, type RunningEtcd } from './etcd-server.ts'
-import { startNatsServer, type RunningNats } from './nats-server.ts'
-import { etcdCompactionFromEnv } from '../config.ts'
+import { startNatsServer, type NatsUser, type RunningNats } from './nats-server.ts'
+import { etcdCompactionFromEnv, type EtcdAuth, type NatsAuth } from '../config.ts'
+import { credentialsEnv, loadOrCreateCredentials, type LocalCredentials } from './credentials.ts'
+import { forgetNatsCredentials, rememberNatsCredentials } from '../nats-started-here.ts'
+import { requireEtcdAuth } from './etcd-auth.ts'
 
-/** A local `nats-server -js` and `etcd`, supervised as children of this process. */
+/** A local `nats-server -js` and `etcd`, supervised as children of this process; both require credentials. */
 export interface LocalServers {
   readonly nats: RunningNats
   readonly etcd: RunningEtcd
   readonly natsUrl: string
   readonly etcdEndpoints: readonly string[]
   readonly dataDir: string
+  /** The servers' credentials, kept in `dataDir/credentials.json` (mode 0600). */
+  readonly credentials: LocalCredentials
+  /** How the control plane signs in to NATS and etcd (what `connectServers` takes). */
+  readonly natsAuth: NatsAuth
+  readonly etcdAuth: EtcdAuth
+  /** The environment that points a `conveyor` process at these servers, credentials included. */
+  readonly env: Readonly<Record<string, string>>
   stop(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
 }
@@ -33,8 +43,14 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
   const temporary = options.dataDir === undefined
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'conveyor-')))
   const ports = options.ports ?? { nats: 0, natsMonitor: 0, etcd: 0, etcdPeer: 0 }
+  const credentials = await loadOrCreateCredentials(dataDir)
   const [nats, etcd] = await Promise.allSettled([
-    startNatsServer({ port: ports.nats, monitorPort: ports.natsMonitor, dataDir: join(dataDir, 'nats') }),
+    startNatsServer({
+      port: ports.nats,
+      monitorPort: ports.natsMonitor,
+      dataDir: join(dataDir, 'nats'),
+      auth: { users: [controlPlaneUser(credentials)] },
+    }),
     startEtcdServer({
       port: ports.etcd,
       peerPort: ports.etcdPeer,
@@ -42,16 +58,31 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
       compactionRetentionMs: options.etcdCompactionRetentionMs ?? etcdCompactionFromEnv(),
     }),
   ])
-  if (nats.status === 'rejected' || etcd.status === 'rejected') {
+  // Both up: etcd gets its root user and auth (on the first start), or is checked to require them.
+  const failure =
+    nats.status === 'rejected'
+      ? { reason: nats.reason as unknown }
+      : etcd.status === 'rejected'
+        ? { reason: etcd.reason as unknown }
+        : await requireEtcdAuth([etcd.value.endpoint], credentials.etcd).then(
+            () => undefined,
+            (reason: unknown) => ({ reason }),
+          )
+  if (failure || nats.status === 'rejected' || etcd.status === 'rejected') {
     if (nats.status === 'fulfilled') await nats.value.stop()
     if (etcd.status === 'fulfilled') await etcd.value.stop()
     if (temporary) await rm(dataDir, { recursive: true, force: true })
-    throw nats.status === 'rejected' ? nats.reason : (etcd as PromiseRejectedResult).reason
+    throw failure?.reason
   }
+  const natsUrl = nats.value.url
+  const etcdEndpoints = [etcd.value.endpoint]
+  const natsAuth = { user: credentials.nats.user, password: credentials.nats.password }
+  rememberNatsCredentials(natsUrl, natsAuth)
   let stopping: Promise<void> | undefined
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await Promise.all([nats.value.stop(), etcd.value.stop()])
+      forgetNatsCredentials(natsUrl)
       if (temporary) await rm(dataDir, { recursive: true, force: true })
     })()
     return stopping
@@ -59,13 +90,33 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
   return {
     nats: nats.value,
     etcd: etcd.value,
-    natsUrl: nats.value.url,
-    etcdEndpoints: [etcd.value.endpoint],
+    natsUrl,
+    etcdEndpoints,
     dataDir,
+    credentials,
+    natsAuth,
+    etcdAuth: credentials.etcd,
+    env: serversEnv(natsUrl, etcdEndpoints, credentials),
     stop,
     [Symbol.asyncDispose]: stop,
   }
 }
+
+/** The control plane's NATS user: everything allowed (drivers would get users with `permissions`). */
+const controlPlaneUser = (credentials: LocalCredentials): NatsUser => ({
+  user: credentials.nats.user,
+  password: credentials.nats.password,
+})
+
+const serversEnv = (
+  natsUrl: string,
+  etcdEndpoints: readonly string[],
+  credentials: LocalCredentials,
+): Record<string, string> => ({
+  CONVEYOR_NATS_URL: natsUrl,
+  CONVEYOR_ETCD_ENDPOINTS: etcdEndpoints.join(','),
+  ...credentialsEnv(credentials),
+})
 
 /** Three (or more) of each server on loopback: a NATS JetStream cluster and an etcd cluster. */
 export interface LocalCluster extends LocalServers {
@@ -184,6 +235,7 @@ async function startClusterOnce(options: LocalClusterOptions): Promise<LocalClus
     .map((p, node) => `etcd${node}=http://127.0.0.1:${p.etcdPeer}`)
     .join(',')
   const compactionRetentionMs = options.etcdCompactionRetentionMs ?? etcdCompactionFromEnv()
+  const credentials = await loadOrCreateCredentials(dataDir)
   const started = await Promise.allSettled([
     ...ports.slice(0, natsCount).map((p, node) =>
       startNatsServer({
@@ -192,6 +244,7 @@ async function startClusterOnce(options: LocalClusterOptions): Promise<LocalClus
         dataDir: join(dataDir, `nats${node}`),
         serverName: `nats${node}`,
         cluster: { name: 'conveyor', port: p.natsRoute, routes: routes.filter((_, other) => other !== node) },
+        auth: { users: [controlPlaneUser(credentials)], routes: credentials.natsRoutes },
       }),
     ),
     ...ports.slice(0, etcdCount).map((p, node) =>
@@ -219,22 +272,33 @@ async function startClusterOnce(options: LocalClusterOptions): Promise<LocalClus
   }
   const natsNodes = started.slice(0, natsCount).map((r) => (r as PromiseFulfilledResult<RunningNats>).value)
   const etcdMembers = started.slice(natsCount).map((r) => (r as PromiseFulfilledResult<RunningEtcd>).value)
+  const natsUrl = natsNodes.map((node) => node.url).join(',')
+  const etcdEndpoints = etcdMembers.map((member) => member.endpoint)
   try {
-    await jetStreamLeaderElected(natsNodes, options.readyTimeoutMs ?? 30_000)
+    await Promise.all([
+      jetStreamLeaderElected(natsNodes, options.readyTimeoutMs ?? 30_000),
+      requireEtcdAuth(etcdEndpoints, credentials.etcd),
+    ])
   } catch (error) {
     await stopAll()
     throw error
   }
+  const natsAuth = { user: credentials.nats.user, password: credentials.nats.password }
+  rememberNatsCredentials(natsUrl, natsAuth)
   let stopping: Promise<void> | undefined
-  const stop = (): Promise<void> => (stopping ??= stopAll())
+  const stop = (): Promise<void> => (stopping ??= stopAll().finally(() => forgetNatsCredentials(natsUrl)))
   return {
     nats: natsNodes[0]!,
     etcd: etcdMembers[0]!,
     natsNodes,
     etcdMembers,
-    natsUrl: natsNodes.map((node) => node.url).join(','),
-    etcdEndpoints: etcdMembers.map((member) => member.endpoint),
+    natsUrl,
+    etcdEndpoints,
     dataDir,
+    credentials,
+    natsAuth,
+    etcdAuth: credentials.etcd,
+    env: serversEnv(natsUrl, etcdEndpoints, credentials),
     stop,
     [Symbol.asyncDispose]: stop,
   }

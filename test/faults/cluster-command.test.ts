@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { expect, it } from 'vitest'
 import { connectServers } from '../../runtime/connections.ts'
 import { buckets, streams } from '../../runtime/keys.ts'
@@ -18,6 +19,11 @@ it('conveyor cluster starts a 3 + 3 cluster and two of every role, and stops on 
   try {
     const [, natsUrl] = await cluster.waitFor(/CONVEYOR_NATS_URL=(\S+)/, 120_000)
     const [, etcdEndpoints] = await cluster.waitFor(/CONVEYOR_ETCD_ENDPOINTS=(\S+)/)
+    const [, credentialsFile] = await cluster.waitFor(/credentials \(.*\): (\S+)/)
+    const credentials = JSON.parse(await readFile(credentialsFile!, 'utf8')) as {
+      nats: { user: string; password: string }
+      etcd: { username: string; password: string }
+    }
     expect(natsUrl!.split(',')).toHaveLength(3)
     expect(etcdEndpoints!.split(',')).toHaveLength(3)
     await cluster.waitFor(/streams and buckets ready \(3 replicas\)/)
@@ -39,7 +45,15 @@ it('conveyor cluster starts a 3 + 3 cluster and two of every role, and stops on 
     )
     expect(cluster.output.match(/\[shell-\d\] Conveyor driver shell running/g)).toHaveLength(2)
 
-    const connections = await connectServers({ natsUrl: natsUrl!, etcdEndpoints: etcdEndpoints!.split(',') })
+    await expect(
+      connectServers({ natsUrl: natsUrl!, etcdEndpoints: etcdEndpoints!.split(','), natsAuth: {}, etcdAuth: {} }),
+    ).rejects.toThrow(/refused/)
+    const connections = await connectServers({
+      natsUrl: natsUrl!,
+      etcdEndpoints: etcdEndpoints!.split(','),
+      natsAuth: credentials.nats,
+      etcdAuth: credentials.etcd,
+    })
     try {
       for (const name of [streams.events, streams.inbox, streams.logs, `KV_${buckets.drivers}`])
         expect((await connections.jsm.streams.info(name)).config.num_replicas, name).toBe(3)

@@ -235,8 +235,9 @@ async function committedChanges(
   endpoints: readonly string[],
   type: string,
   from: number,
+  auth: { username: string; password: string } | undefined,
 ): Promise<{ changes: Set<string>; end: number }> {
-  const etcd = new Etcd3({ hosts: [...endpoints] })
+  const etcd = new Etcd3({ hosts: [...endpoints], ...(auth ? { auth } : {}) })
   try {
     const prefix = keys.resources(type)
     const current = await etcd.getAll().prefix(prefix).exec()
@@ -274,13 +275,14 @@ async function committedChanges(
 export async function watchBreaches(
   endpoints: readonly string[],
   watchers: readonly { watcher: Watcher; type: string }[],
+  auth?: { username: string; password: string },
 ): Promise<{ lost: Breach[]; doubled: Breach[]; revisions: number }> {
   const lost: Breach[] = []
   const doubled: Breach[] = []
   let revisions = 0
   for (const { watcher, type } of watchers) {
     const from = watcher.listRevision ?? 0
-    const { changes: committed, end } = await committedChanges(endpoints, type, from)
+    const { changes: committed, end } = await committedChanges(endpoints, type, from, auth)
     // Give it time to catch up (it may be resuming after the last fault).
     const deadline = Date.now() + 60_000
     while (watcher.last < end && Date.now() < deadline) await delay(250)

@@ -178,7 +178,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     const transitions = await transitionBreaches(base, load)
     const steps = await stepBreaches(topology.recordFile, settled.resources)
     const logLines = await missingLogLines(topology.urls, settled.resources)
-    const watches = await watchBreaches(topology.servers.etcdEndpoints, watchers)
+    const watches = await watchBreaches(topology.servers.etcdEndpoints, watchers, topology.servers.credentials.etcd)
     for (const { watcher } of watchers) watcher.stop()
     const logs = await topology.saveOutputs()
     const violations = (what: string): number => api.violations.filter((v) => v.what === what).length

@@ -100,8 +100,8 @@ export async function startTopology(options: { cluster: boolean; env?: Record<st
   const recordFile = join(dir, 'steps.txt')
   await writeFile(recordFile, '')
   const env: Record<string, string> = {
-    CONVEYOR_NATS_URL: servers.natsUrl,
-    CONVEYOR_ETCD_ENDPOINTS: servers.etcdEndpoints.join(','),
+    // The servers' URLs and the control plane's NATS and etcd credentials.
+    ...servers.env,
     CONVEYOR_LOG_LEVEL: 'warn',
     // The fault suites measure loss, not access: their gateways run without tokens (on loopback).
     CONVEYOR_AUTH: 'off',
