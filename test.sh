@@ -9,5 +9,9 @@ npx tsc --noEmit -p .
 npm run lint
 npm test -- "$@"
 # With no arguments, the whole suite: the fault suites too, in their short version (about 4 minutes;
-# `npm run test:faults` runs them in full).
-if [ "$#" -eq 0 ]; then FAULTS_SHORT=1 npm run test:faults; fi
+# `npm run test:faults` runs them in full), and a short fuzz run.
+if [ "$#" -eq 0 ]; then
+  FAULTS_SHORT=1 npm run test:faults
+  # Hostile input, a short seeded run (`npm run test:fuzz` sends 10,000 requests).
+  FUZZ_RUNS=2000 npm run test:fuzz
+fi

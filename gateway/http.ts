@@ -183,8 +183,13 @@ export function readBody(res: HttpResponse, limit: number): Promise<Buffer | und
   })
 }
 
-/** Writes a reply unless the client went away. */
-export function send(res: HttpResponse, state: { aborted: boolean }, reply: ApiReply, closeConnection = false): void {
+/** Writes a reply unless the client went away; to a `HEAD` (`state.head`) only its head, with the length the body would have. */
+export function send(
+  res: HttpResponse,
+  state: { aborted: boolean; head?: boolean },
+  reply: ApiReply,
+  closeConnection = false,
+): void {
   if (state.aborted) return
   state.aborted = true
   const payload = reply.body === undefined ? '' : JSON.stringify(reply.body)
@@ -196,6 +201,8 @@ export function send(res: HttpResponse, state: { aborted: boolean }, reply: ApiR
       res.writeHeader(name, value)
     }
     if (!hasType && payload) res.writeHeader('Content-Type', 'application/json')
-    res.end(payload, closeConnection)
+    // This uWS build closes the connection after a head-only answer: say so, so a client opens a new one.
+    if (state.head) res.endWithoutBody(Buffer.byteLength(payload), true)
+    else res.end(payload, closeConnection)
   })
 }

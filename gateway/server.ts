@@ -198,11 +198,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   })
 
   app.any('/*', (res, req) => {
-    const state = { aborted: false }
+    const head = readRequestHead(req)
+    const state = { aborted: false, head: head.method === 'HEAD' }
     res.onAborted(() => {
       state.aborted = true
     })
-    const head = readRequestHead(req)
     const refused = guard.refusal(head)
     if (refused) return send(res, state, refused)
     if (head.method === 'GET' && tryStream(res, state, head, logs, logCaps, logger)) return

@@ -12,7 +12,7 @@ import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
 import { DEFAULT_LIFECYCLE_ID, machineFor } from '../../actors/lifecycle/machine.ts'
 import { acceptedEvents, restore } from '../../actors/lifecycle/apply-event.ts'
 import { mermaid } from '../../actors/lifecycle/mermaid.ts'
-import { parseJson, type ApiReply } from '../http.ts'
+import { parseJson, type ApiReply, type ApiRequest } from '../http.ts'
 import type { Router } from '../router.ts'
 import { nameParam, positiveIntegerQuery } from './common.ts'
 import { historyFor } from '../secret-redaction.ts'
@@ -198,8 +198,7 @@ export function registerActorRoutes(
       const name = nameParam(request, 'name')
       const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER) ?? 0
       const limit = positiveIntegerQuery(request, 'limit', 1000) ?? 100
-      const kind = request.query.get('kind')
-      const page = await history.page(type, name, after, limit, kind ? new Set(kind.split(',')) : undefined)
+      const page = await history.page(type, name, after, limit, kindsQuery(request))
       // The events carrying the resource (created, updated, deleted) hold its spec: secret values redacted for viewers.
       return { status: 200, body: historyFor(request.principal, page) }
     })
@@ -226,4 +225,24 @@ export async function readHistory(
 async function parkedEvents(connections: Connections, type: string, name: string): Promise<ParkedEvent[]> {
   const { values } = await readPrefix(connections.etcd, keys.parkedEvents(type, name))
   return values.map((value) => JSON.parse(value.value) as ParkedEvent)
+}
+
+/** Event kinds (`created`, `transitioned`, `step-result`, …): they become parts of a NATS subject. */
+const KIND = /^[A-Za-z0-9_-]{1,64}$/
+const MAX_KINDS = 32
+
+/** `?kind=k1,k2`: the kinds to keep, or undefined for all; a kind that cannot be one is a 400 naming it. */
+function kindsQuery(request: ApiRequest): ReadonlySet<string> | undefined {
+  const raw = request.query.get('kind')
+  if (raw === null || raw === '') return undefined
+  const kinds = raw.split(',')
+  const bad = kinds.find((kind) => !KIND.test(kind))
+  if (bad !== undefined || kinds.length > MAX_KINDS)
+    throw invalid(
+      bad !== undefined
+        ? `kind ${JSON.stringify(bad)} is not an event kind: kinds are 1-64 letters, digits, '-' or '_', comma separated`
+        : `at most ${MAX_KINDS} kinds`,
+      [{ path: '?kind', message: `must be up to ${MAX_KINDS} comma-separated kinds of letters, digits, '-' or '_'` }],
+    )
+  return new Set(kinds)
 }
