@@ -227,8 +227,8 @@ async function parkedEvents(connections: Connections, type: string, name: string
   return values.map((value) => JSON.parse(value.value) as ParkedEvent)
 }
 
-/** Event kinds (`created`, `transitioned`, `step-result`, …): they become parts of a NATS subject. */
-const KIND = /^[A-Za-z0-9_-]{1,64}$/
+/** Event kinds (`created`, `transitioned`, `step.dispatched`, …): dot-separated tokens of a NATS subject, no wildcards. */
+const KIND = /^(?=.{1,64}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/
 const MAX_KINDS = 32
 
 /** `?kind=k1,k2`: the kinds to keep, or undefined for all; a kind that cannot be one is a 400 naming it. */
@@ -240,9 +240,14 @@ function kindsQuery(request: ApiRequest): ReadonlySet<string> | undefined {
   if (bad !== undefined || kinds.length > MAX_KINDS)
     throw invalid(
       bad !== undefined
-        ? `kind ${JSON.stringify(bad)} is not an event kind: kinds are 1-64 letters, digits, '-' or '_', comma separated`
+        ? `kind ${JSON.stringify(bad)} is not an event kind: kinds are 1-64 letters, digits, '-', '_' and inner dots, comma separated`
         : `at most ${MAX_KINDS} kinds`,
-      [{ path: '?kind', message: `must be up to ${MAX_KINDS} comma-separated kinds of letters, digits, '-' or '_'` }],
+      [
+        {
+          path: '?kind',
+          message: `must be up to ${MAX_KINDS} comma-separated kinds of letters, digits, '-', '_' and inner dots`,
+        },
+      ],
     )
   return new Set(kinds)
 }
