@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto'
 import type { Connections } from '../runtime/connections.ts'
 import { compare, op } from '../runtime/etcd-ops.ts'
 import { measure, percentile, round, type Rate } from './stats.ts'
+import { apiHeaders } from './processes.ts'
 import { defineDriver, runDriver } from '../index.ts'
 
 /** Raw etcd create transactions (compare: absent, put) at a concurrency: the baseline of a create. */
@@ -57,7 +58,7 @@ export async function httpCreates(
     requests: [
       {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { ...apiHeaders },
         setupRequest: (request: Record<string, unknown>) => ({
           ...request,
           body: JSON.stringify({
@@ -146,7 +147,7 @@ function post(agent: Agent, url: string, body: string): Promise<number> {
       {
         method: 'POST',
         agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers: { ...apiHeaders, 'content-length': Buffer.byteLength(body) },
       },
       (res) => {
         res.resume()

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LocalServers } from '../runtime/servers/local-cluster.ts'
+import type { Connections } from '../runtime/connections.ts'
+import { TokenStore } from '../runtime/token-store.ts'
 
 const CLI = fileURLToPath(new URL('../cli/bin.js', import.meta.url))
 
@@ -34,8 +36,21 @@ export async function startWorkerProcess(env: Record<string, string>): Promise<W
   }
 }
 
-/** A `conveyor gateway` process on a free port, resolved with its URL once it listens. */
-export async function startGatewayProcess(servers: LocalServers): Promise<{ url: string; stop(): Promise<void> }> {
+/** Headers of the benchmarks' API requests: JSON, and with `BENCH_AUTH=1` an admin token. */
+export const apiHeaders: Record<string, string> = { 'content-type': 'application/json' }
+
+/**
+ * A `conveyor gateway` process on a free port, resolved with its URL once it listens. It runs
+ * without tokens unless `BENCH_AUTH=1` (then with an admin token in `apiHeaders`); without a
+ * rate limit either way, as one client drives its whole load.
+ */
+export async function startGatewayProcess(
+  servers: LocalServers,
+  connections?: Connections,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  const auth = process.env.BENCH_AUTH === '1' && connections !== undefined
+  if (auth)
+    apiHeaders.authorization = `Bearer ${(await new TokenStore(connections.etcd).create({ role: 'admin' })).token}`
   const dataDir = await mkdtemp(join(tmpdir(), 'conveyor-bench-gw-'))
   const gateway = spawn(process.execPath, [CLI, 'gateway', '--port', '0'], {
     env: {
@@ -43,8 +58,8 @@ export async function startGatewayProcess(servers: LocalServers): Promise<{ url:
       ...serverEnv(servers),
       CONVEYOR_DATA_DIR: dataDir,
       CONVEYOR_LOG_LEVEL: 'error',
-      // One client drives the whole load: the per-token rate limit would cap it, and tokens are not what is measured.
-      CONVEYOR_AUTH: 'off',
+      // One client drives the whole load: the per-token rate limit would cap it.
+      CONVEYOR_AUTH: auth ? 'on' : 'off',
       CONVEYOR_RATE_LIMIT: '0',
     },
     stdio: ['ignore', 'pipe', 'inherit'],

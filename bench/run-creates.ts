@@ -2,21 +2,21 @@ import type { Connections } from '../runtime/connections.ts'
 import type { LocalServers } from '../runtime/servers/local-cluster.ts'
 import { createToDriverLatency, httpCreates, rawEtcdCreates, rawJetStreamPublishes } from './creates.ts'
 import { round } from './stats.ts'
-import { serverEnv, startGatewayProcess, startWorkerProcess } from './processes.ts'
+import { apiHeaders, serverEnv, startGatewayProcess, startWorkerProcess } from './processes.ts'
 import { waitForPartitions } from './actors.ts'
 
 const log = (line: string): void => void process.stderr.write(line + '\n')
 
 /** HTTP creates at 1 and 64 clients beside raw etcd create transactions and raw JetStream publishes; create → driver latency at 200/s. */
 export async function createBenchmarks(servers: LocalServers, connections: Connections, seconds: number) {
-  const gateway = await startGatewayProcess(servers)
+  const gateway = await startGatewayProcess(servers, connections)
   const url = gateway.url
   let worker: Awaited<ReturnType<typeof startWorkerProcess>> | undefined
   try {
     const define = (body: unknown) =>
       fetch(`${url}/resource-definitions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: apiHeaders,
         body: JSON.stringify(body),
       })
     await define({
