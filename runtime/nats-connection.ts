@@ -11,7 +11,6 @@ import { ConveyorError } from './errors.ts'
 import { StreamPublisher } from './stream-publisher.ts'
 import { ensureStreams, type RetentionOptions } from './streams.ts'
 import { natsAuthFromEnv, retentionFromEnv, streamReplicasFromEnv, type NatsAuth } from './config.ts'
-import { natsCredentialsStartedHere } from './nats-started-here.ts'
 import { whenJetStreamReady } from './jetstream-ready.ts'
 
 export interface NatsConnectOptions {
@@ -25,7 +24,7 @@ export interface NatsConnectOptions {
   readonly streamReplicas?: number
   /** Milliseconds to wait for JetStream to be ready to create the streams (a cluster forming). @default 60000 */
   readonly streamsReadyTimeoutMs?: number
-  /** How to sign in. @default the credentials of the server if this process started it, else the environment's (`natsAuthFromEnv`) */
+  /** How to sign in. @default the environment's (`natsAuthFromEnv`) */
   readonly auth?: NatsAuth
 }
 
@@ -62,7 +61,7 @@ export interface NatsConnections {
  */
 export async function connectNats(natsUrl: string, options: NatsConnectOptions = {}): Promise<NatsConnections> {
   const timeout = options.connectTimeoutMs ?? 5000
-  const auth = options.auth ?? natsCredentialsStartedHere(natsUrl) ?? natsAuthFromEnv()
+  const auth = options.auth ?? natsAuthFromEnv()
   let nats: NatsConnection
   try {
     nats = await connect({

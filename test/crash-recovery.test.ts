@@ -63,7 +63,7 @@ describe('a crash between the etcd commit and the JetStream publish', () => {
         resources: ['app'],
         reconcile: (ctx) => void delivered.push(`${ctx.resource.name}@${ctx.event.revision}`),
       }),
-      { natsUrl: servers.natsUrl },
+      { natsUrl: servers.natsUrl, natsAuth: servers.natsAuth },
     )
     const healthy = await gateway()
     expect(

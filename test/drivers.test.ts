@@ -90,7 +90,7 @@ describe('drivers', () => {
           return { success: true, message: `ok on ${ctx.attempt}` }
         },
       }),
-      { natsUrl: stack.servers.natsUrl, maxDeliver: 4 },
+      { natsUrl: stack.servers.natsUrl, natsAuth: stack.servers.natsAuth, maxDeliver: 4 },
     )
     try {
       for (const mode of ['flaky', 'crashy', 'terminal', 'refuse', 'hopeless']) {
@@ -128,7 +128,7 @@ describe('drivers', () => {
         return { success: true }
       },
     })
-    const handle = await runDriver(crashing, { natsUrl: stack.servers.natsUrl })
+    const handle = await runDriver(crashing, { natsUrl: stack.servers.natsUrl, natsAuth: stack.servers.natsAuth })
     try {
       await eventually(async () => {
         const listed = await api(stack.url, 'GET', '/resources/task')
@@ -140,7 +140,7 @@ describe('drivers', () => {
     }
     // Re-deliver everything from the start of the stream to the same driver: all were done.
     await stack.connections.jsm.consumers.delete('CONVEYOR_EVENTS', 'driver_once')
-    const again = await runDriver(crashing, { natsUrl: stack.servers.natsUrl })
+    const again = await runDriver(crashing, { natsUrl: stack.servers.natsUrl, natsAuth: stack.servers.natsAuth })
     try {
       await eventually(
         async () =>

@@ -102,7 +102,7 @@ describe('races', () => {
           return { success: true }
         },
       }),
-      { natsUrl: stack.servers.natsUrl, ackWaitMs: 1000 },
+      { natsUrl: stack.servers.natsUrl, natsAuth: stack.servers.natsAuth, ackWaitMs: 1000 },
     )
     try {
       for (const name of ['a', 'b', 'c', 'd'])

@@ -92,7 +92,7 @@ describe('log streaming', () => {
           return { success: true, message: 'all logged' }
         },
       }),
-      { natsUrl: stack.servers.natsUrl },
+      { natsUrl: stack.servers.natsUrl, natsAuth: stack.servers.natsAuth },
     )
     try {
       const created = await api(stack.url, 'POST', '/resources', { name: 'app', resource: 'build', spec: {} })

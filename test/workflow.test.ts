@@ -81,7 +81,7 @@ describe('the whole workflow: define, submit, validate, store, publish, route, e
           return { success: true, message: 'cloned', data: { commit: 'abc123' } }
         },
       }),
-      { natsUrl: stack.servers.natsUrl },
+      { natsUrl: stack.servers.natsUrl, natsAuth: stack.servers.natsAuth },
     )
 
     // 3. Submit a resource: 201 with the stored object plus runid and version.

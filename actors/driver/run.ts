@@ -71,7 +71,12 @@ export async function runDriver(
   const resolved = resolveOptions(driver, options)
   const logger = options.logger ?? createLogger(`driver ${driver.name}`)
   const ownConnections = options.connections === undefined
-  const nats = options.connections ?? (await connectNats(resolved.natsUrl, { name: `driver ${driver.name}` }))
+  const nats =
+    options.connections ??
+    (await connectNats(resolved.natsUrl, {
+      name: `driver ${driver.name}`,
+      ...(options.natsAuth ? { auth: options.natsAuth } : {}),
+    }))
   const abort = new AbortController()
   const closingSignal = new AbortController()
   // Every run in progress listens to both: as many listeners as units of concurrency, and more.

@@ -1,3 +1,4 @@
+import type { NatsAuth } from '../../runtime/config.ts'
 import type { ConveyorEvent, Resource } from '../../definitions/objects.ts'
 import type { StepDispatch } from '../../definitions/pipeline.ts'
 
@@ -80,6 +81,8 @@ export interface DriverDefinition {
 export interface RunDriverOptions {
   /** @default 'nats://127.0.0.1:4222' (env `CONVEYOR_NATS_URL`) */
   readonly natsUrl?: string
+  /** How to sign in to NATS. @default the environment's (`CONVEYOR_NATS_USER`/`CONVEYOR_NATS_PASSWORD` or `CONVEYOR_NATS_CREDS`), else `credentials.json` in the data directory */
+  readonly natsAuth?: NatsAuth
   /**
    * Time JetStream waits for an ack or heartbeat before redelivering, and the lease of a claim:
    * an instance that stops renewing for this long loses its work to another (env `CONVEYOR_DRIVER_ACK_WAIT_MS`).

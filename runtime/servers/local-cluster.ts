@@ -8,7 +8,6 @@ import { startEtcdServer, type RunningEtcd } from './etcd-server.ts'
 import { startNatsServer, type NatsUser, type RunningNats } from './nats-server.ts'
 import { etcdCompactionFromEnv, type EtcdAuth, type NatsAuth } from '../config.ts'
 import { credentialsEnv, loadOrCreateCredentials, type LocalCredentials } from './credentials.ts'
-import { forgetNatsCredentials, rememberNatsCredentials } from '../nats-started-here.ts'
 import { requireEtcdAuth } from './etcd-auth.ts'
 
 /** A local `nats-server -js` and `etcd`, supervised as children of this process; both require credentials. */
@@ -77,12 +76,10 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
   const natsUrl = nats.value.url
   const etcdEndpoints = [etcd.value.endpoint]
   const natsAuth = { user: credentials.nats.user, password: credentials.nats.password }
-  rememberNatsCredentials(natsUrl, natsAuth)
   let stopping: Promise<void> | undefined
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await Promise.all([nats.value.stop(), etcd.value.stop()])
-      forgetNatsCredentials(natsUrl)
       if (temporary) await rm(dataDir, { recursive: true, force: true })
     })()
     return stopping
@@ -284,9 +281,8 @@ async function startClusterOnce(options: LocalClusterOptions): Promise<LocalClus
     throw error
   }
   const natsAuth = { user: credentials.nats.user, password: credentials.nats.password }
-  rememberNatsCredentials(natsUrl, natsAuth)
   let stopping: Promise<void> | undefined
-  const stop = (): Promise<void> => (stopping ??= stopAll().finally(() => forgetNatsCredentials(natsUrl)))
+  const stop = (): Promise<void> => (stopping ??= stopAll())
   return {
     nats: natsNodes[0]!,
     etcd: etcdMembers[0]!,
