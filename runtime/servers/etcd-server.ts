@@ -1,6 +1,6 @@
-import { mkdir, chmod } from 'node:fs/promises'
+import { chmod, mkdir, readdir, rm } from 'node:fs/promises'
 import { SupervisedChild, httpOk, type ChildSpec } from './child.ts'
-import { freePort } from './ports.ts'
+import { freePort, withFreshPorts } from './ports.ts'
 import { etcdLimitsFromEnv } from '../config.ts'
 
 export interface EtcdServerOptions {
@@ -48,6 +48,15 @@ function etcdDuration(ms: number): string {
  * reports healthy (for a cluster member: until a quorum elected a leader, so start members together).
  */
 export async function startEtcdServer(options: EtcdServerOptions): Promise<RunningEtcd> {
+  // A member that failed to bind may have begun its data: a new one (only) starts again from nothing.
+  const fresh = (await readdir(options.dataDir).catch(() => [])).length === 0
+  return await withFreshPorts(options.port === 0 || options.peerPort === 0, async () => {
+    if (fresh) await rm(options.dataDir, { recursive: true, force: true })
+    return await startEtcdServerOnce(options)
+  })
+}
+
+async function startEtcdServerOnce(options: EtcdServerOptions): Promise<RunningEtcd> {
   const port = options.port === 0 ? await freePort() : (options.port ?? 2379)
   const peerPort = options.peerPort === 0 ? await freePort() : (options.peerPort ?? 2380)
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 })

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { ConveyorError } from '../errors.ts'
 import { SupervisedChild, httpOk, type ChildSpec } from './child.ts'
-import { freePort } from './ports.ts'
+import { freePort, withFreshPorts } from './ports.ts'
 
 /** How a node joins a NATS cluster. */
 export interface NatsClusterOptions {
@@ -102,7 +102,13 @@ async function configLoadTime(monitorPort: number): Promise<string | undefined> 
 }
 
 /** Starts `nats-server -js` bound to 127.0.0.1 (optionally as a cluster node) and waits until JetStream answers. */
-export async function startNatsServer(options: NatsServerOptions): Promise<RunningNats> {
+export function startNatsServer(options: NatsServerOptions): Promise<RunningNats> {
+  return withFreshPorts(options.port === 0 || options.monitorPort === 0 || options.cluster?.port === 0, () =>
+    startNatsServerOnce(options),
+  )
+}
+
+async function startNatsServerOnce(options: NatsServerOptions): Promise<RunningNats> {
   const port = options.port === 0 ? await freePort() : (options.port ?? 4222)
   const monitorPort = options.monitorPort === 0 ? await freePort() : (options.monitorPort ?? 8222)
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
