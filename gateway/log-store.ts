@@ -98,10 +98,16 @@ export class LogStore {
    */
   #watchStalls(): void {
     let seen = this.#lastSeq
+    /** The stream's last sequence when the previous check found the index behind it (0: it was not). */
+    let behindAt = 0
     const check = async (): Promise<void> => {
-      if (this.#closed || this.#lastSeq !== seen) return
+      if (this.#closed || this.#lastSeq !== seen) return void (behindAt = 0)
       const last = (await this.#connections.jsm.streams.info(streams.logs)).state.last_seq
-      if (last > this.#lastSeq && this.#lastSeq === seen && !this.#closed) {
+      // Behind at two checks in a row with no line stored between: a line published just now is not a stall.
+      const stalled = behindAt > this.#lastSeq && last > this.#lastSeq && this.#lastSeq === seen
+      behindAt = last > this.#lastSeq ? last : 0
+      if (stalled && !this.#closed) {
+        behindAt = 0
         this.#logger.warn('the log index stopped following the log stream; following it again', {
           stored: this.#lastSeq,
           stream: last,

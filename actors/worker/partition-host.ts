@@ -213,8 +213,11 @@ export class PartitionHost {
    */
   #watchStalls(): void {
     let received = this.#received
+    /** Whether the previous check found events waiting with nothing delivered. */
+    let waitingBefore = false
     const check = async (): Promise<void> => {
-      if (this.#stopped || this.#reseating || this.#waitingForRoom || this.#received !== received) return
+      if (this.#stopped || this.#reseating || this.#waitingForRoom || this.#received !== received)
+        return void (waitingBefore = false)
       const name = this.#consumerName
       if (!name) return
       const info = await this.#context.connections.jsm.consumers.info(streams.inbox, name).catch((error: unknown) => {
@@ -224,8 +227,12 @@ export class PartitionHost {
       })
       if (this.#stopped || this.#reseating || name !== this.#consumerName) return
       if (!info) return this.#reseat(`its consumer ${name} no longer exists`)
-      if (info.num_pending > 0 && this.#received === received && !this.#waitingForRoom)
+      // Waiting at two checks in a row with nothing delivered: an event published just now is not a stall.
+      const waiting = info.num_pending > 0 && this.#received === received && !this.#waitingForRoom
+      if (waiting && waitingBefore) {
+        waitingBefore = false
         this.#reseat(`nothing delivered for ${STALL_CHECK_MS / 1000} s while ${info.num_pending} event(s) wait`)
+      } else waitingBefore = waiting
     }
     const tick = (): void => {
       void check()
