@@ -3,7 +3,7 @@ import { api, eventually, startStack, type Stack } from './harness.ts'
 import { sendToActor } from '../runtime/inbox.ts'
 import { keys } from '../runtime/keys.ts'
 import { readPrefix } from '../runtime/etcd-ops.ts'
-import { readHistory } from '../gateway/routes/actors.ts'
+import { HistoryReader } from '../gateway/history-reader.ts'
 import { ConveyorProcess } from './processes.ts'
 
 const ACTORS = 500
@@ -124,10 +124,15 @@ describe('actor workers scale out and survive a kill -9', () => {
       expect(resource.status.context.seen).toEqual(expected)
       expect(resource.status.seq).toBe(EVENTS_PER_ACTOR)
     }
-    for (const name of names.filter((_, i) => i % 10 === 0)) {
-      const history = await readHistory(stack.connections, 'tally', name, 0, 100, new Set(['transitioned']))
-      expect(history.items.map((h) => h.event.seq)).toEqual(expected)
-      expect(history.items.map((h) => h.event.event?.n)).toEqual(expected)
+    const reader = new HistoryReader(stack.connections)
+    try {
+      for (const name of names.filter((_, i) => i % 10 === 0)) {
+        const history = await reader.page('tally', name, 0, 100, new Set(['transitioned']))
+        expect(history.items.map((h) => h.event.seq)).toEqual(expected)
+        expect(history.items.map((h) => h.event.event?.n)).toEqual(expected)
+      }
+    } finally {
+      reader.close()
     }
     await eventually(
       async () => ((await claimOwners()).size === 3 ? true : undefined),

@@ -5,7 +5,7 @@ import { ReplyInbox, sendToActor } from '../../runtime/inbox.ts'
 import { readKeys, readPrefix } from '../../runtime/etcd-ops.ts'
 import { keys } from '../../runtime/keys.ts'
 import { VerificationFold } from '../../actors/lifecycle/verify.ts'
-import { HistoryReader, type HistoryPage } from '../history-reader.ts'
+import { HistoryReader } from '../history-reader.ts'
 import type { ResourceStore } from '../../runtime/resource-store.ts'
 import { ACTOR_RESUME, type ActorEvent, type ParkedEvent } from '../../runtime/actor-record.ts'
 import { DEFAULT_LIFECYCLE } from '../../definitions/lifecycle.ts'
@@ -202,23 +202,6 @@ export function registerActorRoutes(
       // The events carrying the resource (created, updated, deleted) hold its spec: secret values redacted for viewers.
       return { status: 200, body: historyFor(request.principal, page) }
     })
-}
-
-/** One page of a resource's events from the events stream, in stream order, after a sequence. */
-export async function readHistory(
-  connections: Connections,
-  type: string,
-  name: string,
-  after: number,
-  limit: number,
-  kinds?: ReadonlySet<string>,
-): Promise<HistoryPage> {
-  const reader = new HistoryReader(connections)
-  try {
-    return await reader.page(type, name, after, limit, kinds)
-  } finally {
-    reader.close()
-  }
 }
 
 /** The events an actor kept aside, in their inbox order. */

@@ -120,3 +120,26 @@ export async function httpOk(url: string, expect?: (body: string) => boolean): P
   const body = await response.text()
   return expect ? expect(body) : true
 }
+
+/** A supervised child that can be started again on the same spec (ports, store) after a kill or a stop. */
+export interface RestartableChild {
+  /** The current process (a new one after `restart`). */
+  readonly child: SupervisedChild
+  stop(): Promise<void>
+  restart(): Promise<void>
+}
+
+/** Starts `spec` as a {@link RestartableChild}. */
+export async function startRestartable(spec: ChildSpec): Promise<RestartableChild> {
+  let child = await SupervisedChild.start(spec)
+  return {
+    get child() {
+      return child
+    },
+    stop: () => child.stop(),
+    restart: async () => {
+      await child.stop()
+      child = await SupervisedChild.start(spec)
+    },
+  }
+}

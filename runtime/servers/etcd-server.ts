@@ -1,5 +1,5 @@
 import { chmod, mkdir, readdir, rm } from 'node:fs/promises'
-import { SupervisedChild, httpOk, type ChildSpec } from './child.ts'
+import { httpOk, startRestartable, type ChildSpec, type SupervisedChild } from './child.ts'
 import { freePort, withFreshPorts } from './ports.ts'
 import { etcdLimitsFromEnv } from '../config.ts'
 
@@ -96,18 +96,15 @@ async function startEtcdServerOnce(options: EtcdServerOptions): Promise<RunningE
     ready: () => httpOk(`${client}/health`, (body) => body.includes('"health":"true"')),
     readyTimeoutMs: 20_000,
   }
-  let child = await SupervisedChild.start(spec)
+  const server = await startRestartable(spec)
   return {
     endpoint: client,
     port,
     name,
     get child() {
-      return child
+      return server.child
     },
-    stop: () => child.stop(),
-    restart: async () => {
-      await child.stop()
-      child = await SupervisedChild.start(spec)
-    },
+    stop: server.stop,
+    restart: server.restart,
   }
 }

@@ -2,7 +2,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { ConveyorError } from '../errors.ts'
-import { SupervisedChild, httpOk, type ChildSpec } from './child.ts'
+import { httpOk, startRestartable, type ChildSpec, type SupervisedChild } from './child.ts'
 import { freePort, withFreshPorts } from './ports.ts'
 
 /** How a node joins a NATS cluster. */
@@ -151,31 +151,28 @@ async function startNatsServerOnce(options: NatsServerOptions): Promise<RunningN
     ready: () => httpOk(`http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`),
     readyTimeoutMs: 15_000,
   }
-  let child = await SupervisedChild.start(spec)
+  const server = await startRestartable(spec)
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
     monitorPort,
     get child() {
-      return child
+      return server.child
     },
-    stop: () => child.stop(),
-    restart: async () => {
-      await child.stop()
-      child = await SupervisedChild.start(spec)
-    },
+    stop: server.stop,
+    restart: server.restart,
     setUsers: async (users) => {
       if (!auth) throw new TypeError('setUsers needs a server started with auth')
       auth = { ...auth, users }
       const loaded = await configLoadTime(monitorPort)
       await writeConfig(auth)
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGHUP')
+      if (server.child.pid !== undefined) process.kill(server.child.pid, 'SIGHUP')
       const deadline = Date.now() + 10_000
       while ((await configLoadTime(monitorPort).catch(() => loaded)) === loaded) {
         if (Date.now() > deadline)
           throw new ConveyorError(
             'server-reload-failed',
-            `nats-server did not reload its users:\n${child.output.slice(-500)}`,
+            `nats-server did not reload its users:\n${server.child.output.slice(-500)}`,
           )
         await delay(50)
       }
