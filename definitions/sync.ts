@@ -2,12 +2,10 @@ import type { ConveyorEvent } from './objects.ts'
 
 /**
  * A driver's catch-up request to the owner of one partition (core NATS request/reply on
- * `conveyor.sync.pNN`): the current version of every resource of `types` in the partition that
- * has no outcome from `driver`, a page at a time.
+ * `conveyor.sync.pNN.{type}.{driver}`): the current version of every resource of that type in
+ * the partition that has no outcome from that driver, a page at a time.
  */
 export interface SyncRequest {
-  readonly driver: string
-  readonly types: readonly string[]
   /** The `next` of the previous page. */
   readonly after?: string
 }

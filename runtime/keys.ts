@@ -146,15 +146,23 @@ export const subjects = {
   allInbox: (): string => 'conveyor.in.>',
   /** Every run end, for drivers that keep per-run state (a workspace). */
   allRunEnds: (): string => 'conveyor.ev.outcome.*.*.*.run-finished',
-  /** Claims, renewals and reports for a resource's actor (core NATS request/reply), answered by its partition's owner. */
-  work: (type: string, name: string): string => `conveyor.work.${partitionToken(type, name)}.${type}.${name}`,
+  /**
+   * Claims, renewals and reports of one driver for a resource's actor (core NATS request/reply),
+   * answered by its partition's owner. The driver's name is part of the subject, so a driver's
+   * NATS permissions can allow its own requests only; the owner answers 403 to a request about
+   * another driver's work.
+   */
+  work: (type: string, name: string, driver: string): string =>
+    `conveyor.work.${partitionToken(type, name)}.${type}.${name}.${driver}`,
   workOfPartition: (partition: number): string => `conveyor.work.${partitionName(partition)}.>`,
   /** An actor record the gateway just wrote (core NATS, best effort: `{revision}\n{record}`), so its host need not read it back. */
   actorWritten: (type: string, name: string): string =>
     `conveyor.actor-written.${partitionToken(type, name)}.${type}.${name}`,
   actorWrittenOfPartition: (partition: number): string => `conveyor.actor-written.${partitionName(partition)}.>`,
-  /** Catch-up requests of a partition (core NATS request/reply), answered by its owner. */
-  sync: (partition: number): string => `conveyor.sync.${partitionName(partition)}`,
+  /** One driver's catch-up requests for one type in a partition (core NATS request/reply), answered by its owner. */
+  sync: (partition: number, type: string, driver: string): string =>
+    `conveyor.sync.${partitionName(partition)}.${type}.${driver}`,
+  syncOfPartition: (partition: number): string => `conveyor.sync.${partitionName(partition)}.*.*`,
   log: (driver: string, runid: string): string => `conveyor.logs.${driver}.${runid}`,
   allLogs: (): string => 'conveyor.logs.>',
   /** Every event (the events stream's one subject space, so any filter above is a subset of it). */
@@ -181,14 +189,25 @@ export const streamClasses: Readonly<
 /** The log "driver" whose end marker ends a whole pipeline run (not a valid driver name, so no clash). */
 export const RUN_LOG = '_run'
 
-/** `conveyor.in.pNN.{type}.{name}` (or `conveyor.work.pNN.{type}.{name}`) back into the resource it addresses. */
-export function parseInboxSubject(
-  subject: string,
-  kind: 'in' | 'work' = 'in',
-): { type: string; name: string } | undefined {
+/** `conveyor.in.pNN.{type}.{name}` back into the resource it addresses. */
+export function parseInboxSubject(subject: string): { type: string; name: string } | undefined {
   const parts = subject.split('.')
-  if (parts.length !== 5 || parts[0] !== 'conveyor' || parts[1] !== kind) return undefined
+  if (parts.length !== 5 || parts[0] !== 'conveyor' || parts[1] !== 'in') return undefined
   return { type: parts[3]!, name: parts[4]! }
+}
+
+/** `conveyor.work.pNN.{type}.{name}.{driver}` back into the resource it addresses and the driver asking. */
+export function parseWorkSubject(subject: string): { type: string; name: string; driver: string } | undefined {
+  const parts = subject.split('.')
+  if (parts.length !== 6 || parts[0] !== 'conveyor' || parts[1] !== 'work') return undefined
+  return { type: parts[3]!, name: parts[4]!, driver: parts[5]! }
+}
+
+/** `conveyor.sync.pNN.{type}.{driver}` back into its parts. */
+export function parseSyncSubject(subject: string): { type: string; driver: string } | undefined {
+  const parts = subject.split('.')
+  if (parts.length !== 5 || parts[0] !== 'conveyor' || parts[1] !== 'sync') return undefined
+  return { type: parts[3]!, driver: parts[4]! }
 }
 
 /** `conveyor.logs.{driver}.{runid}` back into its parts. */

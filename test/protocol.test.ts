@@ -47,8 +47,9 @@ function partitionOf(type: string, name: string): string {
   return `p${String(h % 64).padStart(2, '0')}`
 }
 
-/** Where a resource's actor takes work requests: `conveyor.work.{pNN}.{type}.{name}`. */
-const workSubject = (type: string, name: string): string => `conveyor.work.${partitionOf(type, name)}.${type}.${name}`
+/** Where a resource's actor takes one driver's work requests: `conveyor.work.{pNN}.{type}.{name}.{driver}`. */
+const workSubject = (type: string, name: string, driver: string): string =>
+  `conveyor.work.${partitionOf(type, name)}.${type}.${name}.${driver}`
 
 /** A raw driver instance: its name and instance id. */
 interface RawDriver {
@@ -85,7 +86,7 @@ async function register(driver: RawDriver, resources: string[]): Promise<void> {
  * idempotent by its token).
  */
 async function ask(
-  _driver: RawDriver,
+  driver: RawDriver | { readonly name: string },
   type: string,
   name: string,
   request: Record<string, unknown>,
@@ -94,14 +95,14 @@ async function ask(
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const id = randomUUID()
     const reply = await nc
-      .request(workSubject(type, name), json({ ...request, id }), { timeout: 5000 })
+      .request(workSubject(type, name, driver.name), json({ ...request, id }), { timeout: 5000 })
       .catch(() => undefined)
     if (reply === undefined) continue
     const answer = reply.json<{ status: number; body: any }>()
     expect(answer.body.id).toBe(id)
     return answer
   }
-  throw new Error(`no answer to ${String(request.type)} on ${workSubject(type, name)}`)
+  throw new Error(`no answer to ${String(request.type)} on ${workSubject(type, name, driver.name)}`)
 }
 
 /** Pulls the next message of a durable consumer, waiting for it rather than sleeping. */
@@ -289,6 +290,17 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     })
     expect(forged.body).toMatchObject({ result: 'stale' })
     expect(forged.body.reason).toBeDefined()
+
+    // Another driver's work, asked for on another driver's subject, is refused.
+    const impostor = await ask({ name: 'impostor' }, type, name, {
+      type: 'conveyor.claim',
+      work,
+      token,
+      holder: 'x',
+      leaseMs: 1000,
+    })
+    expect(impostor.status).toBe(403)
+    expect(impostor.body.detail).toMatch(/belongs to driver/)
   })
 
   it('runs a pipeline step: the commands come with the granted claim, not with the message', async () => {
@@ -338,9 +350,17 @@ describe('docs/protocol.md, with a raw NATS client', () => {
     expect(event.step.commands).toBeUndefined()
     expect(JSON.stringify(event)).not.toContain('echo planned')
 
-    // Claim the step; the plan's step comes with `go`.
+    // Claim the step; the plan's step comes with `go`. Another driver cannot claim it.
     const work = { kind: 'step', uid: event.uid, runid: event.runid, step: event.step.id, dispatch: event.step.attempt }
     const token = randomUUID()
+    const impostor = await ask({ name: 'impostor' }, type, name, {
+      type: 'conveyor.claim',
+      work,
+      token,
+      holder: 'x',
+      leaseMs: 1000,
+    })
+    expect(impostor.status).toBe(403)
     const claim = await ask(driver, type, name, {
       type: 'conveyor.claim',
       work,

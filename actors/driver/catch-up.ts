@@ -24,23 +24,17 @@ export async function catchUp(
 ): Promise<number> {
   const { driver } = runtime
   if (driver.resources.length === 0) return 0
-  const partitions = Array.from({ length: PARTITIONS }, (_, p) => p)
+  // One request per partition and type: a driver's NATS permissions may allow some types only.
+  const slices = Array.from({ length: PARTITIONS }, (_, partition) =>
+    [...new Set(driver.resources)].map((type) => ({ partition, type })),
+  ).flat()
   const work: Promise<void>[] = []
   let found = 0
   const lanes = Array.from({ length: PARALLEL_PARTITIONS }, async () => {
-    for (
-      let partition = partitions.shift();
-      partition !== undefined && !closing.aborted;
-      partition = partitions.shift()
-    ) {
+    for (let slice = slices.shift(); slice !== undefined && !closing.aborted; slice = slices.shift()) {
       let after: string | undefined
       do {
-        const page = await ask(
-          runtime,
-          partition,
-          { driver: driver.name, types: driver.resources, ...(after ? { after } : {}) },
-          closing,
-        )
+        const page = await ask(runtime, slice.partition, slice.type, after ? { after } : {}, closing)
         if (!page) return
         for (const event of page.items) {
           found++
@@ -59,12 +53,14 @@ export async function catchUp(
 async function ask(
   runtime: DriverRuntime,
   partition: number,
+  type: string,
   request: SyncRequest,
   closing: AbortSignal,
 ): Promise<SyncPage | undefined> {
+  const subject = subjects.sync(partition, type, runtime.driver.name)
   for (let attempt = 1; !closing.aborted; attempt++) {
     try {
-      const reply = await runtime.nats.nats.request(subjects.sync(partition), JSON.stringify(request), {
+      const reply = await runtime.nats.nats.request(subject, JSON.stringify(request), {
         timeout: REQUEST_TIMEOUT_MS,
       })
       const page = reply.json<SyncPage & { error?: string }>()

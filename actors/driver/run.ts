@@ -87,7 +87,7 @@ export async function runDriver(
     driver,
     options: resolved,
     nats,
-    client: new WorkClient(nats, logger, closingSignal.signal, abort.signal),
+    client: new WorkClient(nats, driver.name, logger, closingSignal.signal, abort.signal),
     workspaces,
     logger,
     running: new Semaphore(resolved.concurrency),

@@ -4,6 +4,7 @@ import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import type { EventReply } from '../../runtime/inbox.ts'
 import { subjects } from '../../runtime/keys.ts'
 import { backoffMs } from '../../runtime/backoff.ts'
+import { ConveyorError } from '../../runtime/errors.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import {
   WorkEvent,
@@ -35,13 +36,15 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
  */
 export class WorkClient {
   readonly #nats: NatsConnections
+  readonly #driver: string
   readonly #logger: Logger
   readonly #closing: AbortSignal
   readonly #shutdown: AbortSignal
 
   /** `closing`: take no new work; `shutdown`: the grace period is over, stop even what finishes work. */
-  constructor(nats: NatsConnections, logger: Logger, closing: AbortSignal, shutdown: AbortSignal) {
+  constructor(nats: NatsConnections, driver: string, logger: Logger, closing: AbortSignal, shutdown: AbortSignal) {
     this.#nats = nats
+    this.#driver = driver
     this.#logger = logger
     this.#closing = closing
     this.#shutdown = shutdown
@@ -101,6 +104,7 @@ export class WorkClient {
           request: request.type,
         })
       } catch (error) {
+        if (error instanceof ConveyorError && error.code === 'forbidden') throw error
         this.#logger.warn('asking the actor failed; retrying', {
           resource: `${type}/${name}`,
           request: request.type,
@@ -116,7 +120,7 @@ export class WorkClient {
     let reply: EventReply
     try {
       const message = await this.#nats.nats.request(
-        subjects.work(type, name),
+        subjects.work(type, name, this.#driver),
         JSON.stringify({ ...request, id: randomUUID() }),
         { timeout: ANSWER_TIMEOUT_MS },
       )
@@ -126,6 +130,7 @@ export class WorkClient {
       if (error instanceof errors.TimeoutError || error instanceof errors.RequestError) return undefined
       throw error
     }
+    if (reply.status === 403) throw new ConveyorError('forbidden', String(reply.body.detail ?? 'forbidden'))
     if (reply.status !== 200) throw new Error(`the actor answered ${reply.status}: ${String(reply.body.detail ?? '')}`)
     const { id: _id, ...answer } = reply.body
     return answer as T

@@ -63,6 +63,13 @@ const unchanged = (record: ActorRecord, answer: WorkAnswer): WorkOutcome => ({
 })
 const stale = (record: ActorRecord, reason: string): WorkOutcome => unchanged(record, { result: 'stale', reason })
 
+/** The driver whose work a request is about (a reconcile names it; a step's is in the stored plan), when the record knows. */
+export function driverOfWork(record: ActorRecord | undefined, request: WorkRequest): string | undefined {
+  const work = request.work
+  if (work.kind !== 'step') return work.driver
+  return record?.run?.steps.find((step) => step.id === work.step)?.driver
+}
+
 /** Applies a claim, renewal or report; pure: the host commits `record` and `messages`, then answers. */
 export function applyWork(
   record: ActorRecord | undefined,

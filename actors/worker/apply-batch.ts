@@ -13,7 +13,7 @@ import type { Resource } from '../../definitions/objects.ts'
 import { acceptedEvents, applyEvent, describeRejection } from '../lifecycle/apply-event.ts'
 import { applyRunEvent, settleRun, transitionedEvent } from '../pipeline/host.ts'
 import { isRunEvent } from '../pipeline/run.ts'
-import { applyWork, isWorkRequest } from '../work/claims.ts'
+import { applyWork, driverOfWork, isWorkRequest } from '../work/claims.ts'
 import type { WorkRequest } from '../../definitions/work.ts'
 
 /** One thing for an actor to apply: an inbox event (with its stream sequence) or a due durable timer. */
@@ -26,7 +26,8 @@ export type BatchItem =
       readonly incarnation?: string | undefined
     }
   /** A work request (claim, renewal, report) over core NATS: idempotent by its token, so not stored in the inbox. */
-  | { readonly kind: 'request'; readonly event: WorkRequest }
+  /** `requester`: the driver the request's subject names; it may only ask about its own work. */
+  | { readonly kind: 'request'; readonly event: WorkRequest; readonly requester: string }
   | { readonly kind: 'timer'; readonly id: string; readonly dueAt: number }
 
 /** The answer to one inbox item, completed once the commit's revision (and, if asked for, the stored resource) is known. */
@@ -150,6 +151,14 @@ export function applyBatch(input: BatchInput): BatchOutput {
     if (item.kind === 'request' || isWorkRequest(event)) {
       // Claims, renewals and reports are idempotent by their token, so a redelivered one is
       // evaluated again (and answered the same) rather than skipped.
+      const owner = item.kind === 'request' ? driverOfWork(record, event as WorkRequest) : undefined
+      if (item.kind === 'request' && owner !== undefined && owner !== item.requester) {
+        const requester = item.requester
+        answer(index, () =>
+          problem(403, 'forbidden', `this work belongs to driver ${owner}, not to driver ${requester} (the subject's last token)`),
+        )
+        continue
+      }
       const outcome = applyWork(record, event as WorkRequest, { machine, now, servingDrivers: input.servingDrivers })
       if ('missing' in outcome) {
         const work = outcome.answer

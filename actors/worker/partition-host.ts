@@ -23,6 +23,7 @@ import {
   headers,
   keys,
   parseInboxSubject,
+  parseWorkSubject,
   parseTimerKey,
   partitionOf,
   streams,
@@ -324,7 +325,7 @@ export class PartitionHost {
     return this.#context.connections.nats.subscribe(subjects.workOfPartition(this.partition), {
       callback: (error, message) => {
         if (error || this.#stopped) return
-        const target = parseInboxSubject(message.subject, 'work')
+        const target = parseWorkSubject(message.subject)
         let event: WorkRequest | undefined
         try {
           event = message.json<WorkRequest>()
@@ -347,6 +348,7 @@ export class PartitionHost {
         this.#enqueue(target.type, target.name, {
           kind: 'request',
           event,
+          requester: target.driver,
           respond: (reply) => message.respond(JSON.stringify(reply)),
         })
       },

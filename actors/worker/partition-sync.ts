@@ -1,7 +1,7 @@
 import type { Subscription } from '@nats-io/transport-node'
 import type { ActorRecord } from '../../runtime/actor-record.ts'
 import { readKeys, readPrefix } from '../../runtime/etcd-ops.ts'
-import { keys, subjects } from '../../runtime/keys.ts'
+import { keys, parseSyncSubject, subjects } from '../../runtime/keys.ts'
 import { presentResource, type StoredResource } from '../../runtime/resource-view.ts'
 import type { ConveyorEvent } from '../../definitions/objects.ts'
 import type { SyncPage, SyncRequest } from '../../definitions/sync.ts'
@@ -11,8 +11,15 @@ const PAGE = 200
 /** Stays well inside NATS's default 1 MB payload limit. */
 const MAX_REPLY_BYTES = 512 * 1024
 
+/** What a catch-up page is for: one driver, its types, from a cursor. */
+interface SyncQuery {
+  readonly driver: string
+  readonly types: readonly string[]
+  readonly after?: string
+}
+
 /** True when the driver still owes this record's current version an outcome. */
-function owes(record: ActorRecord, request: SyncRequest): boolean {
+function owes(record: ActorRecord, request: SyncQuery): boolean {
   if (record.deletedAt || record.run || !request.types.includes(record.type)) return false
   return record.drivers?.[request.driver]?.outcomeFor !== record.runid
 }
@@ -21,7 +28,7 @@ function owes(record: ActorRecord, request: SyncRequest): boolean {
  * One page of the partition's resources the driver has not reconciled. Actor keys sort by type,
  * so each type is one range; the cursor is the last key read (or a type's prefix to start it).
  */
-async function page(context: HostContext, partition: number, request: SyncRequest): Promise<SyncPage> {
+async function page(context: HostContext, partition: number, request: SyncQuery): Promise<SyncPage> {
   const { etcd } = context.connections
   const prefixes = [...new Set(request.types)].sort().map((type) => keys.actorsOfType(partition, type))
   const after = request.after
@@ -71,16 +78,18 @@ async function page(context: HostContext, partition: number, request: SyncReques
 
 /** Answers catch-up requests for a partition while this worker owns it. */
 export function serveSync(context: HostContext, partition: number): Subscription {
-  return context.connections.nats.subscribe(subjects.sync(partition), {
+  return context.connections.nats.subscribe(subjects.syncOfPartition(partition), {
     callback: (error, message) => {
       if (error) return
-      let request: SyncRequest
+      const target = parseSyncSubject(message.subject)
+      let request: SyncQuery
       try {
-        request = message.json<SyncRequest>()
-        if (typeof request.driver !== 'string' || !Array.isArray(request.types))
-          throw new TypeError('not a sync request')
+        const body = message.json<SyncRequest>()
+        if (!target || typeof body !== 'object' || body === null) throw new TypeError('not a sync request')
+        if (body.after !== undefined && typeof body.after !== 'string') throw new TypeError('not a sync request')
+        request = { driver: target.driver, types: [target.type], ...(body.after ? { after: body.after } : {}) }
       } catch {
-        message.respond(JSON.stringify({ error: 'expected {driver, types, after?}' }))
+        message.respond(JSON.stringify({ error: 'expected {after?} on conveyor.sync.pNN.{type}.{driver}' }))
         return
       }
       page(context, partition, request).then(
