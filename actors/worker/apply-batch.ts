@@ -155,7 +155,11 @@ export function applyBatch(input: BatchInput): BatchOutput {
       if (item.kind === 'request' && owner !== undefined && owner !== item.requester) {
         const requester = item.requester
         answer(index, () =>
-          problem(403, 'forbidden', `this work belongs to driver ${owner}, not to driver ${requester} (the subject's last token)`),
+          problem(
+            403,
+            'forbidden',
+            `this work belongs to driver ${owner}, not to driver ${requester} (the subject's last token)`,
+          ),
         )
         continue
       }
