@@ -86,7 +86,8 @@ export const consumers = {
   /** A partition's inbox, per owner (its claim's fencing token): `actors_pNN_{token}`. */
   partitionPrefix: (partition: number): string => `actors_${partitionName(partition)}_`,
   partition: (partition: number, token: number): string => `actors_${partitionName(partition)}_${token}`,
-  replay: (id: string): string => `replay_${id}`,
+  /** One of a driver's replay consumers (see `runtime/driver-access.ts`). */
+  driverReplay: (driver: string, slot: number): string => `driver_${driver}_replay_${slot}`,
 } as const
 
 /** NATS key-value buckets (JetStream streams `KV_{bucket}`). */
@@ -139,6 +140,7 @@ export const subjects = {
   /** Resource changes of one type, for a driver's consumer. */
   resourceChangesOfType: (type: string): string => `conveyor.ev.resource.*.${type}.*.*`,
   stepsOfDriver: (driver: string): string => `conveyor.ev.step.*.*.*.${driver}`,
+  stepsOfDriverAndType: (driver: string, type: string): string => `conveyor.ev.step.*.${type}.*.${driver}`,
   cancelsOfDriver: (driver: string): string => `conveyor.ev.cancel.*.*.*.${driver}`,
   /** Events sent to a resource's actor (consumed by the partition's owner). */
   inbox: (type: string, name: string): string => `conveyor.in.${partitionToken(type, name)}.${type}.${name}`,

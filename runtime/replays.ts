@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream'
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerConfig } from '@nats-io/jetstream'
 import { nanos } from '@nats-io/transport-node'
 import { Kvm, type KV } from '@nats-io/kv'
 import type { NatsConnections as Connections } from './nats-connection.ts'
-import { invalid, notFound } from './errors.ts'
-import { buckets, consumers, streams, subjects } from './keys.ts'
+import { conflict, invalid, notFound } from './errors.ts'
+import { REPLAY_SLOTS, replaySlots } from './driver-access.ts'
+import { buckets, streams, subjects } from './keys.ts'
 
 /** What a replay re-delivers: a driver, a slice of the event stream, and whether finished work runs again. */
 export interface ReplayRequest {
@@ -31,6 +32,8 @@ export interface Replay {
   readonly total: number
   readonly force: boolean
   readonly status: ReplayStatus
+  /** Its durable consumer: one of the driver's replay consumers (`driver_{name}_replay_{slot}`). */
+  readonly consumer: string
   /** How long its consumer waits for a driver to fetch from it before the replay expires. */
   readonly idleTimeoutMs: number
   readonly createdAt: string
@@ -47,8 +50,6 @@ export interface ReplayOptions {
 }
 
 const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000
-
-export const replayConsumerName = consumers.replay
 
 /** The bucket of replays, and the one of per-instance progress counts. */
 export async function replayBuckets(connections: Connections): Promise<{ replays: KV; counts: KV }> {
@@ -149,7 +150,7 @@ export async function startReplay(
     throw invalid(`the range is empty: from sequence ${fromSequence} to ${untilSequence}`, [
       { path: request.since !== undefined ? '/since' : '/until', message: 'leaves no event in the range' },
     ])
-  const replay: Replay = {
+  const replay: Omit<Replay, 'consumer'> = {
     id: randomUUID().replace(/-/g, '').slice(0, 12),
     driver: request.driver,
     filter,
@@ -161,8 +162,7 @@ export async function startReplay(
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     createdAt: new Date().toISOString(),
   }
-  await connections.jsm.consumers.add(streams.events, {
-    durable_name: replayConsumerName(replay.id),
+  const consumer = await takeSlot(connections, replay.driver, replay.id, {
     filter_subject: filter,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.StartSequence,
@@ -173,9 +173,43 @@ export async function startReplay(
     // the server removes it, and the replay reads as expired.
     inactive_threshold: nanos(replay.idleTimeoutMs),
   })
+  const started: Replay = { ...replay, consumer }
   const { replays } = await replayBuckets(connections)
-  await replays.put(replay.id, JSON.stringify(replay))
-  return replay
+  await replays.put(started.id, JSON.stringify(started))
+  return started
+}
+
+/**
+ * Creates the replay's consumer under the first free name of the driver's replay consumers (a
+ * driver's NATS permissions name each; see `runtime/driver-access.ts`). The replay's id is the
+ * consumer's description, so two gateways taking one name at once cannot share it: the second
+ * create differs and fails. None free: 409.
+ */
+async function takeSlot(
+  connections: Connections,
+  driver: string,
+  id: string,
+  config: Omit<Partial<ConsumerConfig>, 'durable_name' | 'description'>,
+): Promise<string> {
+  for (const name of replaySlots(driver)) {
+    const taken = await connections.jsm.consumers.info(streams.events, name).then(
+      () => true,
+      (error: unknown) => !(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound),
+    )
+    if (taken) continue
+    try {
+      await connections.jsm.consumers.add(streams.events, { ...config, durable_name: name, description: id })
+      return name
+    } catch (error) {
+      // Taken meanwhile by another replay: try the next name.
+      if (error instanceof JetStreamApiError) continue
+      throw error
+    }
+  }
+  throw conflict(
+    'replays-busy',
+    `${REPLAY_SLOTS} replays to driver ${driver} are running: wait until one is done, or cancel one (DELETE /replay/{id})`,
+  )
 }
 
 /** A replay with how far its driver got: `delivered` of `total`. */
@@ -205,7 +239,7 @@ export async function listReplays(connections: Connections): Promise<Replay[]> {
 /** A running replay whose consumer the server removed for inactivity is expired: recorded so on first sight. */
 async function settled(connections: Connections, replay: Replay): Promise<Replay> {
   if (replay.status !== 'running') return replay
-  const exists = await connections.jsm.consumers.info(streams.events, replayConsumerName(replay.id)).then(
+  const exists = await connections.jsm.consumers.info(streams.events, replay.consumer).then(
     () => true,
     (error: unknown) => !(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound),
   )
@@ -237,7 +271,7 @@ async function endReplay(
       if (attempt < 5) continue
       throw error
     }
-    await connections.jsm.consumers.delete(streams.events, replayConsumerName(id)).catch(() => false)
+    await connections.jsm.consumers.delete(streams.events, replay.consumer).catch(() => false)
     return ended
   }
 }

@@ -226,7 +226,7 @@ describe('replay', () => {
     expect(calls.map((c) => c.name).sort()).toEqual(['j1', 'j2', 'j3'])
     expect((await api(stack.url, 'GET', '/resources/job/j2')).body.status.drivers.auditor.success).toBe(true)
     expect((await stack.connections.jsm.consumers.list('CONVEYOR_EVENTS').next()).map((c) => c.name)).not.toContain(
-      `replay_${started.body.id}`,
+      started.body.consumer,
     )
 
     // Again without force: every outcome is recorded, nothing runs. With force, all of it runs again.

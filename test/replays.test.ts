@@ -28,7 +28,7 @@ afterAll(async () => {
 const replayConsumers = async (): Promise<string[]> =>
   (await stack.connections.jsm.consumers.list('CONVEYOR_EVENTS').next())
     .map((c) => c.name)
-    .filter((name) => name.startsWith('replay_'))
+    .filter((name) => name.includes('_replay_'))
 
 /** Makes a driver known to the registry (seen once) without leaving an instance running. */
 async function seenOnce(name: string): Promise<void> {
@@ -75,13 +75,13 @@ describe('replays', () => {
     expect(started.status).toBe(201)
     // Nobody serves it now: the answer says so.
     expect(started.body.warnings?.[0]).toMatch(/no running instance/)
-    expect(await replayConsumers()).toContain(`replay_${started.body.id}`)
+    expect(await replayConsumers()).toContain(started.body.consumer)
 
     const cancelled = await api(stack.url, 'DELETE', `/replay/${started.body.id}`)
     expect(cancelled.status).toBe(200)
     expect(cancelled.body).toMatchObject({ id: started.body.id, status: 'cancelled' })
     expect(cancelled.body.finishedAt).toEqual(expect.any(String))
-    expect(await replayConsumers()).not.toContain(`replay_${started.body.id}`)
+    expect(await replayConsumers()).not.toContain(started.body.consumer)
     expect((await api(stack.url, 'GET', `/replay/${started.body.id}`)).body.status).toBe('cancelled')
     // Cancelling again changes nothing.
     expect((await api(stack.url, 'DELETE', `/replay/${started.body.id}`)).body.status).toBe('cancelled')
@@ -131,11 +131,30 @@ describe('replays', () => {
     expect((await api(stack.url, 'GET', `/replay/${started.body.id}`)).body.status).toBe('cancelled')
   })
 
+  it('a driver takes four replays at once, each on one of its replay consumers; a fifth is 409 until one ends', async () => {
+    await seenOnce('busy')
+    const started = []
+    for (let i = 0; i < 4; i++) {
+      const replay = await api(stack.url, 'POST', '/replay', { driver: 'busy', type: 'chore', fromSequence: 1 })
+      expect(replay.status).toBe(201)
+      started.push(replay.body)
+    }
+    expect(started.map((r) => r.consumer).sort()).toEqual([0, 1, 2, 3].map((slot) => `driver_busy_replay_${slot}`))
+    const fifth = await api(stack.url, 'POST', '/replay', { driver: 'busy', type: 'chore', fromSequence: 1 })
+    expect(fifth.status).toBe(409)
+    expect(fifth.body.detail).toMatch(/4 replays to driver busy are running/)
+    expect((await api(stack.url, 'DELETE', `/replay/${started[1].id}`)).status).toBe(200)
+    const again = await api(stack.url, 'POST', '/replay', { driver: 'busy', type: 'chore', fromSequence: 1 })
+    expect(again.status).toBe(201)
+    expect(again.body.consumer).toBe(started[1].consumer)
+    for (const replay of [...started, again.body]) await api(stack.url, 'DELETE', `/replay/${replay.id}`)
+  })
+
   it('an abandoned replay expires: its consumer goes after the idle timeout and the replay says expired', async () => {
     await seenOnce('absent')
     const started = await api(stack.url, 'POST', '/replay', { driver: 'absent', type: 'chore', fromSequence: 1 })
     expect(started.status).toBe(201)
-    const info = await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', `replay_${started.body.id}`)
+    const info = await stack.connections.jsm.consumers.info('CONVEYOR_EVENTS', started.body.consumer)
     expect(info.config.inactive_threshold).toBe(3_000_000_000)
     expect(started.body.idleTimeoutMs).toBe(3000)
     const expired = await eventually(
@@ -147,7 +166,7 @@ describe('replays', () => {
       30_000,
     )
     expect(expired.finishedAt).toEqual(expect.any(String))
-    expect(await replayConsumers()).not.toContain(`replay_${started.body.id}`)
+    expect(await replayConsumers()).not.toContain(started.body.consumer)
     expect((await api(stack.url, 'GET', '/replay')).body.items.find((r: any) => r.id === started.body.id).status).toBe(
       'expired',
     )

@@ -7,7 +7,6 @@ import type { Semaphore } from '../../runtime/semaphore.ts'
 import {
   finishReplay,
   replayBuckets,
-  replayConsumerName,
   replayProgress,
   saveReplayCount,
   type Replay,
@@ -95,7 +94,7 @@ export class ReplayFollower {
   async #follow(replay: Replay): Promise<void> {
     const { connections, running, handle } = this.#options
     const consumer = await connections.js.consumers
-      .get(streams.events, replayConsumerName(replay.id))
+      .get(streams.events, replay.consumer)
       .catch(() => undefined)
     if (!consumer) return
     let handled = 0
