@@ -84,6 +84,7 @@ export function routePolicies(runType: (runid: string) => Promise<string | undef
     'GET /logs/pipeline/:runid': read(runScope),
 
     'GET /drivers': read('shared'),
+    'POST /drivers/:name/identity': { access: 'driver', scope: 'shared' },
 
     'POST /replay': write('all-types'),
     'GET /replay': read('all-types'),

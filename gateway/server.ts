@@ -32,6 +32,8 @@ import { ConveyorError } from '../runtime/errors.ts'
 import { registerDefinitionRoutes } from './routes/definitions.ts'
 import { registerPipelineRoutes } from './routes/pipelines.ts'
 import { registerDriverRoutes } from './routes/drivers.ts'
+import { replayBuckets } from '../runtime/replays.ts'
+import { registerDriverIdentityRoute } from './routes/driver-identity.ts'
 import { DriverRegistry } from '../runtime/driver-registry.ts'
 import { registerReplayRoutes } from './routes/replay.ts'
 import { PipelineStore } from '../runtime/pipeline-store.ts'
@@ -134,6 +136,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   )
   const definitions = new DefinitionStore(connections, batcher, outbox, lifecycles)
   const registry = await DriverRegistry.open(connections, logger)
+  // Every bucket a driver uses exists before one signs in: a driver identity may not create them.
+  await replayBuckets(connections)
   const resources = new ResourceStore(connections, batcher, outbox, definitions, actorInitializer, {
     driverIsLive: (driver) => registry.isLive(driver),
   })
@@ -159,6 +163,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   registerLogRoutes(router, connections, logs, requireNats)
   registerReplayRoutes(router, connections, requireNats, registry)
   registerTokenRoutes(router, tokens)
+  registerDriverIdentityRoute(router, { etcd: connections.etcd, jsm: connections.jsm, tokens })
   const runType = async (runid: string): Promise<string | undefined> => {
     const { values } = await readKeys(connections.etcd, [keys.run(runid)])
     return values[0] ? (JSON.parse(values[0].value) as { type?: string }).type : undefined

@@ -175,6 +175,8 @@ export interface DriverEnvironment {
   readonly ackWaitMs?: number
   readonly maxDeliver?: number
   readonly workspaceRoot?: string
+  /** `CONVEYOR_DRIVER_TOKEN` and `CONVEYOR_API_URL`: get the driver's own NATS identity from the gateway. */
+  readonly identity?: { readonly apiUrl: string; readonly token: string }
 }
 
 function envNumber(env: NodeJS.ProcessEnv, name: string): number | undefined {
@@ -193,6 +195,9 @@ export function driverEnvironment(env: NodeJS.ProcessEnv = process.env): DriverE
     ...(ackWaitMs !== undefined ? { ackWaitMs } : {}),
     ...(maxDeliver !== undefined ? { maxDeliver } : {}),
     ...(env.CONVEYOR_DATA_DIR ? { workspaceRoot: resolve(env.CONVEYOR_DATA_DIR, 'workspaces') } : {}),
+    ...(env.CONVEYOR_DRIVER_TOKEN
+      ? { identity: { apiUrl: env.CONVEYOR_API_URL ?? 'http://127.0.0.1:8080', token: env.CONVEYOR_DRIVER_TOKEN } }
+      : {}),
   }
 }
 

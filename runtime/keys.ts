@@ -56,6 +56,11 @@ export const keys = {
   /** API tokens by id: role, scope and the hash of the secret (never the secret). */
   token: (id: string): string => `${ROOT}/tokens/${id}`,
   tokens: (): string => `${ROOT}/tokens/`,
+  /** NATS users of driver identities, per driver and token (a bcrypt hash, never the password). */
+  natsUser: (driver: string, tokenId: string): string => `${ROOT}/nats-users/${driver}/${tokenId}`,
+  natsUsers: (): string => `${ROOT}/nats-users/`,
+  /** The etcd revision of `natsUsers()` the local NATS servers last loaded (written by their supervisor). */
+  natsUsersApplied: (): string => `${ROOT}/nats-users-applied`,
   /** Written and read by `connectServers` to check that etcd answers. */
   ping: (): string => `${ROOT}/ping`,
 } as const
@@ -148,6 +153,8 @@ export const subjects = {
   allInbox: (): string => 'conveyor.in.>',
   /** Every run end, for drivers that keep per-run state (a workspace). */
   allRunEnds: (): string => 'conveyor.ev.outcome.*.*.*.run-finished',
+  runEndsOfType: (type: string): string => `conveyor.ev.outcome.*.${type}.*.run-finished`,
+  cancelsOfDriverAndType: (driver: string, type: string): string => `conveyor.ev.cancel.*.${type}.*.${driver}`,
   /**
    * Claims, renewals and reports of one driver for a resource's actor (core NATS request/reply),
    * answered by its partition's owner. The driver's name is part of the subject, so a driver's

@@ -26,6 +26,10 @@ export interface NatsConnectOptions {
   readonly streamsReadyTimeoutMs?: number
   /** How to sign in. @default the environment's (`natsAuthFromEnv`) */
   readonly auth?: NatsAuth
+  /** Where replies to this connection's requests arrive (a driver identity may subscribe there only). @default `_INBOX` */
+  readonly inboxPrefix?: string
+  /** Create or update the streams (the control plane does; a driver identity may not). @default true */
+  readonly createStreams?: boolean
 }
 
 /** nats.js options for `auth`: a user and password or a `.creds` file, and TLS verified against a CA. */
@@ -77,6 +81,7 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
       // nats.js otherwise builds an Error per request to keep its stack: a tenth of a busy worker's CPU.
       noAsyncTraces: true,
       name: options.name ?? 'conveyor',
+      ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
     })
   } catch (error) {
     if (error instanceof AuthorizationError)
@@ -105,7 +110,8 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
     jsm = await whenJetStreamReady(
       async () => {
         const manager = await jetstreamManager(nats)
-        await ensureStreams(manager, options.retention ?? retentionFromEnv(), streamReplicas)
+        if (options.createStreams !== false)
+          await ensureStreams(manager, options.retention ?? retentionFromEnv(), streamReplicas)
         return manager
       },
       readyTimeout,
@@ -122,7 +128,7 @@ export async function connectNats(natsUrl: string, options: NatsConnectOptions =
     throw error
   }
   const js = jetstream(nats)
-  const publisher = new StreamPublisher(nats)
+  const publisher = new StreamPublisher(nats, undefined, options.inboxPrefix)
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {
     closing ??= nats.drain().catch(() => nats.close())

@@ -61,7 +61,7 @@ function failure(name: string, message: string): Error {
  */
 export class StreamPublisher {
   readonly #nats: NatsConnection
-  readonly #prefix = `_INBOX.conveyor-pub.${randomUUID().replace(/-/g, '')}`
+  readonly #prefix: string
   readonly #subscription: Subscription
   readonly #waiting = new Map<number, Waiting>()
   readonly #timeoutMs: number
@@ -69,8 +69,10 @@ export class StreamPublisher {
   readonly #observers = new Set<PublishObserver>()
   #next = 0
 
-  constructor(nats: NatsConnection, timeoutMs = 5000) {
+  /** `inboxPrefix`: the connection's (a driver identity may subscribe under its own only). */
+  constructor(nats: NatsConnection, timeoutMs = 5000, inboxPrefix = '_INBOX') {
     this.#nats = nats
+    this.#prefix = `${inboxPrefix}.conveyor-pub.${randomUUID().replace(/-/g, '')}`
     this.#timeoutMs = timeoutMs
     this.#subscription = nats.subscribe(`${this.#prefix}.*`, {
       callback: (error, message) => {

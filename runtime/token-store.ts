@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Etcd3 } from 'etcd3'
 import { LRUCache } from 'lru-cache'
 import { keys } from './keys.ts'
+import { DriverIdentities } from './driver-identities.ts'
 import { readKeys, readPrefix } from './etcd-ops.ts'
 import { ConveyorError } from './errors.ts'
 
@@ -42,6 +43,11 @@ const PREFIX = 'cvt'
 const TOKEN = /^cvt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
 /** How long a verified (or refused) token is remembered: a revocation reaches every gateway within it. */
 export const TOKEN_CACHE_MS = 5000
+
+/** The secret part of a well-formed token (`cvt_{id}_{secret}`). */
+export function secretOf(token: string): string | undefined {
+  return TOKEN.exec(token)?.[2]
+}
 
 const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest()
 
@@ -86,9 +92,10 @@ export class TokenStore {
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
   }
 
-  /** Removes a token; false when there was none with that id. */
+  /** Removes a token, and the driver identities issued to it; false when there was none with that id. */
   async revoke(id: string): Promise<boolean> {
     const deleted = await this.#etcd.delete().key(keys.token(id)).exec()
+    await new DriverIdentities(this.#etcd).revokeToken(id)
     this.#cache.delete(id)
     this.#verifiedSecrets.clear()
     return Number(deleted.deleted) > 0

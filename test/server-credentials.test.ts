@@ -149,8 +149,9 @@ describe('the servers conveyor up starts', () => {
     )
     expect(seen).not.toContain('demo.other.report')
     expect(refusals.join('\n')).toMatch(/permissions violation/i)
-    // The control plane's connection outlived the reload.
+    // The control plane's connection outlived the reload, and JetStream is still on.
     expect(control.isClosed()).toBe(false)
+    expect((await (await jetstreamManager(control)).getAccountInfo()).streams).toBeGreaterThan(0)
     await Promise.all([fenced.close(), control.close()])
     await servers.nats.setUsers([{ user: nats.user, password: nats.password }])
     expect(await natsAnswer(servers.natsUrl, { user: fencedUser.user, pass: fencedUser.password })).toBeInstanceOf(

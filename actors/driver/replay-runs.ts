@@ -4,13 +4,7 @@ import type { NatsConnections } from '../../runtime/nats-connection.ts'
 import { streams } from '../../runtime/keys.ts'
 import type { Logger } from '../../runtime/logger.ts'
 import type { Semaphore } from '../../runtime/semaphore.ts'
-import {
-  finishReplay,
-  replayBuckets,
-  replayProgress,
-  saveReplayCount,
-  type Replay,
-} from '../../runtime/replays.ts'
+import { finishReplay, replayBuckets, replayProgress, saveReplayCount, type Replay } from '../../runtime/replays.ts'
 
 export interface ReplayFollowerOptions {
   readonly connections: NatsConnections
@@ -93,9 +87,7 @@ export class ReplayFollower {
 
   async #follow(replay: Replay): Promise<void> {
     const { connections, running, handle } = this.#options
-    const consumer = await connections.js.consumers
-      .get(streams.events, replay.consumer)
-      .catch(() => undefined)
+    const consumer = await connections.js.consumers.get(streams.events, replay.consumer).catch(() => undefined)
     if (!consumer) return
     let handled = 0
     let saved = 0

@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
-import { nanos } from '@nats-io/transport-node'
+import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import { connectNats, type NatsConnections } from '../../runtime/nats-connection.ts'
 import { driverEnvironment, resolveConfig } from '../../runtime/config.ts'
-import { consumers, headers, streams, subjects } from '../../runtime/keys.ts'
+import { headers, streams, subjects } from '../../runtime/keys.ts'
+import { driverConsumers, type DriverScope } from '../../runtime/driver-access.ts'
+import { ensureDriverConsumer } from '../../runtime/driver-consumers.ts'
+import type { NatsAuth } from '../../runtime/config.ts'
+import { fetchDriverIdentity } from './identity.ts'
 import { createLogger, type Logger } from '../../runtime/logger.ts'
 import { ConveyorError } from '../../runtime/errors.ts'
 import { Semaphore } from '../../runtime/semaphore.ts'
@@ -43,9 +46,13 @@ function resolveOptions(driver: DriverDefinition, options: RunDriverOptions): Re
   }
 }
 
-/** One filter subject (nats-server 2.9): the exact type when a driver serves one, else every resource change. */
-const filterFor = (driver: DriverDefinition): string =>
-  driver.resources.length === 1 ? subjects.resourceChangesOfType(driver.resources[0]!) : subjects.allResourceChanges()
+/** The TLS part of NATS credentials (a driver identity brings its own user and password). */
+const tlsOf = (auth: NatsAuth | undefined): NatsAuth =>
+  auth?.tlsCaFile
+    ? { tlsCaFile: auth.tlsCaFile }
+    : process.env.CONVEYOR_NATS_TLS_CA
+      ? { tlsCaFile: process.env.CONVEYOR_NATS_TLS_CA }
+      : {}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -71,11 +78,30 @@ export async function runDriver(
   const resolved = resolveOptions(driver, options)
   const logger = options.logger ?? createLogger(`driver ${driver.name}`)
   const ownConnections = options.connections === undefined
+  // With a driver token, the gateway issues this driver's NATS identity and makes its consumers.
+  const identitySource = options.connections ? undefined : (options.identity ?? driverEnvironment().identity)
+  const identity = identitySource
+    ? await fetchDriverIdentity(identitySource, driver.name, {
+        resources: driver.resources,
+        ackWaitMs: resolved.ackWaitMs,
+      })
+    : undefined
+  const scope: DriverScope = { driver: driver.name, types: identity?.types }
+  const specs = driverConsumers(scope, driver.resources)
+  if (typeof specs === 'string') throw new ConveyorError('driver-scope', specs, { kind: 'forbidden' })
   const nats =
     options.connections ??
     (await connectNats(resolved.natsUrl, {
       name: `driver ${driver.name}`,
-      ...(options.natsAuth ? { auth: options.natsAuth } : {}),
+      ...(identity
+        ? {
+            auth: { user: identity.user, password: identity.password, ...tlsOf(options.natsAuth) },
+            inboxPrefix: identity.inboxPrefix,
+            createStreams: false,
+          }
+        : options.natsAuth
+          ? { auth: options.natsAuth }
+          : {}),
     }))
   const abort = new AbortController()
   const closingSignal = new AbortController()
@@ -95,17 +121,22 @@ export async function runDriver(
   }
   const resources = new ResourceRunner(runtime)
   const steps = new StepRunner(runtime)
-  await workspaces.start(nats)
-  const cancels = nats.nats.subscribe(subjects.cancelsOfDriver(driver.name), {
-    callback: (error, message) => {
-      if (error) return
-      try {
-        steps.cancel(message.json<ConveyorEvent>())
-      } catch {
-        // not a cancel event: nothing to abort
-      }
-    },
-  })
+  await workspaces.start(nats, scope.types)
+  const cancelSubjects = scope.types
+    ? scope.types.map((type) => subjects.cancelsOfDriverAndType(driver.name, type))
+    : [subjects.cancelsOfDriver(driver.name)]
+  const cancels = cancelSubjects.map((subject) =>
+    nats.nats.subscribe(subject, {
+      callback: (error, message) => {
+        if (error) return
+        try {
+          steps.cancel(message.json<ConveyorEvent>())
+        } catch {
+          // not a cancel event: nothing to abort
+        }
+      },
+    }),
+  )
   const replays = new ReplayFollower({
     connections: nats,
     driver: driver.name,
@@ -140,19 +171,19 @@ export async function runDriver(
   // nothing waits in a client buffer (where its ack_wait would run out) while another instance
   // sits idle. The semaphore keeps both consumers together within `concurrency`.
   const loops: Promise<void>[] = []
-  await ensureConsumer(nats, driver, resolved, consumers.driverSteps(driver.name), subjects.stepsOfDriver(driver.name))
-  const stepConsumer = await nats.js.consumers.get(streams.events, consumers.driverSteps(driver.name))
-  for (let i = 0; i < resolved.concurrency; i++)
-    loops.push(slot(stepConsumer, (event, message) => steps.handle(event, messageDelivery(message))))
+  // The consumers first (changes from now on), then the list: a change between the two comes both
+  // ways and the claim runs it once. A driver identity binds the consumers the gateway made.
+  for (const spec of specs) {
+    if (!identity) await ensureDriverConsumer(nats.jsm, driver.name, spec, resolved.ackWaitMs)
+    const consumer = await nats.js.consumers.get(streams.events, spec.name)
+    const handle = spec.serves === 'steps' ? steps : resources
+    for (let i = 0; i < resolved.concurrency; i++)
+      loops.push(slot(consumer, (event, message) => handle.handle(event, messageDelivery(message))))
+  }
   let caughtUp: Promise<number> = Promise.resolve(0)
   let resync: NodeJS.Timeout | undefined
   let stopResync = (): Promise<number> => Promise.resolve(0)
   if (driver.resources.length > 0) {
-    // The consumer first (from now on), then the list: a change between the two comes both ways and the claim runs it once.
-    await ensureConsumer(nats, driver, resolved, consumers.driverChanges(driver.name), filterFor(driver))
-    const consumer = await nats.js.consumers.get(streams.events, consumers.driverChanges(driver.name))
-    for (let i = 0; i < resolved.concurrency; i++)
-      loops.push(slot(consumer, (event, message) => resources.handle(event, messageDelivery(message))))
     const catchingUp = (): Promise<number> =>
       catchUp(runtime, resources, closingSignal.signal).catch((error: unknown) => {
         logger.warn('catching up failed', { error: String(error) })
@@ -214,7 +245,7 @@ export async function runDriver(
       for (const pull of pulls) void pull.close().catch(() => {})
       clearInterval(resync)
       await Promise.allSettled([...loops, replays.close(), caughtUp, stopResync()])
-      cancels.unsubscribe()
+      for (const subscription of cancels) subscription.unsubscribe()
       workspaces.close()
       clearTimeout(grace)
       await registration.close()
@@ -223,52 +254,4 @@ export async function runDriver(
     return closed
   }
   return { name: driver.name, instance: resolved.instance, caughtUp, close, [Symbol.asyncDispose]: close }
-}
-
-async function ensureConsumer(
-  nats: NatsConnections,
-  driver: DriverDefinition,
-  options: ResolvedDriverOptions,
-  name: string,
-  filter: string,
-): Promise<void> {
-  // No delivery limit: JetStream would drop the message past it, and a run would never end. The
-  // actor counts executions instead, and a driver that gives up reports it (a dead letter).
-  const config = {
-    durable_name: name,
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: nanos(options.ackWaitMs),
-    max_deliver: -1,
-    max_ack_pending: 10_000,
-    filter_subject: filter,
-  }
-  const existing = await nats.jsm.consumers.info(streams.events, name).catch(() => undefined)
-  if (!existing) {
-    // Steps dispatched before the driver first started are still in the stream; resource changes
-    // from before are found by the catch-up instead (level-triggered, whatever the retention).
-    await nats.jsm.consumers.add(streams.events, {
-      ...config,
-      deliver_policy: name === consumers.driverSteps(driver.name) ? DeliverPolicy.All : DeliverPolicy.New,
-    })
-    return
-  }
-  const current = existing.config
-  if (
-    current.filter_subject === config.filter_subject &&
-    current.ack_wait === config.ack_wait &&
-    current.max_deliver === config.max_deliver
-  )
-    return
-  try {
-    await nats.jsm.consumers.update(streams.events, name, {
-      ack_wait: config.ack_wait,
-      max_deliver: config.max_deliver,
-      filter_subject: config.filter_subject,
-    })
-  } catch (error) {
-    throw new ConveyorError(
-      'driver-consumer-mismatch',
-      `driver ${driver.name} already has a consumer with other settings (filter ${current.filter_subject}, ack wait ${(current.ack_wait ?? 0) / 1e6} ms, max deliver ${current.max_deliver}) and it could not be updated: ${String(error)}. Stop the other instances or delete consumer ${name} of stream ${streams.events}.`,
-    )
-  }
 }

@@ -1,3 +1,4 @@
+import type { DriverIdentitySource } from './identity.ts'
 import type { NatsAuth } from '../../runtime/config.ts'
 import type { ConveyorEvent, Resource } from '../../definitions/objects.ts'
 import type { StepDispatch } from '../../definitions/pipeline.ts'
@@ -100,6 +101,12 @@ export interface RunDriverOptions {
   readonly resyncMs?: number
   /** This instance's id in the registry and in claims. @default a random id */
   readonly instance?: string
+  /**
+   * Get the driver's own NATS identity from the gateway with a `driver` token (env
+   * `CONVEYOR_DRIVER_TOKEN`, with `CONVEYOR_API_URL`) instead of signing in with `natsAuth`: its
+   * permissions reach only this driver's consumers, requests, logs and registry entries.
+   */
+  readonly identity?: DriverIdentitySource
   /** Where pipeline runs get their shared workspace. @default `$CONVEYOR_DATA_DIR/workspaces`, else the system's temp dir */
   readonly workspaceRoot?: string
 }

@@ -19,7 +19,7 @@ const RUNID = /^[A-Za-z0-9-]{1,64}$/
 export class Workspaces {
   readonly #root: string
   readonly #logger: Logger
-  #runEnds: Subscription | undefined
+  #runEnds: Subscription[] = []
 
   constructor(root: string, logger: Logger) {
     this.#root = root
@@ -28,10 +28,18 @@ export class Workspaces {
 
   /**
    * Removes a run's directory when its `run.finished` event goes by (core NATS sees every JetStream
-   * publish), and first clears what dead instances left under the root: wait for it before taking work.
+   * publish; `types`: the run ends of these types only, all a limited identity may see), and first clears what dead instances left under the root: wait for it before taking work.
    */
-  async start(nats: NatsConnections): Promise<void> {
-    this.#runEnds = nats.nats.subscribe(subjects.allRunEnds(), {
+  async start(nats: NatsConnections, types: readonly string[] | undefined): Promise<void> {
+    const runEnds = types ? types.map((type) => subjects.runEndsOfType(type)) : [subjects.allRunEnds()]
+    this.#runEnds = runEnds.map((subject) => this.#follow(nats, subject))
+    await sweepLeftovers(this.#root, this.#logger).catch((failure: unknown) =>
+      this.#logger.warn('clearing what dead instances left failed', { root: this.#root, error: String(failure) }),
+    )
+  }
+
+  #follow(nats: NatsConnections, subject: string): Subscription {
+    return nats.nats.subscribe(subject, {
       callback: (error, message) => {
         if (error) return
         try {
@@ -47,9 +55,6 @@ export class Workspaces {
         }
       },
     })
-    await sweepLeftovers(this.#root, this.#logger).catch((failure: unknown) =>
-      this.#logger.warn('clearing what dead instances left failed', { root: this.#root, error: String(failure) }),
-    )
   }
 
   /** The run's directory; `create()` makes it (drivers that never look at it leave no directory behind). */
@@ -66,6 +71,6 @@ export class Workspaces {
   }
 
   close(): void {
-    this.#runEnds?.unsubscribe()
+    for (const subscription of this.#runEnds) subscription.unsubscribe()
   }
 }

@@ -8,7 +8,12 @@ import { connectServers } from '../../runtime/connections.ts'
 import { DriverRegistry } from '../../runtime/driver-registry.ts'
 import { createLogger } from '../../runtime/logger.ts'
 import { replayBuckets } from '../../runtime/replays.ts'
-import { defaultClusterPorts, startLocalCluster, type LocalCluster } from '../../runtime/servers/local-cluster.ts'
+import {
+  defaultClusterPorts,
+  followDriverIdentities,
+  startLocalCluster,
+  type LocalCluster,
+} from '../../runtime/servers/local-cluster.ts'
 import { untilSignal } from '../signals.ts'
 import type { ServeFlags } from './flags.ts'
 
@@ -108,6 +113,9 @@ export async function cluster(flags: ClusterFlags): Promise<number> {
   const roles: Role[] = []
   // Create the replicated streams and buckets once, before six processes race to.
   await prepareCluster(servers, config.auth ? join(config.dataDir, ADMIN_TOKEN_FILE) : undefined)
+  // Driver identities the gateways issue reach every NATS node through this process.
+  const control = await connectServers(servers, { name: 'conveyor cluster' })
+  const identities = await followDriverIdentities(servers, control.etcd, createLogger('nats users'))
   if (!flags.serversOnly) {
     const port = config.httpPort
     for (const n of [1, 2]) {
@@ -129,6 +137,8 @@ export async function cluster(flags: ClusterFlags): Promise<number> {
   return await untilSignal(
     async () => {
       await stopRoles(roles)
+      await identities.close()
+      await control.close()
       await servers.stop()
     },
     undefined,

@@ -3,7 +3,8 @@ import { ADMIN_TOKEN_FILE, CREDENTIALS_FILE, resolveConfig } from '../../runtime
 import { TokenStore } from '../../runtime/token-store.ts'
 import { ensureLocalAdminToken } from '../local-token.ts'
 import { connectServers } from '../../runtime/connections.ts'
-import { startLocalServers } from '../../runtime/servers/local-cluster.ts'
+import { followDriverIdentities, startLocalServers } from '../../runtime/servers/local-cluster.ts'
+import { createLogger } from '../../runtime/logger.ts'
 import { startGateway } from '../../gateway/server.ts'
 import { loadUws } from '../../gateway/uws.ts'
 import { runDriver } from '../../actors/driver/run.ts'
@@ -34,6 +35,9 @@ export async function up(flags: ServeFlags): Promise<number> {
   const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: localPorts(flags) }) : undefined
   try {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
+    const identities = servers
+      ? await followDriverIdentities(servers, connections.etcd, createLogger('nats users'))
+      : undefined
     const gateway = await startGateway({
       connections,
       port: config.httpPort,
@@ -71,6 +75,7 @@ export async function up(flags: ServeFlags): Promise<number> {
         for (const handle of builtIns) await handle.close()
         await actorWorker.close()
         await gateway.close()
+        await identities?.close()
         await connections.close()
         await servers?.stop()
       },

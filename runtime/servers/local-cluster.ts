@@ -9,6 +9,9 @@ import { startNatsServer, type NatsUser, type RunningNats } from './nats-server.
 import { etcdCompactionFromEnv, type EtcdAuth, type NatsAuth } from '../config.ts'
 import { credentialsEnv, loadOrCreateCredentials, type LocalCredentials } from './credentials.ts'
 import { requireEtcdAuth } from './etcd-auth.ts'
+import { syncNatsUsers, type NatsUserSync } from './nats-user-sync.ts'
+import type { Etcd3 } from 'etcd3'
+import type { Logger } from '../logger.ts'
 
 /** A local `nats-server -js` and `etcd`, supervised as children of this process; both require credentials. */
 export interface LocalServers {
@@ -99,7 +102,24 @@ export async function startLocalServers(options: LocalServersOptions = {}): Prom
   }
 }
 
-/** The control plane's NATS user: everything allowed (drivers would get users with `permissions`). */
+/**
+ * Keeps the local NATS servers' users in step with the driver identities in etcd (every node of
+ * a cluster), as long as the returned sync runs: what lets a gateway issue identities.
+ */
+export function followDriverIdentities(
+  servers: LocalServers | LocalCluster,
+  etcd: Etcd3,
+  logger: Logger,
+): Promise<NatsUserSync> {
+  return syncNatsUsers({
+    etcd,
+    servers: 'natsNodes' in servers ? servers.natsNodes : [servers.nats],
+    fixedUsers: [controlPlaneUser(servers.credentials)],
+    logger,
+  })
+}
+
+/** The control plane's NATS user: everything allowed (drivers get users with `permissions`, see `followDriverIdentities`). */
 const controlPlaneUser = (credentials: LocalCredentials): NatsUser => ({
   user: credentials.nats.user,
   password: credentials.nats.password,

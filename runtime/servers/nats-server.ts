@@ -57,11 +57,14 @@ function configText(
   auth: NatsServerAuth,
   cluster: NatsClusterOptions | undefined,
   routePort: number | undefined,
+  storeDir: string,
 ): string {
   const routes = auth.routes
   const withRouteUser = (url: string): string =>
     routes ? url.replace(/^nats(-route)?:\/\//, `nats-route://${routes.user}:${routes.password}@`) : url
   const config = {
+    // In the file, not as `-js`: nats-server 2.9 turns JetStream off on a reload of a file without it.
+    jetstream: { store_dir: storeDir },
     authorization: { users: auth.users },
     ...(cluster
       ? {
@@ -116,7 +119,7 @@ async function startNatsServerOnce(options: NatsServerOptions): Promise<RunningN
   const routePort = cluster ? (cluster.port === 0 ? await freePort() : cluster.port) : undefined
   const configFile = join(options.dataDir, 'nats-server.conf')
   const writeConfig = async (auth: NatsServerAuth): Promise<void> => {
-    await writeFile(configFile, configText(auth, cluster, routePort), { mode: 0o600 })
+    await writeFile(configFile, configText(auth, cluster, routePort, options.dataDir), { mode: 0o600 })
     await chmod(configFile, 0o600)
   }
   let auth = options.auth
@@ -132,9 +135,7 @@ async function startNatsServerOnce(options: NatsServerOptions): Promise<RunningN
       String(port),
       '-m',
       String(monitorPort),
-      '-js',
-      '-sd',
-      options.dataDir,
+      ...(options.auth ? [] : ['-js', '-sd', options.dataDir]),
       ...(options.serverName ? ['--server_name', options.serverName] : []),
       ...(cluster && !options.auth
         ? [
