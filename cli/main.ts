@@ -6,7 +6,9 @@ const USAGE = `usage: conveyor <command> [options]
   up                 start etcd, NATS and every Conveyor role in one process
   gateway            run the HTTP/WebSocket API against external etcd and NATS
   worker             run background workers against external etcd and NATS
-  driver FILE|NAME   run the driver exported by FILE, or a built-in one (shell)
+  driver FILE|NAME   run the driver exported by FILE, or a built-in one (shell); with CONVEYOR_DRIVER_TOKEN
+                     (a driver token) it signs in to NATS with its own identity from the gateway at
+                     CONVEYOR_API_URL instead of the control plane's credentials
   cluster            a 3-node NATS JetStream cluster and a 3-member etcd cluster on loopback, then two
                      gateways (--port and the next), two workers and two shell drivers [--servers-only]
 

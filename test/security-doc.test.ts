@@ -10,7 +10,13 @@ beforeAll(async () => {
 })
 afterAll(async () => stack?.close())
 
-const NEEDS: Record<string, string> = { public: 'nothing', read: 'read', write: 'write', admin: 'admin' }
+const NEEDS: Record<string, string> = {
+  public: 'nothing',
+  read: 'read',
+  write: 'write',
+  admin: 'admin',
+  driver: 'driver',
+}
 
 it('every route has an access policy, and docs/security.md states each as the code decides it', async () => {
   const policies = routePolicies(async () => undefined)
