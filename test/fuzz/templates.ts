@@ -149,6 +149,7 @@ export function routeTemplates(state: FuzzState): RouteTemplate[] {
     t('GET /logs/pipeline/:runid', { params: { runid: [state.runid] }, headers: { 'last-event-id': ['0'] } }),
 
     t('GET /drivers'),
+    t('POST /drivers/:name/identity', { params: { name: [FUZZ_DRIVER] }, bodies: [{ resources: [STABLE.svc] }] }),
 
     t('POST /replay', { bodies: [{ driver: FUZZ_DRIVER, type: STABLE.svc, resource: 's1', fromSequence: 1 }] }),
     t('GET /replay'),
