@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { api, type JsonResponse } from './harness.ts'
+import { api, eventually, type JsonResponse } from './harness.ts'
 import { startStorageStack, type StorageStack } from './storage-stack.ts'
 
 // Issue 10, item 10: etcd must not fill up. With a 16 MiB quota the 30th PUT of a 200 KB
@@ -53,7 +53,17 @@ describe('etcd space', () => {
     expect(refused?.headers.get('retry-after')).toMatch(/^\d+$/)
     expect(refused?.body.type).toBe('urn:conveyor:problem:etcd-no-space')
     expect(refused?.body.detail).toMatch(/NOSPACE.*CONVEYOR_ETCD_QUOTA/)
-    const ready = await api(stack.url, 'GET', '/ready')
+    // /ready shows the figures of the gateway's last etcd space check (every 5 s, and each reclaim
+    // a refused write starts); within 30 s of a reclaim that could not make room a refused write
+    // starts none, so the alarm shows at the next periodic check.
+    const ready = await eventually(
+      async () => {
+        const answer = await api(stack.url, 'GET', '/ready')
+        return answer.status === 503 && answer.body.etcdSpace?.alarms?.includes('NOSPACE') ? answer : undefined
+      },
+      '/ready to report the NOSPACE alarm',
+      30_000,
+    )
     expect(ready.status).toBe(503)
     expect(ready.body.etcdSpace.alarms).toContain('NOSPACE')
     expect(ready.body.problems).toContainEqual(expect.stringMatching(/NOSPACE/))

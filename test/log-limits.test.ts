@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { streams } from '../runtime/keys.ts'
 import { api, eventually, startStack, type Stack } from './harness.ts'
 import { ConveyorProcess } from './processes.ts'
 
@@ -82,16 +83,30 @@ async function runPipeline(name: string, steps: unknown[]): Promise<{ runid: str
   return { runid: created.body.runid, status }
 }
 
-/** Every stored line of a step, in order. */
+/**
+ * Every stored line of a step, in order, once the gateway's log index holds all the log stream
+ * had when the run finished. A step's lines (its truncation marker included) are stored in the
+ * stream before the step reports, so they are all in by then; the gateway copies them into its
+ * index asynchronously, and right after the run succeeded the last ones may not be there yet.
+ */
 async function storedLines(runid: string, step: string): Promise<any[]> {
+  const published = (await stack.connections.jsm.streams.info(streams.logs)).state.last_seq
+  await eventually(
+    () => (stack.gateway.logs.lastSeq >= published ? true : undefined),
+    `the gateway's log index to store the log stream up to ${published}`,
+    60_000,
+  )
   const lines: any[] = []
   let after = 0
   for (;;) {
     const page = await api(stack.url, 'GET', `/logs?runid=${runid}&limit=50000${after > 0 ? `&after=${after}` : ''}`)
     expect(page.status).toBe(200)
     lines.push(...page.body.filter((l: any) => l.step === step))
-    if (page.body.length < 50_000) return lines
-    after = page.body.at(-1).seq
+    // An answer cut short by its size says where the rest starts.
+    const next = page.headers.get('conveyor-next-after')
+    if (next) after = Number(next)
+    else if (page.body.length < 50_000) return lines
+    else after = page.body.at(-1).seq
   }
 }
 

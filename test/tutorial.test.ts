@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { defineDriver, runDriver } from 'conveyor'
 import { createLogger } from '../runtime/logger.ts'
-import { api, startStack, type Stack } from './harness.ts'
+import { api, eventually, startStack, type Stack } from './harness.ts'
 
 let stack: Stack
 
@@ -13,23 +13,74 @@ afterAll(async () => {
   await stack?.close()
 })
 
-/** Collects a pipeline log stream (SSE or WebSocket) until the server ends it. */
-function collect(url: string, over: 'sse' | 'ws'): Promise<any[]> {
+/** What one subscription to a log stream got, and how it ended. */
+interface Collected {
+  readonly items: any[]
+  readonly how: string
+  /** The gateway could not tell now whether the run exists (etcd did not answer in time): a client tries again. */
+  readonly unavailable: boolean
+}
+
+/** Subscribes once to a pipeline log stream (SSE or WebSocket) and collects it until the server ends it. */
+function subscribeOnce(url: string, over: 'sse' | 'ws'): Promise<Collected> {
   if (over === 'ws') {
     return new Promise((resolve, reject) => {
       const items: any[] = []
       const socket = new WebSocket(url.replace('http://', 'ws://'))
+      // A refused upgrade: its status and problem, instead of ws's bare "Unexpected server response".
+      socket.on('unexpected-response', (_request, response) => {
+        let body = ''
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()))
+        response.on('end', () =>
+          resolve({
+            items,
+            how: `the upgrade was answered ${response.statusCode} ${body}`,
+            unavailable: response.statusCode === 503,
+          }),
+        )
+      })
       socket.on('message', (data) => items.push(JSON.parse(data.toString())))
-      socket.on('close', () => resolve(items))
+      socket.on('close', (code, reason) => {
+        const last = items.at(-1)
+        resolve({
+          items,
+          how: `the socket closed (${code} ${reason.toString()}) after ${JSON.stringify(last)}`,
+          // A refusal after the upgrade, before any line: {event:'error', code:'unavailable'}, then the close.
+          unavailable: items.length === 1 && last?.event === 'error' && last.code === 'unavailable',
+        })
+      })
       socket.on('error', reject)
     })
   }
-  return fetch(url).then(async (response) =>
-    (await response.text())
+  return fetch(url).then(async (response) => {
+    const text = await response.text()
+    if (response.status !== 200)
+      return { items: [], how: `answered ${response.status} ${text}`, unavailable: response.status === 503 }
+    const items = text
       .split('\n')
       .filter((line) => line.startsWith('data: '))
-      .map((line) => JSON.parse(line.slice(6))),
+      .map((line) => JSON.parse(line.slice(6)))
+    return { items, how: `the stream ended after ${JSON.stringify(items.at(-1))}`, unavailable: false }
+  })
+}
+
+/**
+ * Collects a pipeline log stream until the server ends it, as a client does: a 503 (the gateway
+ * could not ask etcd whether the run exists, as on a loaded machine) is tried again, until a
+ * deadline; anything else is the answer.
+ */
+async function collect(url: string, over: 'sse' | 'ws'): Promise<Collected> {
+  const got = await eventually(
+    async () => {
+      const attempt = await subscribeOnce(url, over).catch((error: unknown) => ({ error }))
+      if ('unavailable' in attempt && attempt.unavailable) throw new Error(`${over} ${url}: ${attempt.how}`)
+      return attempt
+    },
+    `the ${over} log stream ${url} to be served`,
+    60_000,
   )
+  if ('error' in got) throw got.error
+  return got
 }
 
 describe("Conveyor's pipeline tutorial, unchanged", () => {
@@ -101,9 +152,12 @@ describe("Conveyor's pipeline tutorial, unchanged", () => {
       collect(`${stack.url}/logs/pipeline/${runid}/`, 'ws'),
     ])
     expect(order).toEqual(['git-cloner', 'dependency-installer', 'test-runner', 'app-builder'])
-    for (const items of [sse, ws]) {
+    for (const [over, { items, how }] of [
+      ['sse', sse],
+      ['ws', ws],
+    ] as const) {
       const end = items.at(-1)
-      expect(end).toMatchObject({ event: 'end', success: true, runid })
+      expect(end, `${over}: ${how}`).toMatchObject({ event: 'end', success: true, runid })
       const lines = items.slice(0, -1)
       expect(lines.map((l) => l.message)).toEqual(
         order.flatMap((name) =>
@@ -129,6 +183,6 @@ describe("Conveyor's pipeline tutorial, unchanged", () => {
     ])
     // A subscriber after the run ends gets the whole log and the end at once.
     const late = await collect(`${stack.url}/logs/pipeline/${runid}`, 'sse')
-    expect(late).toHaveLength(21)
+    expect(late.items, late.how).toHaveLength(21)
   })
 })
