@@ -282,7 +282,9 @@ export function registerLogSockets(
         // The run was known at the upgrade; it can be gone since (a replaced run without lines).
         refuse: (error) => {
           sendText(JSON.stringify({ event: 'error', code: error.code, message: error.message }))
-          close(4404, 'unknown run')
+          // Etcd could not say whether the run exists: try again later (1013), not "unknown run" (4404).
+          if (error.kind === 'unavailable') close(1013, 'etcd is unavailable; reconnect with ?after=<last seq>')
+          else close(4404, 'unknown run')
         },
         line: (line) => void sendText(JSON.stringify(line)),
         end: (end) => {
