@@ -35,14 +35,20 @@ export async function syncNatsUsers(options: NatsUserSyncOptions): Promise<NatsU
   let expiry: NodeJS.Timeout | undefined
   let retry: NodeJS.Timeout | undefined
   const waiters = new Set<{ revision: number; resolve: () => void }>()
+  let wake: (() => void) | undefined
+  // The servers start with the fixed users: reload only when that changes (a reload costs a cluster a blip).
+  let current = JSON.stringify(options.fixedUsers)
 
   const render = async (): Promise<void> => {
     const { records, revision } = await identities.list()
     const now = Date.now()
     const live = records.filter((record) => !record.expiresAt || Date.parse(record.expiresAt) > now)
-    await Promise.all(
-      options.servers.map((server) => server.setUsers([...options.fixedUsers, ...live.map(natsUserOf)])),
-    )
+    const users = [...options.fixedUsers, ...live.map(natsUserOf)]
+    const rendered = JSON.stringify(users)
+    if (rendered !== current) {
+      await Promise.all(options.servers.map((server) => server.setUsers(users)))
+      current = rendered
+    }
     await options.etcd.put(keys.natsUsersApplied()).value(String(revision)).exec()
     loaded = revision
     for (const waiter of waiters)
@@ -71,6 +77,7 @@ export async function syncNatsUsers(options: NatsUserSyncOptions): Promise<NatsU
           options.logger.warn('loading driver identities into NATS failed; retrying', { error: String(error) })
           dirty = true
           await new Promise<void>((resolve) => {
+            wake = resolve
             retry = setTimeout(resolve, backoffMs(attempt, { baseMs: 500, maxMs: 10_000 }))
           })
         }
@@ -99,6 +106,7 @@ export async function syncNatsUsers(options: NatsUserSyncOptions): Promise<NatsU
       closed = true
       clearTimeout(expiry)
       clearTimeout(retry)
+      wake?.()
       await watcher.cancel().catch(() => {})
       await running?.catch(() => {})
     },
