@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
-import { ConveyorError, type FieldError } from '../runtime/errors.ts'
+import { ConveyorError, invalid, type FieldError } from '../runtime/errors.ts'
 import { isServerUnavailable } from '../runtime/connections.ts'
 import { isEtcdNoSpace } from '../runtime/etcd-faults.ts'
 import type { Logger } from '../runtime/logger.ts'
@@ -111,6 +111,28 @@ function depthOf(value: unknown): number {
     for (const child of Object.values(current)) stack.push([child, depth + 1])
   }
   return deepest
+}
+
+/**
+ * A request body's JSON object with only the `fields` named (`what`: "a token request"), or a 400
+ * naming each unknown field; `shape` describes the object in the message.
+ */
+export function requestObject(
+  value: unknown,
+  fields: ReadonlySet<string>,
+  what: string,
+  shape: string,
+): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid(`${what} is a JSON object ${shape}`, [{ path: '/', message: 'must be an object' }])
+  const object = value as Record<string, unknown>
+  const unknown = Object.keys(object).filter((key) => !fields.has(key))
+  if (unknown.length > 0)
+    throw invalid(
+      `unknown field(s) ${unknown.join(', ')}`,
+      unknown.map((key) => ({ path: `/${key}`, message: `is not a field of ${what}` })),
+    )
+  return object
 }
 
 /** Parses a JSON body; malformed or too deeply nested JSON is a 400 that says why. */

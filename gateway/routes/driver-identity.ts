@@ -9,7 +9,7 @@ import { ensureDriverConsumer } from '../../runtime/driver-consumers.ts'
 import { DriverIdentities } from '../../runtime/driver-identities.ts'
 import { secretOf, type TokenStore } from '../../runtime/token-store.ts'
 import { presentedToken } from '../auth.ts'
-import { parseJson } from '../http.ts'
+import { parseJson, requestObject } from '../http.ts'
 import type { Router } from '../router.ts'
 
 const FIELDS = new Set(['resources', 'ackWaitMs'])
@@ -20,18 +20,12 @@ const APPLY_TIMEOUT_MS = 15_000
 const forbidden = (detail: string): ConveyorError => new ConveyorError('forbidden', detail, { kind: 'forbidden' })
 
 function parseRequest(body: Buffer): { resources: string[]; ackWaitMs: number } {
-  const value = body.length === 0 ? {} : parseJson(body)
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw invalid('an identity request is a JSON object {resources?, ackWaitMs?}', [
-      { path: '/', message: 'must be an object' },
-    ])
-  const fields = value as Record<string, unknown>
-  const unknown = Object.keys(fields).filter((key) => !FIELDS.has(key))
-  if (unknown.length > 0)
-    throw invalid(
-      `unknown field(s) ${unknown.join(', ')}`,
-      unknown.map((key) => ({ path: `/${key}`, message: 'is not a field of an identity request' })),
-    )
+  const fields = requestObject(
+    body.length === 0 ? {} : parseJson(body),
+    FIELDS,
+    'an identity request',
+    '{resources?, ackWaitMs?}',
+  )
   const resources = fields.resources ?? []
   if (!Array.isArray(resources) || resources.length > MAX_RESOURCES)
     throw invalid(`resources must be a list of at most ${MAX_RESOURCES} resource types`, [

@@ -2,7 +2,7 @@ import { invalid, notFound } from '../../runtime/errors.ts'
 import { parseDuration } from '../../definitions/durations.ts'
 import { nameProblem } from '../../definitions/names.ts'
 import { parseRole, type TokenRequest, type TokenStore } from '../../runtime/token-store.ts'
-import { parseJson } from '../http.ts'
+import { parseJson, requestObject } from '../http.ts'
 import type { Router } from '../router.ts'
 
 const FIELDS = new Set(['role', 'types', 'driver', 'description', 'expiresIn'])
@@ -10,17 +10,7 @@ const MAX_TYPES = 100
 
 /** `{role, types?, driver?, description?, expiresIn?}` (expiresIn: `30d`, `12h`, or milliseconds) into a token request. */
 export function parseTokenRequest(value: unknown): TokenRequest {
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw invalid('a token request is a JSON object {role, types?, driver?, description?, expiresIn?}', [
-      { path: '/', message: 'must be an object' },
-    ])
-  const body = value as Record<string, unknown>
-  const unknown = Object.keys(body).filter((key) => !FIELDS.has(key))
-  if (unknown.length > 0)
-    throw invalid(
-      `unknown field(s) ${unknown.join(', ')}`,
-      unknown.map((key) => ({ path: `/${key}`, message: 'is not a field of a token request' })),
-    )
+  const body = requestObject(value, FIELDS, 'a token request', '{role, types?, driver?, description?, expiresIn?}')
   const role = parseRole(body.role, '/role')
   const types = body.types
   if (types !== undefined) {
