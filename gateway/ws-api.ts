@@ -45,13 +45,20 @@ interface SocketState {
   closed: boolean
 }
 
+const encoded = new WeakMap<ResourceChange, string>()
+const encodedRedacted = new WeakMap<ResourceChange, string>()
+
+/** A change's frame body (after `{`); `more` when another change of its revision follows on this watch. */
+function encode(change: ResourceChange, redacted: boolean, more: boolean): string {
+  const text = encodeChange(change, redacted)
+  return more ? `${text.slice(0, -1)},"more":true}` : text
+}
+
 /**
  * A change's JSON without the subscription id, encoded once however many watchers get it; for
  * readers of redacted secrets (viewers) a second encoding, made only when the resource has secret fields.
  */
-const encoded = new WeakMap<ResourceChange, string>()
-const encodedRedacted = new WeakMap<ResourceChange, string>()
-function encode(change: ResourceChange, redacted = false): string {
+function encodeChange(change: ResourceChange, redacted: boolean): string {
   const secret = redacted && secretFieldsOf(change.object).length > 0
   const cache = secret ? encodedRedacted : encoded
   let text = cache.get(change)
@@ -335,13 +342,24 @@ export function registerWsApi(app: TemplatedApp, dependencies: WsApiDependencies
         }
         return false
       }
+      /** The last change this watch passes, sent once it is known whether another of its revision follows. */
+      let held: ResourceChange | undefined
+      const sendChange = (change: ResourceChange, more: boolean): void =>
+        outbox.send(prefix + encode(change, redacted, more), () => (handed = change.revision))
       const watchFrom = (revision: number): void => {
         subscription = watches.subscribe(type, revision, {
           change: (change) => {
-            if (!selector || selector(change.labels))
-              outbox.send(prefix + encode(change, redacted), () => (handed = change.revision))
-            // One transaction may change several resources: a resume point is a revision uWS has all of.
-            if (change.endsRevision) outbox.mark(() => (handed = whole = change.revision))
+            if (!selector || selector(change.labels)) {
+              if (held) sendChange(held, true)
+              held = change
+            }
+            // One transaction may change several resources: a resume point is a revision the client
+            // (and uWS) has all of, and the client knows it by the change without `more`.
+            if (change.endsRevision) {
+              if (held) sendChange(held, false)
+              held = undefined
+              outbox.mark(() => (handed = whole = change.revision))
+            }
             return room()
           },
           fail: (code, message) => {

@@ -45,8 +45,9 @@ function subscribeOnce(url: string, over: 'sse' | 'ws'): Promise<Collected> {
         resolve({
           items,
           how: `the socket closed (${code} ${reason.toString()}) after ${JSON.stringify(last)}`,
-          // A refusal after the upgrade, before any line: {event:'error', code:'unavailable'}, then the close.
-          unavailable: items.length === 1 && last?.event === 'error' && last.code === 'unavailable',
+          // A refusal after the upgrade, before any line ({event:'error', code:'unavailable'}, then the
+          // close), or a connection lost without a close frame (1006): a client reconnects after its last line.
+          unavailable: (items.length === 1 && last?.event === 'error' && last.code === 'unavailable') || code === 1006,
         })
       })
       socket.on('error', reject)
@@ -66,21 +67,26 @@ function subscribeOnce(url: string, over: 'sse' | 'ws'): Promise<Collected> {
 
 /**
  * Collects a pipeline log stream until the server ends it, as a client does: a 503 (the gateway
- * could not ask etcd whether the run exists, as on a loaded machine) is tried again, until a
- * deadline; anything else is the answer.
+ * could not ask etcd whether the run exists, as on a loaded machine) or a lost connection is tried
+ * again after the last line received (`?after=`), until a deadline; anything else is the answer.
  */
 async function collect(url: string, over: 'sse' | 'ws'): Promise<Collected> {
+  const kept: any[] = []
   const got = await eventually(
     async () => {
-      const attempt = await subscribeOnce(url, over).catch((error: unknown) => ({ error }))
-      if ('unavailable' in attempt && attempt.unavailable) throw new Error(`${over} ${url}: ${attempt.how}`)
+      const after = kept.at(-1)?.seq ?? 0
+      const attempt = await subscribeOnce(`${url}?after=${after}`, over).catch((error: unknown) => ({ error }))
+      if ('unavailable' in attempt && attempt.unavailable) {
+        kept.push(...attempt.items.filter((item) => item.event !== 'error'))
+        throw new Error(`${over} ${url}: ${attempt.how}`)
+      }
       return attempt
     },
     `the ${over} log stream ${url} to be served`,
     60_000,
   )
   if ('error' in got) throw got.error
-  return got
+  return { ...got, items: [...kept, ...got.items] }
 }
 
 describe("Conveyor's pipeline tutorial, unchanged", () => {

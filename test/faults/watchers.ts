@@ -9,8 +9,9 @@ export interface WatchAnomaly {
 
 /**
  * A client of `/ws` that watches one type and, like a careful client, resumes from the last
- * revision it received whenever its socket closes or the watch fails (moving to another gateway
- * when its own is gone). It records every change's revision.
+ * whole revision it received (its change without `more`) whenever its socket closes or the watch
+ * fails (moving to another gateway when its own is gone), dropping the part of a revision it had.
+ * It records every change's revision.
  */
 export class Watcher {
   readonly name: string
@@ -24,6 +25,8 @@ export class Watcher {
   last = 0
   /** Changes seen, by `revision name` (one etcd transaction may change several resources at one revision), with how often. */
   readonly seen = new Map<string, number>()
+  /** Changes of a revision whose last change has not arrived yet. */
+  #partial: string[] = []
   readonly anomalies: WatchAnomaly[] = []
   reconnects = 0
   /** The last message received, for diagnostics. */
@@ -65,6 +68,7 @@ export class Watcher {
     const reconnect = (reason: string): void => {
       if (reconnecting || this.#stopped) return
       reconnecting = true
+      this.#partial = []
       this.errors.set(reason, (this.errors.get(reason) ?? 0) + 1)
       socket.removeAllListeners()
       socket.on('error', () => {})
@@ -90,6 +94,7 @@ export class Watcher {
         type: string
         revision?: number
         code?: string
+        more?: boolean
         object?: { name?: string }
       }
       if (message.type === 'list') {
@@ -100,15 +105,18 @@ export class Watcher {
         } else this.anomalies.push({ watcher: this.name, what: 'listed again', at: new Date().toISOString() })
       } else if (message.type === 'change') {
         const revision = message.revision!
-        const key = `${revision} ${message.object?.name}`
-        this.seen.set(key, (this.seen.get(key) ?? 0) + 1)
-        if (revision < this.last)
+        this.#partial.push(`${revision} ${message.object?.name}`)
+        if (!message.more) {
+          for (const key of this.#partial) this.seen.set(key, (this.seen.get(key) ?? 0) + 1)
+          this.#partial = []
+        }
+        if (revision <= this.last)
           this.anomalies.push({
             watcher: this.name,
             what: `revision ${revision} after ${this.last}`,
             at: new Date().toISOString(),
           })
-        this.last = Math.max(this.last, revision)
+        if (!message.more) this.last = Math.max(this.last, revision)
       } else if (message.type === 'error') {
         if (message.code === 'compacted')
           this.anomalies.push({ watcher: this.name, what: 'compacted', at: new Date().toISOString() })
