@@ -14,20 +14,28 @@ const SIZES: Record<string, number> = {
   tib: 1024 ** 4,
 }
 
-/** The forms a duration may take, for schemas: `500ms`, `30s`, `5m`, `2h`, `7d`. */
-export const DURATION_PATTERN = '^[0-9]+(ms|s|m|h|d)$'
+/** The forms a duration may take, for schemas: `500ms`, `30s`, `5m`, `1h30m`, `7d`. */
+export const DURATION_PATTERN = '^([0-9]+(ms|s|m|h|d))+$'
 
-/** `7d`, `168h`, `90m`, `30s`, `500ms` or plain milliseconds; `source` names the setting in the error. */
+/** What a duration looks like, for error messages. */
+export const DURATION_FORMS = 'a duration such as 30s, 5m, 1h30m or 500ms, or a positive number of milliseconds'
+
+const PART = /(\d+)(ms|s|m|h|d)/g
+
+/** `7d`, `1h30m`, `90m`, `30s`, `500ms` or plain milliseconds; `source` names the setting in the error. */
 export function parseDuration(text: string | number, source: string): number {
   if (typeof text === 'number') {
-    if (!Number.isInteger(text) || text <= 0)
-      throw new TypeError(`${source} must be a positive number of milliseconds, got ${text}`)
+    if (!Number.isInteger(text) || text <= 0) throw new TypeError(`${source} must be ${DURATION_FORMS}, got ${text}`)
     return text
   }
-  const match = /^\s*(\d+)\s*(ms|s|m|h|d)?\s*$/.exec(text)
-  if (!match || Number(match[1]) <= 0)
-    throw new TypeError(`${source} must be a duration such as 7d, 168h, 90m, 30s or 500ms, got ${JSON.stringify(text)}`)
-  return Number(match[1]) * UNITS[match[2] ?? 'ms']!
+  const trimmed = text.trim()
+  let total = 0
+  if (/^\d+$/.test(trimmed)) total = Number(trimmed)
+  else if (new RegExp(DURATION_PATTERN).test(trimmed))
+    for (const [, amount, unit] of trimmed.matchAll(PART)) total += Number(amount) * UNITS[unit!]!
+  if (!(total > 0) || !Number.isSafeInteger(total))
+    throw new TypeError(`${source} must be ${DURATION_FORMS}, got ${JSON.stringify(text)}`)
+  return total
 }
 
 /** `10GiB`, `500MB`, `1048576`. */

@@ -12,6 +12,7 @@ export const ErrorKind = {
   notFound: 404,
   conflict: 409,
   gone: 410,
+  preconditionFailed: 412,
   tooLarge: 413,
   tooManyRequests: 429,
   unavailable: 503,

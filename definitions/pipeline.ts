@@ -1,58 +1,69 @@
 import Type, { type Static } from 'typebox'
-import { DURATION_PATTERN, parseDuration } from './durations.ts'
+import { DURATION_FORMS, DURATION_PATTERN, parseDuration } from './durations.ts'
 import type { FieldError } from './errors.ts'
-import { Labels, Name } from './api-types.ts'
+import { EditableMetadata, Labels, Name } from './api-types.ts'
 import type { ObjectMetadata } from './objects.ts'
 import type { WorkClaim } from './work.ts'
 
-/** A duration: milliseconds as a number, or text such as `500ms`, `30s`, `5m`, `2h`. */
-const Duration = Type.Union([
-  Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 * 1000 }),
-  Type.String({ pattern: DURATION_PATTERN, maxLength: 16 }),
-])
+/** A duration: milliseconds as a number, or text such as `500ms`, `30s`, `5m`, `1h30m`. */
+const Duration = Type.Union(
+  [
+    Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600 * 1000 }),
+    Type.String({ pattern: DURATION_PATTERN, maxLength: 32 }),
+  ],
+  { errorMessage: `must be ${DURATION_FORMS} (at most 7d)` },
+)
 
-export const StepInput = Type.Object({
-  id: Name,
-  name: Type.Optional(Type.String({ maxLength: 256 })),
-  driver: Name,
-  description: Type.Optional(Type.String({ maxLength: 4096 })),
-  /**
-   * Ids of steps that must succeed first. When no step of a pipeline has `needs`, steps run in
-   * order (as in Conveyor CI); otherwise steps without `needs` start at once, in parallel.
-   */
-  needs: Type.Optional(Type.Array(Name, { maxItems: 64 })),
-  /** Further attempts after a retryable failure (each after a backoff). @default 2 */
-  retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 20 })),
-  /** Longest one attempt may run before it counts as a (retryable) failure. */
-  timeout: Type.Optional(Duration),
-  /** Backoff before the first retry; it doubles per retry, up to 5 minutes. @default '1s' */
-  backoff: Type.Optional(Duration),
-  /**
-   * A running step that no driver instance holds (its dispatch was never claimed, or its holder
-   * vanished) is dispatched again after this long, and again each time it passes. @default '5m'
-   */
-  redispatchAfter: Type.Optional(Duration),
-  /** For the built-in `shell` driver: commands run one after another, each with `sh -c`. */
-  commands: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 256 })),
-  /** For the built-in `shell` driver: extra environment variables. */
-  env: Type.Optional(
-    Type.Record(
-      Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 128 }),
-      Type.String({ maxLength: 16_384 }),
+export const StepInput = Type.Object(
+  {
+    id: Name,
+    name: Type.Optional(Type.String({ maxLength: 256 })),
+    driver: Name,
+    description: Type.Optional(Type.String({ maxLength: 4096 })),
+    /**
+     * Ids of steps that must succeed first. When no step of a pipeline has `needs`, steps run in
+     * order (as in Conveyor CI); otherwise steps without `needs` start at once, in parallel.
+     */
+    needs: Type.Optional(Type.Array(Name, { maxItems: 64 })),
+    /** Further attempts after a retryable failure (each after a backoff). @default 2 */
+    retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 20 })),
+    /** Longest one attempt may run before it counts as a (retryable) failure. */
+    timeout: Type.Optional(Duration),
+    /** Backoff before the first retry; it doubles per retry, up to 5 minutes. @default '1s' */
+    backoff: Type.Optional(Duration),
+    /**
+     * A running step that no driver instance holds (its dispatch was never claimed, or its holder
+     * vanished) is dispatched again after this long, and again each time it passes. @default '5m'
+     */
+    redispatchAfter: Type.Optional(Duration),
+    /** For the built-in `shell` driver: commands run one after another, each with `sh -c`. */
+    commands: Type.Optional(Type.Array(Type.String({ maxLength: 16_384 }), { maxItems: 256 })),
+    /** For the built-in `shell` driver: extra environment variables. */
+    env: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 128 }),
+        Type.String({ maxLength: 16_384 }),
+      ),
     ),
-  ),
-})
+  },
+  { additionalProperties: false },
+)
 export type StepInput = Static<typeof StepInput>
 
-export const PipelineInput = Type.Object({
-  name: Name,
-  /** The resource type (definition name) whose resources this pipeline runs for. */
-  resource: Name,
-  description: Type.Optional(Type.String({ maxLength: 4096 })),
-  steps: Type.Array(StepInput, { minItems: 1, maxItems: 100 }),
-  labels: Type.Optional(Labels),
-  metadata: Type.Optional(Type.Object({ labels: Type.Optional(Labels) })),
-})
+export const PipelineInput = Type.Object(
+  {
+    name: Name,
+    /** The resource type (definition name) whose resources this pipeline runs for. */
+    resource: Name,
+    description: Type.Optional(Type.String({ maxLength: 4096 })),
+    steps: Type.Array(StepInput, { minItems: 1, maxItems: 100 }),
+    labels: Type.Optional(Labels),
+    metadata: Type.Optional(EditableMetadata),
+    /** A write's answer may carry warnings; sent back, they are ignored. */
+    warnings: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false },
+)
 export type PipelineInput = Static<typeof PipelineInput>
 
 /** A stored pipeline, as the API returns it. */
@@ -127,9 +138,14 @@ export function checkSteps(steps: readonly StepInput[]): FieldError[] {
       ['redispatchAfter', step.redispatchAfter],
     ] as const) {
       if (value === undefined) continue
-      const ms = durationMs(value)
+      let ms: number
+      try {
+        ms = durationMs(value)
+      } catch {
+        ms = 0
+      }
       if (ms < 1 || ms > 7 * 24 * 3600 * 1000)
-        errors.push({ path: `/steps/${i}/${field}`, message: 'must be between 1 ms and 7 days' })
+        errors.push({ path: `/steps/${i}/${field}`, message: `must be ${DURATION_FORMS}, between 1ms and 7d` })
     }
   })
   steps.forEach((step, i) => {

@@ -26,9 +26,22 @@ export type RouteMatch =
   | { readonly kind: 'method-not-allowed'; readonly allowed: readonly string[] }
   | { readonly kind: 'not-found' }
 
+/** Checks a path parameter's value before any handler of a route with it runs (it throws to refuse). */
+export type ParamCheck = (value: string, request: ApiRequest) => Promise<void> | void
+
 /** Path routing with `:param` segments; a trailing slash is ignored, as Conveyor's routes do. */
 export class Router {
   readonly #routes: Route[] = []
+  readonly #checks = new Map<string, ParamCheck>()
+
+  /**
+   * Runs `check` on the parameter's value before the handler of every route that has it, e.g. so
+   * that every route of an unknown resource type answers 404 (as Express's `router.param`).
+   */
+  param(name: string, check: ParamCheck): this {
+    this.#checks.set(name, check)
+    return this
+  }
 
   /** Every route as `METHOD /pattern`, in the order added. */
   routes(): string[] {
@@ -50,13 +63,25 @@ export class Router {
         return {
           kind: 'found',
           route: `${route.method} ${route.pattern}`,
-          handler: route.handler,
+          handler: this.#checked(route, params),
           params,
           options: route.options,
         }
       allowed.push(route.method)
     }
     return allowed.length > 0 ? { kind: 'method-not-allowed', allowed } : { kind: 'not-found' }
+  }
+
+  #checked(route: Route, params: Record<string, string>): Handler {
+    const checks = Object.keys(params).flatMap((name) => {
+      const check = this.#checks.get(name)
+      return check ? [[name, check] as const] : []
+    })
+    if (checks.length === 0) return route.handler
+    return async (request) => {
+      for (const [name, check] of checks) await check(params[name]!, request)
+      return route.handler(request)
+    }
   }
 }
 

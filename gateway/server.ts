@@ -5,7 +5,7 @@ import { DefinitionStore } from '../runtime/definition-store.ts'
 import { ResourceStore } from '../runtime/resource-store.ts'
 import { Outbox } from '../runtime/outbox.ts'
 import { TxnBatcher } from '../runtime/txn-batcher.ts'
-import { unavailable } from '../runtime/errors.ts'
+import { notFound, unavailable } from '../runtime/errors.ts'
 import { createLogger, type Logger } from '../runtime/logger.ts'
 import { isValidName } from '../definitions/names.ts'
 import { LogStore } from './log-store.ts'
@@ -148,6 +148,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     if (!connections.natsConnected()) throw unavailable('NATS is unavailable; retry shortly')
   }
   const router = new Router()
+  // Every route of an unknown resource type is a 404, as a POST of one is (not an empty list).
+  router.param('type', async (type) => {
+    if (isValidName(type) && !(await definitions.compiled(type)))
+      throw notFound(`resource type ${type} is not defined: no resource definition is named ${type}`)
+  })
   registerHealthRoutes(router, connections)
   registerDefinitionRoutes(router, definitions)
   registerPipelineRoutes(router, new PipelineStore(connections, batcher, outbox), (driver) => registry.isKnown(driver))

@@ -124,7 +124,7 @@ describe('bad input gets a clear 4xx, never a 500', () => {
     expectProblem(await api(url, 'POST', '/resource-definitions', { name: 'build', version: '2', schema }), 409)
   })
 
-  it('a stale revision is 409, by If-Match or metadata.revision', async () => {
+  it('a stale metadata.revision is 409, a stale If-Match 412', async () => {
     const created = await api(url, 'POST', '/resources', {
       name: 'rev',
       resource: 'build',
@@ -144,13 +144,13 @@ describe('bad input gets a clear 4xx, never a 500', () => {
         { ...first.body, spec: created.body.spec },
         { 'If-Match': `"${created.body.metadata.revision}"` },
       ),
-      409,
+      412,
     )
     expectProblem(
       await api(url, 'DELETE', '/resources/build/rev', undefined, {
         'If-Match': String(created.body.metadata.revision),
       }),
-      409,
+      412,
     )
     expect(
       (

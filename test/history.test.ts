@@ -100,7 +100,10 @@ describe('history, verify and time travel', () => {
     const lines = printed.output.trim().split('\n')
     expect(lines).toHaveLength(6)
     expect(lines[1]).toMatch(/^\s*\d+ {2}\S+ {2}transitioned\s+open → open on ADD \(seq 1\)$/)
-    expect((await cli(['history', 'ledger/nothing-here'])).code).toBe(0)
+    // A resource that never existed is an error naming it, not an empty answer.
+    const missing = await cli(['history', 'ledger/nothing-here'])
+    expect(missing.code).toBe(1)
+    expect(missing.output).toMatch(/404 .*nothing-here/)
     const bad = await cli(['history', 'not-a-path'])
     expect(bad.code).toBe(1)
     expect(bad.output).toMatch(/usage: conveyor history TYPE\/NAME/)

@@ -62,9 +62,11 @@ describe('retention', () => {
     expect(() => maxVersionsFromEnv({ CONVEYOR_MAX_VERSIONS: '0' })).toThrow(/CONVEYOR_MAX_VERSIONS must be an integer/)
     expect(retentionFromEnv({})).toEqual({})
     expect(parseDuration('90m', 'x')).toBe(5_400_000)
+    expect(parseDuration('1h30m', 'x')).toBe(5_400_000)
+    expect(parseDuration('2d', 'x')).toBe(172_800_000)
     expect(parseSize('500MB', 'x')).toBe(500e6)
     expect(() => parseDuration('a week', 'CONVEYOR_EVENTS_RETENTION')).toThrow(
-      /CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms/,
+      /CONVEYOR_EVENTS_RETENTION must be a duration such as 30s, 5m, 1h30m or 500ms, or a positive number of milliseconds/,
     )
     expect(() => parseSize('lots', 'CONVEYOR_LOGS_MAX_BYTES')).toThrow(/CONVEYOR_LOGS_MAX_BYTES must be a size/)
   })
@@ -81,7 +83,7 @@ describe('retention', () => {
     const { code } = await child.exited
     expect(code).toBe(1)
     expect(child.output.trim()).toBe(
-      'conveyor: CONVEYOR_EVENTS_RETENTION must be a duration such as 7d, 168h, 90m, 30s or 500ms, got "forever"',
+      'conveyor: CONVEYOR_EVENTS_RETENTION must be a duration such as 30s, 5m, 1h30m or 500ms, or a positive number of milliseconds, got "forever"',
     )
   })
 })

@@ -198,7 +198,10 @@ export function registerActorRoutes(
       const name = nameParam(request, 'name')
       const after = positiveIntegerQuery(request, 'after', Number.MAX_SAFE_INTEGER) ?? 0
       const limit = positiveIntegerQuery(request, 'limit', 1000) ?? 100
-      const page = await history.page(type, name, after, limit, kindsQuery(request))
+      const kinds = kindsQuery(request)
+      const page = await history.page(type, name, after, limit, kinds)
+      // Nothing ever happened to it and it does not exist: a 404 (from the read), not an empty page.
+      if (page.items.length === 0 && after === 0 && kinds === undefined) await resources.get(type, name)
       // The events carrying the resource (created, updated, deleted) hold its spec: secret values redacted for viewers.
       return { status: 200, body: historyFor(request.principal, page) }
     })

@@ -1,6 +1,6 @@
-import { invalid } from '../../runtime/errors.ts'
+import { ConveyorError, invalid } from '../../runtime/errors.ts'
 import { nameProblem } from '../../definitions/names.ts'
-import type { ApiRequest } from '../http.ts'
+import type { ApiReply, ApiRequest } from '../http.ts'
 
 /** A path parameter that must be a valid object name. */
 export function nameParam(request: ApiRequest, param: string): string {
@@ -10,8 +10,14 @@ export function nameParam(request: ApiRequest, param: string): string {
   return value
 }
 
+/** The revision a write is conditional on, and whether `If-Match` (rather than the body) said so. */
+export interface WriteCondition {
+  readonly revision: number | undefined
+  readonly ifMatch: boolean
+}
+
 /** The revision a write is conditional on: `If-Match` wins over `metadata.revision` in the body. */
-export function expectedRevision(request: ApiRequest, body?: unknown): number | undefined {
+export function writeCondition(request: ApiRequest, body?: unknown): WriteCondition {
   const header = request.headers.get('if-match')
   if (header !== undefined && header !== '*') {
     const revision = Number(header.replace(/^W\//, '').replace(/"/g, '').trim())
@@ -19,16 +25,55 @@ export function expectedRevision(request: ApiRequest, body?: unknown): number | 
       throw invalid(`If-Match must be a revision number, got ${JSON.stringify(header)}`, [
         { path: 'If-Match', message: 'must be a positive integer revision' },
       ])
-    return revision
+    return { revision, ifMatch: true }
   }
   const fromBody = (body as { metadata?: { revision?: unknown } } | undefined)?.metadata?.revision
-  if (fromBody === undefined || fromBody === null) return undefined
+  if (fromBody === undefined || fromBody === null) return { revision: undefined, ifMatch: false }
   if (typeof fromBody !== 'number' || !Number.isSafeInteger(fromBody) || fromBody <= 0) {
     throw invalid('metadata.revision must be a positive integer', [
       { path: '/metadata/revision', message: 'must be a positive integer' },
     ])
   }
-  return fromBody
+  return { revision: fromBody, ifMatch: false }
+}
+
+/**
+ * Runs a conditional write. A stale `metadata.revision` stays a 409 conflict; a stale `If-Match`
+ * is a 412, as HTTP (and Kubernetes) clients expect of a failed precondition.
+ */
+export async function conditionally<T>(
+  condition: WriteCondition,
+  write: (revision?: number) => Promise<T>,
+): Promise<T> {
+  try {
+    return await write(condition.revision)
+  } catch (error) {
+    if (condition.ifMatch && error instanceof ConveyorError && error.code === 'stale-revision')
+      throw new ConveyorError('precondition-failed', `If-Match failed: ${error.message}`, {
+        kind: 'preconditionFailed',
+      })
+    throw error
+  }
+}
+
+/** An object's reply, with its revision as `ETag`. */
+export function objectReply(status: number, object: { readonly metadata: { readonly revision: number } }): ApiReply {
+  return { status, body: object, headers: { ETag: `"${object.metadata.revision}"` } }
+}
+
+/** Adds warnings to a reply: in the body (`warnings`) and as `Warning: 299` headers. */
+export function withWarnings(reply: ApiReply, warnings: readonly string[]): ApiReply {
+  if (warnings.length === 0) return reply
+  return {
+    ...reply,
+    body: { ...(reply.body as object), warnings },
+    headers: { ...reply.headers, Warning: warnings.map((w) => `299 conveyor ${JSON.stringify(w)}`).join(', ') },
+  }
+}
+
+/** A PUT body with the object's name (and other path parts) filled in when the body leaves them out. */
+export function withPathDefaults(body: unknown, defaults: Record<string, string>): unknown {
+  return typeof body === 'object' && body !== null && !Array.isArray(body) ? { ...defaults, ...body } : body
 }
 
 export function positiveIntegerQuery(request: ApiRequest, name: string, max: number): number | undefined {

@@ -7,9 +7,10 @@ import type { LogStore } from '../log-store.ts'
 import { parseJson } from '../http.ts'
 import type { Router } from '../router.ts'
 import { encodeLogLine } from '../../runtime/log-lines.ts'
-import { nameParam, positiveIntegerQuery } from './common.ts'
+import { nameParam, positiveIntegerQuery, withWarnings } from './common.ts'
 
 const parseLog = compileInput(LogInput, 'log line')
+const LOG_FIELDS = new Set(Object.keys(LogInput.properties))
 const RUNID = /^[A-Za-z0-9_-]{1,128}$/
 /** Bytes of stored lines one `GET /logs` answers with at most. */
 const MAX_ANSWER_BYTES = 16 * 1024 * 1024
@@ -36,7 +37,11 @@ export function registerLogRoutes(
       beforeWrite()
       const ack = await connections.js.publish(subjects.log(line.driver, line.runid), encodeLogLine(line))
       await logs.waitFor(ack.seq)
-      return { status: 201, body: { seq: ack.seq } }
+      const ignored = Object.keys(line).filter((field) => !LOG_FIELDS.has(field))
+      return withWarnings(
+        { status: 201, body: { seq: ack.seq } },
+        ignored.map((field) => `field ${JSON.stringify(field.slice(0, 64))} is not part of a log line: it was ignored`),
+      )
     })
     .add('GET', '/logs', async (request) => {
       const runid = request.query.get('runid')

@@ -6,7 +6,14 @@ import { parseJson, type ApiRequest } from '../http.ts'
 import type { Router } from '../router.ts'
 import { readsRedacted, resourceFor } from '../secret-redaction.ts'
 import { redactResource } from '../../definitions/secret-fields.ts'
-import { expectedRevision, nameParam, positiveIntegerQuery } from './common.ts'
+import {
+  conditionally,
+  nameParam,
+  objectReply,
+  positiveIntegerQuery,
+  withPathDefaults,
+  writeCondition,
+} from './common.ts'
 
 const parseResource = compileInput(ResourceInput, 'resource')
 
@@ -42,7 +49,7 @@ export function registerResourceRoutes(router: Router, resources: ResourceStore,
     .add('POST', '/resources', async (request) => {
       const input = parseResource(parseJson(request.body))
       beforeWrite()
-      return { status: 201, body: await resources.create(input) }
+      return objectReply(201, await resources.create(input))
     })
     .add('GET', '/resources', () => {
       throw invalid('a resource type is required: GET /resources/:type', [{ path: ':type', message: 'is required' }])
@@ -68,22 +75,23 @@ export function registerResourceRoutes(router: Router, resources: ResourceStore,
     .add('GET', '/resources/:type/:name', async (request) => {
       const atRevision = positiveIntegerQuery(request, 'atRevision', Number.MAX_SAFE_INTEGER)
       const resource = await resources.get(...typeAndName(request), atRevision)
-      return { status: 200, body: resourceFor(request.principal, resource) }
+      return objectReply(200, resourceFor(request.principal, resource))
     })
     .add('PUT', '/resources/:type/:name', async (request) => {
       const [type, name] = typeAndName(request)
-      const body = parseJson(request.body)
-      const revision = expectedRevision(request, body)
-      const withDefaults = typeof body === 'object' && body !== null ? { name, resource: type, ...body } : body
-      const input = parseResource(withDefaults)
+      const body = withPathDefaults(parseJson(request.body), { name, resource: type })
+      const input = parseResource(body)
       beforeWrite()
-      return { status: 200, body: await resources.update(type, name, input, revision) }
+      const updated = await conditionally(writeCondition(request, body), (revision) =>
+        resources.update(type, name, input, revision),
+      )
+      return objectReply(200, updated)
     })
     .add('DELETE', '/resources/:type/:name', async (request) => {
       const [type, name] = typeAndName(request)
-      const revision = expectedRevision(request)
+      const condition = writeCondition(request)
       beforeWrite()
-      return { status: 200, body: await resources.delete(type, name, revision) }
+      return objectReply(200, await conditionally(condition, (revision) => resources.delete(type, name, revision)))
     })
     .add('GET', '/resources/:type/:name/versions', async (request) => ({
       status: 200,
