@@ -3,6 +3,7 @@ import { mkdtemp, mkdir, readFile, rm, stat, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
+import { createServer, type AddressInfo } from 'node:net'
 import { ConveyorProcess, isAlive } from './processes.ts'
 import { api, eventually } from './harness.ts'
 
@@ -24,10 +25,40 @@ const childPids = (pid: number): number[] => {
   }
 }
 
+const FREE_PORTS = ['--port', '0', '--nats-port', '0', '--etcd-port', '0']
+
+/** Listens on a port of 127.0.0.1 (0: any free one) until closed. */
+async function hold(port = 0): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, resolve)
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  }
+}
+
+/** Fixed ports for `up` whose derived ones (NATS monitor = NATS + 4000, etcd peer = etcd + 1) are free too. */
+async function fixedPorts(): Promise<string[]> {
+  for (;;) {
+    const held = [await hold(), await hold(), await hold()]
+    const [http, nats, etcd] = held.map((h) => h.port) as [number, number, number]
+    for (const h of held) await h.close()
+    if (nats + 4000 > 65535 || etcd + 1 > 65535) continue
+    const derived = await Promise.all([hold(nats + 4000), hold(etcd + 1)].map((p) => p.catch(() => undefined)))
+    for (const h of derived) await h?.close()
+    if (derived.every(Boolean))
+      return ['--port', String(http), '--nats-port', String(nats), '--etcd-port', String(etcd)]
+  }
+}
+
 async function startUp(
   dataDir: string,
+  ports = FREE_PORTS,
 ): Promise<{ process: ConveyorProcess; url: string; servers: number[]; token: string }> {
-  const up = new ConveyorProcess(['up', '--port', '0', '--nats-port', '0', '--etcd-port', '0'], {
+  const up = new ConveyorProcess(['up', ...ports], {
     CONVEYOR_DATA_DIR: dataDir,
     CONVEYOR_LOG_LEVEL: 'error',
   })
@@ -87,6 +118,46 @@ describe('conveyor up', () => {
     } finally {
       second.process.kill('SIGTERM')
       expect((await second.process.exited).code).toBe(0)
+    }
+  })
+
+  it('refuses to start, in one line naming the port and what holds it, when another instance (or anything) holds a port it needs', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'conveyor-up-'))
+    dirs.push(dataDir)
+    const ports = await fixedPorts()
+    const first = await startUp(join(dataDir, 'first'), ports)
+    try {
+      const second = new ConveyorProcess(['up', ...ports], {
+        CONVEYOR_DATA_DIR: join(dataDir, 'second'),
+        CONVEYOR_LOG_LEVEL: 'error',
+      })
+      expect((await second.exited).code).toBe(1)
+      const lines = second.output.trim().split('\n')
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatch(
+        new RegExp(
+          `^conveyor: port ${ports[1]} \\(HTTP API\\) is already in use by pid ${first.process.child.pid} \\(.*\\bup\\b.*\\): stop it, or pick another port with --port$`,
+        ),
+      )
+      // The first instance is untouched.
+      expect((await api(first.url, 'GET', '/ready')).status).toBe(200)
+    } finally {
+      first.process.child.kill('SIGINT')
+      await first.process.exited
+    }
+    // The NATS monitor, held by this test's process, on an otherwise free set of ports.
+    const others = await fixedPorts()
+    const monitor = await hold(Number(others[3]) + 4000)
+    try {
+      const up = new ConveyorProcess(['up', ...others], { CONVEYOR_DATA_DIR: join(dataDir, 'third') })
+      expect((await up.exited).code).toBe(1)
+      expect(up.output.trim()).toMatch(
+        new RegExp(
+          `^conveyor: port ${monitor.port} \\(NATS monitor, the NATS port \\+ 4000\\) is already in use by pid ${process.pid} \\(.+\\): stop it, or pick another port with --nats-port$`,
+        ),
+      )
+    } finally {
+      await monitor.close()
     }
   })
 

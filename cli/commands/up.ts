@@ -12,6 +12,7 @@ import { startWorker } from '../../actors/worker/worker.ts'
 import { untilSignal } from '../signals.ts'
 import { BUILT_IN_DRIVERS } from './builtin-drivers.ts'
 import type { ServeFlags } from './flags.ts'
+import { ensurePortsFree, type NeededPort } from '../../runtime/servers/port-check.ts'
 
 function localPorts(flags: ServeFlags): { nats: number; natsMonitor: number; etcd: number; etcdPeer: number } {
   const port = (value: string | undefined, fallback: number, flag: string): number => {
@@ -23,7 +24,28 @@ function localPorts(flags: ServeFlags): { nats: number; natsMonitor: number; etc
   }
   const nats = port(flags.natsPort, 4222, 'nats-port')
   const etcd = port(flags.etcdPort, 2379, 'etcd-port')
-  return { nats, natsMonitor: nats === 0 ? 0 : 8222, etcd, etcdPeer: etcd === 0 ? 0 : etcd + 1 }
+  // The monitor sits beside the client port (4222 → 8222), so instances on other ports never share one.
+  const natsMonitor = nats === 0 || nats + MONITOR_OFFSET > 65535 ? 0 : nats + MONITOR_OFFSET
+  return { nats, natsMonitor, etcd, etcdPeer: etcd === 0 || etcd === 65535 ? 0 : etcd + 1 }
+}
+
+/** The NATS monitor port is the client port plus this. */
+const MONITOR_OFFSET = 4000
+
+/** Every port `up` binds, checked before anything starts. */
+function neededPorts(
+  config: { httpPort: number; httpHost: string },
+  local: ReturnType<typeof localPorts> | undefined,
+): NeededPort[] {
+  const http: NeededPort = { port: config.httpPort, host: config.httpHost, what: 'HTTP API', flag: '--port' }
+  if (!local) return [http]
+  return [
+    http,
+    { port: local.nats, what: 'NATS client', flag: '--nats-port' },
+    { port: local.natsMonitor, what: 'NATS monitor, the NATS port + 4000', flag: '--nats-port' },
+    { port: local.etcd, what: 'etcd client', flag: '--etcd-port' },
+    { port: local.etcdPeer, what: 'etcd peer, the etcd port + 1', flag: '--etcd-port' },
+  ]
 }
 
 /** `conveyor up`: local etcd and NATS (unless given), then every role in this process. */
@@ -32,7 +54,11 @@ export async function up(flags: ServeFlags): Promise<number> {
   const config = resolveConfig(flags)
   await loadUws()
   const out = (line: string): boolean => process.stdout.write(line + '\n')
-  const servers = useLocal ? await startLocalServers({ dataDir: config.dataDir, ports: localPorts(flags) }) : undefined
+  const ports = useLocal ? localPorts(flags) : undefined
+  // Taken ports are refused up front: a server that cannot bind its port must not leave this
+  // instance talking to another instance's server on it.
+  await ensurePortsFree(neededPorts(config, ports))
+  const servers = ports ? await startLocalServers({ dataDir: config.dataDir, ports }) : undefined
   try {
     const connections = await connectServers(servers ?? config, { name: 'conveyor up' })
     const identities = servers
