@@ -14,17 +14,8 @@ export type {
   DriverResult,
   RunDriverOptions,
 } from './actors/driver/types.ts'
-export type {
-  ConveyorEvent,
-  DriverOutcome,
-  EventKind,
-  LogEnd,
-  LogLine,
-  ObjectMetadata,
-  Resource,
-  ResourceDefinition,
-  ResourceStatus,
-} from './definitions/objects.ts'
+export type { DriverOutcome, EventKind, LogEnd, ObjectMetadata, ResourceStatus } from './definitions/objects.ts'
 export type { StepDispatch } from './definitions/pipeline.ts'
 export { ConveyorError } from './runtime/errors.ts'
+export * from './client/index.ts'
 export type { FieldError } from './runtime/errors.ts'

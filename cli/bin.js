@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const SOURCES = ['index.ts', 'server.ts', 'runtime', 'actors', 'definitions', 'gateway', 'cli']
+const SOURCES = ['index.ts', 'server.ts', 'runtime', 'actors', 'definitions', 'gateway', 'cli', 'client']
 
 function newestSource(path) {
   const stat = statSync(path, { throwIfNoEntry: false })
