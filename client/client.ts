@@ -42,6 +42,7 @@ import type {
 export const CLIENT_ROUTES = {
   health: 'GET /health',
   ready: 'GET /ready',
+  metrics: 'GET /metrics',
   createDefinition: 'POST /resource-definitions',
   applyDefinition: 'POST /resource-definitions/apply',
   listDefinitions: 'GET /resource-definitions',
@@ -97,6 +98,8 @@ export interface ConveyorClient {
   readonly url: string
   health(): Promise<{ status: string }>
   ready(): Promise<Readiness>
+  /** The Prometheus exposition text of the gateway. */
+  metrics(): Promise<string>
   definitions: {
     list(): Promise<ResourceDefinition[]>
     get(name: string): Promise<ResourceDefinition>
@@ -247,6 +250,10 @@ export function createClient(options: ClientOptions): ConveyorClient {
     url: transport.baseUrl,
     health: () => body(call<{ status: string }>('health')),
     ready: () => body(call<Readiness>('ready')),
+    metrics: async () => {
+      const [method, path] = CLIENT_ROUTES.metrics.split(' ') as [string, string]
+      return await (await transport.open(method, path)).text()
+    },
     definitions: {
       list: async () => (await body(call<List<ResourceDefinition>>('listDefinitions'))).items,
       get: (name) => body(call<ResourceDefinition>('getDefinition', { name })),
