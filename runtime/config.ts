@@ -426,3 +426,26 @@ export function maxVersionsFromEnv(env: NodeJS.ProcessEnv = process.env): number
     throw new TypeError(`CONVEYOR_MAX_VERSIONS must be an integer from 1 to 1000, got ${versions}`)
   return versions
 }
+
+/** What the CLI's client commands read from the environment (flags override it, it overrides the config file). */
+export interface ClientEnvironment {
+  readonly apiUrl?: string
+  readonly token?: string
+  /** `CONVEYOR_CONTEXT`: the context of the config file to use. */
+  readonly context?: string
+  /** `$XDG_CONFIG_HOME/conveyor/config.yaml` (or `~/.config/conveyor/config.yaml`); `CONVEYOR_CONFIG` overrides it. */
+  readonly configFile: string
+  /** The data directory of a local instance, whose admin token is the last resort. */
+  readonly dataDir: string
+}
+
+export function clientEnvironment(env: NodeJS.ProcessEnv = process.env): ClientEnvironment {
+  const configHome = env.XDG_CONFIG_HOME || join(env.HOME ?? '.', '.config')
+  return {
+    ...(env.CONVEYOR_API_URL ? { apiUrl: env.CONVEYOR_API_URL } : {}),
+    ...(env.CONVEYOR_TOKEN ? { token: env.CONVEYOR_TOKEN } : {}),
+    ...(env.CONVEYOR_CONTEXT ? { context: env.CONVEYOR_CONTEXT } : {}),
+    configFile: env.CONVEYOR_CONFIG || join(configHome, 'conveyor', 'config.yaml'),
+    dataDir: resolve(env.CONVEYOR_DATA_DIR ?? '.conveyor'),
+  }
+}
