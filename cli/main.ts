@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { ConveyorError } from '../runtime/errors.ts'
+import { packageVersion } from '../runtime/package-version.ts'
 import { OUTPUT_FORMATS, setColour, type OutputFormat } from './output.ts'
 import type { ServeFlags } from './commands/flags.ts'
 
@@ -10,19 +10,6 @@ import type { ServeFlags } from './commands/flags.ts'
  * exits with the run's result: 0 succeeded, 1 failed, 2 cancelled; 130 interrupted.
  */
 export const EXIT = { ok: 0, error: 1, usage: 2, interrupted: 130 } as const
-
-/** The package's version, from the package.json above this file (sources and dist alike). */
-function packageVersion(): string {
-  for (let url = new URL('.', import.meta.url); ; url = new URL('..', url)) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL('package.json', url), 'utf8')) as { name?: string; version?: string }
-      if (pkg.name === 'conveyor') return pkg.version ?? 'unknown'
-    } catch {
-      // not here: one level up
-    }
-    if (url.pathname === '/') return 'unknown'
-  }
-}
 
 const positiveInteger =
   (flag: string) =>

@@ -43,6 +43,7 @@ export const CLIENT_ROUTES = {
   health: 'GET /health',
   ready: 'GET /ready',
   metrics: 'GET /metrics',
+  openapi: 'GET /openapi.json',
   createDefinition: 'POST /resource-definitions',
   applyDefinition: 'POST /resource-definitions/apply',
   listDefinitions: 'GET /resource-definitions',
@@ -100,6 +101,8 @@ export interface ConveyorClient {
   ready(): Promise<Readiness>
   /** The Prometheus exposition text of the gateway. */
   metrics(): Promise<string>
+  /** The gateway's OpenAPI 3.1 document. */
+  openapi(): Promise<Record<string, unknown>>
   definitions: {
     list(): Promise<ResourceDefinition[]>
     get(name: string): Promise<ResourceDefinition>
@@ -250,6 +253,7 @@ export function createClient(options: ClientOptions): ConveyorClient {
     url: transport.baseUrl,
     health: () => body(call<{ status: string }>('health')),
     ready: () => body(call<Readiness>('ready')),
+    openapi: () => body(call<Record<string, unknown>>('openapi')),
     metrics: async () => {
       const [method, path] = CLIENT_ROUTES.metrics.split(' ') as [string, string]
       return await (await transport.open(method, path)).text()

@@ -46,6 +46,10 @@ export function routePolicies(runType: (runid: string) => Promise<string | undef
   return {
     'GET /health': { access: 'public', scope: 'shared' },
     'GET /ready': { access: 'public', scope: 'shared' },
+    // The API reference page and its static assets hold no data; the document it shows needs a token.
+    'GET /docs': { access: 'public', scope: 'shared' },
+    'GET /docs/:asset': { access: 'public', scope: 'shared' },
+    'GET /openapi.json': read('shared'),
 
     'POST /resource-definitions': write(bodyField('name')),
     'POST /resource-definitions/apply': write(bodyField('name')),

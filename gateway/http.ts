@@ -215,7 +215,13 @@ export function send(
 ): void {
   if (state.aborted) return
   state.aborted = true
-  const payload = reply.body === undefined ? '' : JSON.stringify(reply.body)
+  // A string or a Buffer is sent as it is (its Content-Type set by the route); anything else as JSON.
+  const payload =
+    reply.body === undefined
+      ? ''
+      : typeof reply.body === 'string' || Buffer.isBuffer(reply.body)
+        ? reply.body
+        : JSON.stringify(reply.body)
   res.cork(() => {
     res.writeStatus(statusLine(reply.status))
     let hasType = false
@@ -225,7 +231,7 @@ export function send(
     }
     if (!hasType && payload) res.writeHeader('Content-Type', 'application/json')
     // This uWS build closes the connection after a head-only answer: say so, so a client opens a new one.
-    if (state.head) res.endWithoutBody(Buffer.byteLength(payload), true)
+    if (state.head) res.endWithoutBody(typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length, true)
     else res.end(payload, closeConnection)
   })
 }

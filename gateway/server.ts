@@ -34,6 +34,8 @@ import { registerPipelineRoutes } from './routes/pipelines.ts'
 import { registerDriverRoutes } from './routes/drivers.ts'
 import { replayBuckets } from '../runtime/replays.ts'
 import { registerDriverIdentityRoute } from './routes/driver-identity.ts'
+import { registerOpenApiRoutes } from './routes/openapi.ts'
+import { packageVersion } from '../runtime/package-version.ts'
 import { DriverRegistry } from '../runtime/driver-registry.ts'
 import { registerReplayRoutes } from './routes/replay.ts'
 import { PipelineStore } from '../runtime/pipeline-store.ts'
@@ -169,6 +171,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   registerReplayRoutes(router, connections, requireNats, registry)
   registerTokenRoutes(router, tokens)
   registerDriverIdentityRoute(router, { etcd: connections.etcd, jsm: connections.jsm, tokens })
+  registerOpenApiRoutes(router, packageVersion())
   const runType = async (runid: string): Promise<string | undefined> => {
     const { values } = await readKeys(connections.etcd, [keys.run(runid)])
     return values[0] ? (JSON.parse(values[0].value) as { type?: string }).type : undefined

@@ -46,7 +46,8 @@ async function take(
 describe('the typed client', () => {
   it('names every route the gateway registers', () => {
     const covered = new Set<string>(Object.values(CLIENT_ROUTES))
-    expect(secured.routes.filter((route) => !covered.has(route))).toEqual([])
+    // The API reference page is for browsers, not a client call.
+    expect(secured.routes.filter((route) => !covered.has(route) && !route.startsWith('GET /docs'))).toEqual([])
   })
 
   it('creates, reads, updates and deletes through every object kind, and turns refusals into typed errors', async () => {

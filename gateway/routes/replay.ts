@@ -9,7 +9,7 @@ import { parseJson, type ApiRequest } from '../http.ts'
 import type { Router } from '../router.ts'
 
 const Time = Type.String({ minLength: 10, maxLength: 64 })
-const ReplayInput = Type.Object(
+export const ReplayInput = Type.Object(
   {
     driver: Name,
     type: Type.Optional(Name),

@@ -64,6 +64,9 @@ export function routeTemplates(state: FuzzState): RouteTemplate[] {
   return [
     t('GET /health'),
     t('GET /ready'),
+    t('GET /openapi.json'),
+    t('GET /docs'),
+    t('GET /docs/:asset', { params: { asset: ['swagger-ui.css', 'docs.js', 'nosuch.js'] } }),
 
     t('POST /resource-definitions', { bodies: scratchDefinitions.map(definitionBody) }),
     t('POST /resource-definitions/apply', { bodies: scratchDefinitions.map(definitionBody) }),
