@@ -4,9 +4,12 @@ import type { Pipeline, PipelineInput } from '../definitions/pipeline.ts'
 import type { Replay, ReplayRequest } from '../runtime/replays.ts'
 import type { Role, TokenInfo } from '../runtime/token-store.ts'
 import type { RegisteredDriver } from '../runtime/driver-registry.ts'
+import type { HistoryItem, HistoryPage } from '../gateway/history-reader.ts'
 
 export type {
   ConveyorEvent,
+  HistoryItem,
+  HistoryPage,
   DefinitionInput,
   LogInput,
   LogLine,
@@ -73,19 +76,6 @@ export interface ActorView {
   readonly revision: number
   readonly lifecycle: { readonly id: string; readonly machine: Record<string, unknown> }
   readonly mermaid: string
-}
-
-export interface HistoryItem {
-  readonly seq: number
-  readonly time: string
-  readonly kind: string
-  readonly event: ConveyorEvent
-}
-
-export interface HistoryPage {
-  readonly items: HistoryItem[]
-  /** Pass as `after` for the next page. */
-  readonly next?: number
 }
 
 export interface VerifyResult {

@@ -4,14 +4,11 @@ import { mkdtemp, mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { defineDriver, runDriver } from 'conveyor'
-import { startGateway, type Gateway } from '../gateway/server.ts'
-import { createLogger } from '../runtime/logger.ts'
-import { TokenStore } from '../runtime/token-store.ts'
 import { CLI, ConveyorProcess } from './processes.ts'
-import { api, eventually, startStack, type Stack } from './harness.ts'
+import { api, eventually, startSecuredGateway, startStack, type SecuredGateway, type Stack } from './harness.ts'
 
 let stack: Stack
-let secured: Gateway
+let secured: SecuredGateway
 let dir: string
 let admin: string
 /** Each test's own config file, so no context of the machine's user leaks in. */
@@ -20,13 +17,8 @@ let env: Record<string, string>
 beforeAll(async () => {
   stack = await startStack({ worker: true })
   dir = await mkdtemp(join(tmpdir(), 'conveyor-cli-'))
-  secured = await startGateway({
-    connections: stack.connections,
-    port: 0,
-    dataDir: join(dir, 'gateway'),
-    logger: createLogger('gateway', 'error'),
-  })
-  admin = (await new TokenStore(stack.connections.etcd).create({ role: 'admin' })).token
+  secured = await startSecuredGateway(stack)
+  admin = secured.admin
   env = {
     ...stack.env,
     CONVEYOR_API_URL: stack.url,

@@ -1,33 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { ApiError, CLIENT_ROUTES, createClient, defineDriver, runDriver, type WatchEvent } from 'conveyor'
-import { startGateway, type Gateway } from '../gateway/server.ts'
-import { createLogger } from '../runtime/logger.ts'
-import { TokenStore } from '../runtime/token-store.ts'
-import { eventually, startStack, type Stack } from './harness.ts'
+import { eventually, startSecuredGateway, startStack, type SecuredGateway, type Stack } from './harness.ts'
 
 let stack: Stack
-let secured: Gateway
-let dir: string
+let secured: SecuredGateway
 let admin: string
 
 beforeAll(async () => {
   stack = await startStack({ worker: true })
-  dir = await mkdtemp(join(tmpdir(), 'conveyor-client-'))
-  secured = await startGateway({
-    connections: stack.connections,
-    port: 0,
-    dataDir: dir,
-    logger: createLogger('gateway', 'error'),
-  })
-  admin = (await new TokenStore(stack.connections.etcd).create({ role: 'admin' })).token
+  secured = await startSecuredGateway(stack)
+  admin = secured.admin
 })
 afterAll(async () => {
   await secured?.close()
   await stack?.close()
-  await rm(dir, { recursive: true, force: true })
 })
 
 /** Takes events from a watch until `until` holds for what was taken, leaving the watch open. */
@@ -47,7 +33,7 @@ describe('the typed client', () => {
   it('names every route the gateway registers', () => {
     const covered = new Set<string>(Object.values(CLIENT_ROUTES))
     // The API reference page is for browsers, not a client call.
-    expect(secured.routes.filter((route) => !covered.has(route) && !route.startsWith('GET /docs'))).toEqual([])
+    expect(secured.gateway.routes.filter((route) => !covered.has(route) && !route.startsWith('GET /docs'))).toEqual([])
   })
 
   it('creates, reads, updates and deletes through every object kind, and turns refusals into typed errors', async () => {

@@ -9,6 +9,7 @@ import { createLogger } from '../runtime/logger.ts'
 import { PARTITIONS } from '../runtime/keys.ts'
 import { startWorker, type ActorWorker } from '../actors/worker/worker.ts'
 import type { DriverHandle } from '../actors/driver/types.ts'
+import { TokenStore } from '../runtime/token-store.ts'
 
 export interface Stack {
   readonly servers: LocalServers
@@ -113,4 +114,36 @@ export async function eventually<T>(
     await delay(25)
   }
   throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
+}
+
+/** A gateway with authentication on beside a stack's (which runs without), with an admin token. */
+export interface SecuredGateway {
+  readonly gateway: Gateway
+  readonly url: string
+  readonly admin: string
+  /** A token of another role. */
+  token(role: 'admin' | 'operator' | 'viewer'): Promise<string>
+  close(): Promise<void>
+}
+
+export async function startSecuredGateway(stack: Stack): Promise<SecuredGateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'conveyor-gw-auth-'))
+  const gateway = await startGateway({
+    connections: stack.connections,
+    port: 0,
+    dataDir: dir,
+    logger: createLogger('gateway', 'error'),
+  })
+  const tokens = new TokenStore(stack.connections.etcd)
+  const admin = (await tokens.create({ role: 'admin' })).token
+  return {
+    gateway,
+    url: gateway.url,
+    admin,
+    token: async (role) => (await tokens.create({ role })).token,
+    close: async () => {
+      await gateway.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
 }

@@ -1,34 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Validator } from '@seriousme/openapi-schema-validator'
-import { startGateway, type Gateway } from '../gateway/server.ts'
 import { buildOpenApi, STREAM_DOCS } from '../gateway/openapi.ts'
-import { createLogger } from '../runtime/logger.ts'
-import { TokenStore } from '../runtime/token-store.ts'
-import { api, startStack, type Stack } from './harness.ts'
+import { api, startSecuredGateway, startStack, type SecuredGateway, type Stack } from './harness.ts'
 
 let stack: Stack
-let secured: Gateway
-let dir: string
+let secured: SecuredGateway
 let viewer: string
 
 beforeAll(async () => {
   stack = await startStack()
-  dir = await mkdtemp(join(tmpdir(), 'conveyor-openapi-'))
-  secured = await startGateway({
-    connections: stack.connections,
-    port: 0,
-    dataDir: dir,
-    logger: createLogger('gateway', 'error'),
-  })
-  viewer = (await new TokenStore(stack.connections.etcd).create({ role: 'viewer' })).token
+  secured = await startSecuredGateway(stack)
+  viewer = await secured.token('viewer')
 })
 afterAll(async () => {
   await secured?.close()
   await stack?.close()
-  await rm(dir, { recursive: true, force: true })
 })
 
 const METHODS = ['get', 'put', 'post', 'delete']
@@ -52,7 +38,8 @@ describe('the OpenAPI document', () => {
           .map((method) => `${method.toUpperCase()} ${path.replace(/\{([A-Za-z]+)\}/g, ':$1')}`),
       ),
     )
-    for (const route of [...secured.routes, ...Object.keys(STREAM_DOCS)]) expect(documented, route).toContain(route)
+    for (const route of [...secured.gateway.routes, ...Object.keys(STREAM_DOCS)])
+      expect(documented, route).toContain(route)
     expect(document.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' })
   })
 

@@ -24,6 +24,58 @@ const COLLECTIONS: Readonly<Record<string, 'definitions' | 'pipelines' | 'driver
   replay: 'replays',
 }
 
+/** How `get` shows one of the collections: what it reads, its columns, and an item's `-o name`. */
+interface CollectionView<T> {
+  all(client: ConveyorClient): Promise<T[]>
+  one(client: ConveyorClient, name: string): Promise<T[]>
+  readonly headers: readonly string[]
+  row(item: T): string[]
+  name(item: T): string
+}
+
+const view = <T>(v: CollectionView<T>): CollectionView<T> => v
+
+const COLLECTION_VIEWS = {
+  definitions: view({
+    all: (client) => client.definitions.list(),
+    one: async (client, name) => [await client.definitions.get(name)],
+    headers: ['NAME', 'VERSION', 'LIFECYCLE', 'AGE'],
+    row: (d) => [d.name, d.version ?? '', d.lifecycle ? 'custom' : 'default', age(d.metadata.createdAt)],
+    name: (d) => `resourcedefinition/${d.name}`,
+  }),
+  pipelines: view({
+    all: (client) => client.pipelines.list(),
+    one: async (client, name) => [await client.pipelines.get(name)],
+    headers: ['NAME', 'RESOURCE', 'STEPS', 'AGE'],
+    row: (p) => [p.name, p.resource, p.steps.map((s) => s.id).join(','), age(p.metadata.createdAt)],
+    name: (p) => `pipeline/${p.name}`,
+  }),
+  drivers: view({
+    all: (client) => client.drivers.list(),
+    one: async (client, name) => {
+      const found = (await client.drivers.list()).filter((d) => d.name === name)
+      if (found.length === 0) throw new TypeError(`driver ${name} has never been seen`)
+      return found
+    },
+    headers: ['NAME', 'RESOURCES', 'INSTANCES', 'LAST SEEN'],
+    row: (d) => [d.name, d.resources.join(','), String(d.instances.length), age(d.lastSeen)],
+    name: (d) => `driver/${d.name}`,
+  }),
+  replays: view({
+    all: (client) => client.replays.list(),
+    one: async (client, id) => [await client.replays.get(id)],
+    headers: ['ID', 'DRIVER', 'STATUS', 'DELIVERED', 'AGE'],
+    row: (r) => [
+      r.id,
+      r.driver,
+      paint(statusColour(r.status), r.status),
+      `${r.delivered}/${r.total}`,
+      age(r.createdAt),
+    ],
+    name: (r) => `replay/${r.id}`,
+  }),
+}
+
 export interface GetFlags extends TargetFlags {
   readonly output: OutputFormat
   readonly selector?: string | undefined
@@ -86,71 +138,15 @@ export async function get(flags: GetFlags, first: string, second: string | undef
   const wide = flags.output === 'wide'
   if (collection && (flags.watch || flags.selector))
     throw new TypeError(`-w and -l apply to resources only, not ${collection}`)
-  if (collection === 'definitions') {
-    const items = name ? [await client.definitions.get(name)] : await client.definitions.list()
+  if (collection) {
+    const view = COLLECTION_VIEWS[collection] as CollectionView<unknown>
+    const items = name ? await view.one(client, name) : await view.all(client)
     print(
       items,
       !!name,
       flags,
-      () =>
-        table(
-          ['NAME', 'VERSION', 'LIFECYCLE', 'AGE'],
-          items.map((d) => [d.name, d.version ?? '', d.lifecycle ? 'custom' : 'default', age(d.metadata.createdAt)]),
-        ),
-      (d: { name: string }) => `resourcedefinition/${d.name}`,
-    )
-    return 0
-  }
-  if (collection === 'pipelines') {
-    const items = name ? [await client.pipelines.get(name)] : await client.pipelines.list()
-    print(
-      items,
-      !!name,
-      flags,
-      () =>
-        table(
-          ['NAME', 'RESOURCE', 'STEPS', 'AGE'],
-          items.map((p) => [p.name, p.resource, p.steps.map((s) => s.id).join(','), age(p.metadata.createdAt)]),
-        ),
-      (p: { name: string }) => `pipeline/${p.name}`,
-    )
-    return 0
-  }
-  if (collection === 'drivers') {
-    const all = await client.drivers.list()
-    const items = name ? all.filter((d) => d.name === name) : all
-    if (name && items.length === 0) throw new TypeError(`driver ${name} has never been seen`)
-    print(
-      items,
-      !!name,
-      flags,
-      () =>
-        table(
-          ['NAME', 'RESOURCES', 'INSTANCES', 'LAST SEEN'],
-          items.map((d) => [d.name, d.resources.join(','), String(d.instances.length), age(d.lastSeen)]),
-        ),
-      (d: { name: string }) => `driver/${d.name}`,
-    )
-    return 0
-  }
-  if (collection === 'replays') {
-    const items = name ? [await client.replays.get(name)] : await client.replays.list()
-    print(
-      items,
-      !!name,
-      flags,
-      () =>
-        table(
-          ['ID', 'DRIVER', 'STATUS', 'DELIVERED', 'AGE'],
-          items.map((r) => [
-            r.id,
-            r.driver,
-            paint(statusColour(r.status), r.status),
-            `${r.delivered}/${r.total}`,
-            age(r.createdAt),
-          ]),
-        ),
-      (r: { id: string }) => `replay/${r.id}`,
+      () => table(view.headers, items.map(view.row)),
+      (item: never) => view.name(item),
     )
     return 0
   }
